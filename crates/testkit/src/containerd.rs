@@ -1,0 +1,197 @@
+//! A containerd daemon private to one test (or one demo), and `ctr` calls against it.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The containerd namespace the tests use.
+pub const NAMESPACE: &str = "triage-test";
+/// The runtime name `ctr run --runtime` takes for Triage.
+pub const TRIAGE_RUNTIME: &str = "io.containerd.triage.v1";
+
+/// What one `ctr` call did.
+#[derive(Debug, Clone)]
+pub struct CtrOutput {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+}
+
+impl CtrOutput {
+    fn from_output(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// A running containerd whose config, root, state and sockets live in one temp dir.
+pub struct PrivateContainerd {
+    dir: tempfile::TempDir,
+    daemon: Option<Child>,
+}
+
+impl PrivateContainerd {
+    /// Starts containerd with `shim_dir` first on its PATH, and waits until it answers.
+    pub fn start(shim_dir: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("triage-ctd.")
+            .tempdir_in("/tmp")
+            .context("creating the containerd directory")?;
+        let d = dir.path();
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+
+[debug]
+  address = "{d}/debug.sock"
+  level = "info"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#,
+            d = d.display()
+        );
+        std::fs::write(d.join("config.toml"), config).context("writing config.toml")?;
+        let log = File::create(d.join("containerd.log")).context("creating containerd.log")?;
+        let path = format!(
+            "{}:{}",
+            shim_dir.display(),
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+        );
+        let mut command = Command::new("containerd");
+        command
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // SAFETY: setsid is async-signal-safe; the daemon gets its own session so that
+        // signals meant for the test runner do not reach it.
+        unsafe {
+            command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
+        }
+        let daemon = command.spawn().context("starting containerd")?;
+        let mut me = Self {
+            dir,
+            daemon: Some(daemon),
+        };
+        me.wait_ready()?;
+        Ok(me)
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.ctr(&["version"]).code == 0 {
+                return Ok(());
+            }
+            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("containerd exited with {status} during start-up:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("containerd did not answer within 30 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The directory holding everything of this daemon.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// containerd's gRPC socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("containerd.sock")
+    }
+
+    /// containerd's log so far, including the shims' log lines it copied.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// A `ctr` command against this daemon, in [`NAMESPACE`].
+    pub fn ctr_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("ctr");
+        command
+            .arg("--address")
+            .arg(self.socket())
+            .args(["--namespace", NAMESPACE])
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `ctr` to completion.
+    pub fn ctr(&self, args: &[&str]) -> CtrOutput {
+        match self.ctr_command(args).output() {
+            Ok(output) => CtrOutput::from_output(output),
+            Err(e) => CtrOutput {
+                code: -1,
+                stdout: String::new(),
+                stderr: format!("cannot run ctr: {e}"),
+            },
+        }
+    }
+
+    /// Imports an OCI archive.
+    pub fn import(&self, archive: &Path) -> anyhow::Result<()> {
+        let archive = archive.display().to_string();
+        let out = self.ctr(&["images", "import", "--all-platforms", &archive]);
+        if out.code != 0 {
+            bail!("ctr images import {archive} failed: {}{}", out.stdout, out.stderr);
+        }
+        Ok(())
+    }
+
+    /// The bundle directory containerd would use for task `id`.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("state/io.containerd.runtime.v2.task")
+            .join(NAMESPACE)
+            .join(id)
+    }
+
+    /// Stops containerd by PID (TERM, then KILL), kills shims it left, and unmounts
+    /// everything under its directory. Called on drop.
+    pub fn stop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        crate::host::kill_processes_mentioning(&self.socket().display().to_string());
+        crate::host::unmount_under(self.dir.path());
+    }
+}
+
+impl Drop for PrivateContainerd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

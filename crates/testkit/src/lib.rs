@@ -1,0 +1,10 @@
+//! Test support for Triage: a private containerd, `ctr` helpers and leftover checks.
+//!
+//! Everything here drives the real thing: Debian's `containerd` and `ctr`, started with
+//! config, root, state and sockets under one temporary directory, stopped by PID.
+
+mod containerd;
+mod host;
+
+pub use containerd::{CtrOutput, PrivateContainerd, NAMESPACE, TRIAGE_RUNTIME};
+pub use host::{images_dir, leftovers, missing_requirements, require_host, shim_dir};

@@ -1,0 +1,124 @@
+//! The OCI annotation keys Triage reads, and how their values parse.
+
+use std::collections::HashMap;
+
+use crate::error::PlanError;
+
+/// Triage's own switch: `wasm` or `native`, always obeyed.
+pub const RUNTIME: &str = "triage.io/runtime";
+/// crun's handler key (`wasm`, `wasm-smart`).
+pub const CRUN_HANDLER: &str = "run.oci.handler";
+/// The wasm image variant key used by crun and WasmEdge images (`compat`, `compat-smart`).
+pub const WASM_VARIANT: &str = "module.wasm.image/variant";
+
+/// What Triage's own `triage.io/runtime` annotation asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeChoice {
+    /// Run in the Wasm engine.
+    Wasm,
+    /// Run as a native Linux container.
+    Native,
+}
+
+/// How strongly crun's compatibility keys ask for Wasm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrunWasmHint {
+    /// `wasm` / `compat`: the entrypoint is a Wasm module.
+    Always {
+        /// The annotation key that asked.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// `wasm-smart` / `compat-smart`: Wasm if the entrypoint is a module, native otherwise.
+    Smart {
+        /// The annotation key that asked.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
+}
+
+/// Reads `triage.io/runtime`; an unknown value is an error naming the container.
+pub fn runtime_choice(
+    id: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<Option<RuntimeChoice>, PlanError> {
+    match annotations.get(RUNTIME).map(|v| v.trim()) {
+        None => Ok(None),
+        Some("wasm") => Ok(Some(RuntimeChoice::Wasm)),
+        Some("native") => Ok(Some(RuntimeChoice::Native)),
+        Some(other) => Err(PlanError::UnknownRuntime {
+            id: id.to_owned(),
+            value: other.to_owned(),
+        }),
+    }
+}
+
+/// Reads crun's keys. Values other than the known ones are ignored, as crun does.
+pub fn crun_wasm_hint(annotations: &HashMap<String, String>) -> Option<CrunWasmHint> {
+    for key in [CRUN_HANDLER, WASM_VARIANT] {
+        let Some(value) = annotations.get(key) else {
+            continue;
+        };
+        let value = value.trim().to_owned();
+        match (key, value.as_str()) {
+            (CRUN_HANDLER, "wasm") | (WASM_VARIANT, "compat") => {
+                return Some(CrunWasmHint::Always { key, value })
+            }
+            (CRUN_HANDLER, "wasm-smart") | (WASM_VARIANT, "compat-smart") => {
+                return Some(CrunWasmHint::Smart { key, value })
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn runtime_choice_parses_known_values() {
+        assert_eq!(
+            runtime_choice("c", &map(&[(RUNTIME, "wasm")])).unwrap(),
+            Some(RuntimeChoice::Wasm)
+        );
+        assert_eq!(
+            runtime_choice("c", &map(&[(RUNTIME, " native ")])).unwrap(),
+            Some(RuntimeChoice::Native)
+        );
+        assert_eq!(runtime_choice("c", &map(&[])).unwrap(), None);
+    }
+
+    #[test]
+    fn runtime_choice_rejects_unknown_value_naming_container() {
+        let err = runtime_choice("web-1", &map(&[(RUNTIME, "banana")])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("web-1"), "{msg}");
+        assert!(msg.contains("banana"), "{msg}");
+        assert!(msg.contains(RUNTIME), "{msg}");
+    }
+
+    #[test]
+    fn crun_keys() {
+        assert!(matches!(
+            crun_wasm_hint(&map(&[(CRUN_HANDLER, "wasm")])),
+            Some(CrunWasmHint::Always { .. })
+        ));
+        assert!(matches!(
+            crun_wasm_hint(&map(&[(WASM_VARIANT, "compat-smart")])),
+            Some(CrunWasmHint::Smart { .. })
+        ));
+        assert_eq!(crun_wasm_hint(&map(&[(CRUN_HANDLER, "krun")])), None);
+        assert_eq!(crun_wasm_hint(&map(&[])), None);
+    }
+}

@@ -1,0 +1,215 @@
+//! The decision table: annotations, then crun's keys, then the image, then the entrypoint.
+
+use std::path::PathBuf;
+
+use crate::annotations::{self, CrunWasmHint, RuntimeChoice};
+use crate::bundle::Bundle;
+use crate::entrypoint::{Entrypoint, EntrypointKind};
+use crate::error::PlanError;
+use crate::image::ImageFacts;
+use crate::plan::{DecisionReason, ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
+
+/// The export a WASI command starts at.
+pub const DEFAULT_EXPORT: &str = "_start";
+
+/// Decides how `bundle` runs.
+///
+/// `image` carries what is known of the image (config and layers); pass `None` when the
+/// caller cannot see it. Reads only the entrypoint's first bytes.
+pub fn plan_workload(
+    bundle: &Bundle,
+    image: Option<&ImageFacts>,
+) -> Result<WorkloadPlan, PlanError> {
+    let id = bundle.id.as_str();
+    let args = bundle.args();
+    let Some(arg0) = args.first().filter(|a| !a.is_empty()) else {
+        return Err(PlanError::EmptyArgs { id: id.to_owned() });
+    };
+    let annotations = bundle.annotations();
+    let explicit = annotations::runtime_choice(id, &annotations)?;
+    let (program, export) = split_export(id, arg0)?;
+    let entry = Entrypoint::locate(bundle, program)?;
+
+    let plan = |kind, reason| WorkloadPlan {
+        id: id.to_owned(),
+        kind,
+        reason,
+    };
+    let not_found = || PlanError::EntrypointNotFound {
+        id: id.to_owned(),
+        path: program.to_owned(),
+    };
+    let wasm_from = |entry: &Entrypoint| {
+        WorkloadKind::Wasm(wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT)))
+    };
+
+    if let Some(choice) = explicit {
+        let value = annotations[annotations::RUNTIME].trim().to_owned();
+        let reason = DecisionReason::Annotation {
+            key: annotations::RUNTIME.to_owned(),
+            value: value.clone(),
+            entrypoint: None,
+        };
+        let signal = format!("annotation {}={value}", annotations::RUNTIME);
+        let entry = entry.ok_or_else(not_found)?;
+        return match (choice, entry.kind) {
+            (RuntimeChoice::Wasm, EntrypointKind::Wasm) => Ok(plan(wasm_from(&entry), reason)),
+            (RuntimeChoice::Wasm, found) => {
+                Err(contradiction(id, signal, "wasm", &entry, found))
+            }
+            (RuntimeChoice::Native, EntrypointKind::Wasm) => Err(contradiction(
+                id,
+                signal,
+                "native",
+                &entry,
+                EntrypointKind::Wasm,
+            )),
+            (RuntimeChoice::Native, _) => Ok(plan(WorkloadKind::Native, reason)),
+        };
+    }
+
+    if let Some(hint) = annotations::crun_wasm_hint(&annotations) {
+        let entry = entry.ok_or_else(not_found)?;
+        return match (hint, entry.kind) {
+            (CrunWasmHint::Always { key, value }, EntrypointKind::Wasm)
+            | (CrunWasmHint::Smart { key, value }, EntrypointKind::Wasm) => Ok(plan(
+                wasm_from(&entry),
+                DecisionReason::Annotation {
+                    key: key.to_owned(),
+                    value,
+                    entrypoint: Some(EntrypointKind::Wasm.describe().to_owned()),
+                },
+            )),
+            (CrunWasmHint::Always { key, value }, found) => Err(contradiction(
+                id,
+                format!("annotation {key}={value}"),
+                "wasm",
+                &entry,
+                found,
+            )),
+            (CrunWasmHint::Smart { key, value }, found) => Ok(plan(
+                WorkloadKind::Native,
+                DecisionReason::Annotation {
+                    key: key.to_owned(),
+                    value,
+                    entrypoint: Some(found.describe().to_owned()),
+                },
+            )),
+        };
+    }
+
+    if let Some(signal) = image.and_then(ImageFacts::wasm_signal) {
+        let layer = image.and_then(ImageFacts::wasm_layer);
+        return match (&entry, layer) {
+            (Some(e), _) if e.kind == EntrypointKind::Wasm => Ok(plan(
+                wasm_from(e),
+                DecisionReason::Image { signal },
+            )),
+            // A wasm artifact image: the module is a layer, not a file in the rootfs.
+            (_, Some((media_type, digest))) => Ok(plan(
+                WorkloadKind::Wasm(WasmPlan {
+                    module: ModuleSource::OciLayer {
+                        media_type: media_type.to_owned(),
+                        digest: digest.to_owned(),
+                    },
+                    ..base_wasm_plan(bundle, export.unwrap_or(DEFAULT_EXPORT))
+                }),
+                DecisionReason::Image { signal },
+            )),
+            (Some(e), None) => Err(contradiction(id, signal, "wasm", e, e.kind)),
+            (None, None) => Err(not_found()),
+        };
+    }
+
+    let entry = entry.ok_or_else(not_found)?;
+    let reason = DecisionReason::EntrypointMagic {
+        path: entry.container_path.clone(),
+        kind: entry.kind.describe().to_owned(),
+    };
+    match entry.kind {
+        EntrypointKind::Wasm => Ok(plan(wasm_from(&entry), reason)),
+        EntrypointKind::Elf | EntrypointKind::Script | EntrypointKind::Other => {
+            Ok(plan(WorkloadKind::Native, reason))
+        }
+    }
+}
+
+/// Splits `/app.wasm#fn` into (`/app.wasm`, `Some("fn")`).
+fn split_export<'a>(id: &str, arg0: &'a str) -> Result<(&'a str, Option<&'a str>), PlanError> {
+    match arg0.rsplit_once('#') {
+        Some((_, "")) => Err(PlanError::EmptyExport {
+            id: id.to_owned(),
+            arg0: arg0.to_owned(),
+        }),
+        Some((program, export)) if !program.is_empty() => Ok((program, Some(export))),
+        _ => Ok((arg0, None)),
+    }
+}
+
+fn contradiction(
+    id: &str,
+    signal: String,
+    wanted: &'static str,
+    entry: &Entrypoint,
+    found: EntrypointKind,
+) -> PlanError {
+    PlanError::Contradiction {
+        id: id.to_owned(),
+        signal,
+        wanted,
+        path: entry.container_path.display().to_string(),
+        found: found.describe(),
+    }
+}
+
+fn wasm_plan(bundle: &Bundle, entry: &Entrypoint, export: &str) -> WasmPlan {
+    let mut plan = base_wasm_plan(bundle, export);
+    plan.module = ModuleSource::File {
+        container_path: entry.container_path.clone(),
+        host_path: entry.host_path.clone(),
+    };
+    plan.args[0] = entry.container_path.display().to_string();
+    plan
+}
+
+fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
+    let args = bundle.args();
+    let mut guest_args = Vec::with_capacity(args.len());
+    guest_args.push(args[0].split('#').next().unwrap_or_default().to_owned());
+    guest_args.extend(args[1..].iter().cloned());
+
+    let root_ro = bundle
+        .spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false);
+    let mut preopens = vec![Preopen {
+        guest_path: PathBuf::from("/"),
+        read_only: root_ro,
+    }];
+    preopens.extend(
+        bundle
+            .bind_mounts()
+            .into_iter()
+            .map(|(dest, _, read_only)| Preopen {
+                guest_path: dest,
+                read_only,
+            }),
+    );
+
+    WasmPlan {
+        module: ModuleSource::File {
+            container_path: PathBuf::new(),
+            host_path: PathBuf::new(),
+        },
+        export: export.to_owned(),
+        args: guest_args,
+        env: bundle.env(),
+        cwd: bundle.cwd(),
+        preopens,
+    }
+}
+
+#[cfg(test)]
+mod tests;

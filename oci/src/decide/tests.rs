@@ -1,0 +1,276 @@
+//! Table tests for the Wasm/native decision.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::*;
+use crate::image::ImageFacts;
+
+const WASM: &[u8] = b"\0asm\x01\0\0\0";
+const ELF: &[u8] = b"\x7fELF\x02\x01\x01\0";
+
+/// A bundle on disk: `rootfs/` with a module, a busybox-like ELF, a script, and a
+/// bind-mount source holding another module.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        std::fs::write(root.join("app.wasm"), WASM).unwrap();
+        std::fs::write(root.join("bin/busybox"), ELF).unwrap();
+        symlink("/bin/busybox", root.join("bin/echo")).unwrap();
+        std::fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
+        std::fs::write(root.join("data.txt"), b"hello").unwrap();
+        std::fs::create_dir_all(dir.path().join("mnt")).unwrap();
+        std::fs::write(dir.path().join("mnt/tool.wasm"), WASM).unwrap();
+        Self { dir }
+    }
+
+    fn bundle(&self, args: &[&str], annotations: &[(&str, &str)]) -> Bundle {
+        let annotations: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let spec = json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs", "readonly": false},
+            "process": {
+                "args": args,
+                "env": ["PATH=/usr/bin:/bin", "GREETING=hi"],
+                "cwd": "/"
+            },
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/opt/tools", "type": "bind",
+                 "source": self.dir.path().join("mnt"), "options": ["rbind", "ro"]}
+            ],
+            "annotations": annotations
+        });
+        let spec = serde_json::from_value(spec).unwrap();
+        Bundle::from_spec("c1", self.dir.path(), spec)
+    }
+
+    fn plan(&self, args: &[&str], annotations: &[(&str, &str)]) -> Result<WorkloadPlan, PlanError> {
+        plan_workload(&self.bundle(args, annotations), None)
+    }
+}
+
+#[test]
+fn wasm_magic_without_annotation_is_wasm() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/app.wasm", "a", "b"], &[]).unwrap();
+    let wasm = plan.wasm().expect("wasm plan");
+    assert_eq!(wasm.export, "_start");
+    assert_eq!(wasm.args, vec!["/app.wasm", "a", "b"]);
+    assert_eq!(
+        wasm.env,
+        vec![
+            ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+            ("GREETING".to_owned(), "hi".to_owned())
+        ]
+    );
+    assert_eq!(
+        wasm.module,
+        ModuleSource::File {
+            container_path: PathBuf::from("/app.wasm"),
+            host_path: fx.dir.path().join("rootfs/app.wasm"),
+        }
+    );
+    assert_eq!(
+        plan.reason.to_string(),
+        "no annotation; entrypoint /app.wasm is a wasm module"
+    );
+}
+
+#[test]
+fn preopens_are_root_and_bind_mounts_only() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/app.wasm"], &[]).unwrap();
+    let preopens = &plan.wasm().unwrap().preopens;
+    assert_eq!(
+        preopens,
+        &vec![
+            Preopen {
+                guest_path: "/".into(),
+                read_only: false
+            },
+            Preopen {
+                guest_path: "/opt/tools".into(),
+                read_only: true
+            },
+        ]
+    );
+}
+
+#[test]
+fn elf_and_scripts_without_annotation_are_native() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["echo", "hi"], &[]).unwrap();
+    assert_eq!(plan.kind, WorkloadKind::Native);
+    assert_eq!(
+        plan.reason.to_string(),
+        "no annotation; entrypoint /bin/echo is an ELF executable"
+    );
+    let plan = fx.plan(&["/run.sh"], &[]).unwrap();
+    assert_eq!(plan.kind, WorkloadKind::Native);
+    assert!(plan.reason.to_string().contains("script"));
+}
+
+#[test]
+fn export_suffix_selects_export() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/app.wasm#greet", "x"], &[]).unwrap();
+    let wasm = plan.wasm().unwrap();
+    assert_eq!(wasm.export, "greet");
+    assert_eq!(wasm.args, vec!["/app.wasm", "x"]);
+    let err = fx.plan(&["/app.wasm#"], &[]).unwrap_err();
+    assert!(err.to_string().contains("empty export"), "{err}");
+}
+
+#[test]
+fn module_in_bind_mount_is_found() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/opt/tools/tool.wasm"], &[]).unwrap();
+    match &plan.wasm().unwrap().module {
+        ModuleSource::File { host_path, .. } => {
+            assert_eq!(host_path, &fx.dir.path().join("mnt/tool.wasm"))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn triage_annotation_wins_and_contradictions_fail() {
+    let fx = Fixture::new();
+    let plan = fx
+        .plan(&["/app.wasm"], &[("triage.io/runtime", "wasm")])
+        .unwrap();
+    assert_eq!(plan.reason.to_string(), "annotation triage.io/runtime=wasm");
+
+    let err = fx
+        .plan(&["/bin/busybox"], &[("triage.io/runtime", "wasm")])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "container c1: annotation triage.io/runtime=wasm asks for wasm but entrypoint \
+         /bin/busybox is an ELF executable"
+    );
+    let err = fx
+        .plan(&["/app.wasm"], &[("triage.io/runtime", "native")])
+        .unwrap_err();
+    assert!(err.to_string().contains("asks for native"), "{err}");
+    // The explicit annotation beats crun's keys.
+    let plan = fx
+        .plan(
+            &["echo"],
+            &[("triage.io/runtime", "native"), ("run.oci.handler", "wasm")],
+        )
+        .unwrap();
+    assert_eq!(plan.kind, WorkloadKind::Native);
+}
+
+#[test]
+fn unknown_runtime_value_fails() {
+    let fx = Fixture::new();
+    let err = fx
+        .plan(&["/app.wasm"], &[("triage.io/runtime", "banana")])
+        .unwrap_err();
+    assert!(matches!(err, PlanError::UnknownRuntime { .. }));
+}
+
+#[test]
+fn crun_keys() {
+    let fx = Fixture::new();
+    for (k, v) in [
+        ("run.oci.handler", "wasm"),
+        ("module.wasm.image/variant", "compat"),
+    ] {
+        let plan = fx.plan(&["/app.wasm"], &[(k, v)]).unwrap();
+        assert!(plan.wasm().is_some());
+        assert!(plan.reason.to_string().starts_with(&format!("annotation {k}={v}")));
+        let err = fx.plan(&["echo"], &[(k, v)]).unwrap_err();
+        assert!(matches!(err, PlanError::Contradiction { .. }), "{err}");
+    }
+    for (k, v) in [
+        ("run.oci.handler", "wasm-smart"),
+        ("module.wasm.image/variant", "compat-smart"),
+    ] {
+        assert!(fx.plan(&["/app.wasm"], &[(k, v)]).unwrap().wasm().is_some());
+        let native = fx.plan(&["echo"], &[(k, v)]).unwrap();
+        assert_eq!(native.kind, WorkloadKind::Native);
+        assert!(native.reason.to_string().contains("ELF"));
+    }
+}
+
+#[test]
+fn image_facts_decide_before_magic() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&["/app.wasm"], &[]);
+    let facts = ImageFacts {
+        os: Some("wasip1".into()),
+        architecture: Some("wasm".into()),
+        layers: vec![],
+    };
+    let plan = plan_workload(&bundle, Some(&facts)).unwrap();
+    assert_eq!(plan.reason.to_string(), "image config architecture=wasm");
+
+    // An image that says wasm but runs an ELF entrypoint is a contradiction.
+    let bundle = fx.bundle(&["echo"], &[]);
+    let err = plan_workload(&bundle, Some(&facts)).unwrap_err();
+    assert!(matches!(err, PlanError::Contradiction { .. }), "{err}");
+}
+
+#[test]
+fn wasm_layer_without_file_uses_the_layer() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&["/module.wasm"], &[]);
+    let facts = ImageFacts {
+        os: None,
+        architecture: None,
+        layers: vec![("application/wasm".into(), "sha256:abc".into())],
+    };
+    let plan = plan_workload(&bundle, Some(&facts)).unwrap();
+    assert_eq!(
+        plan.wasm().unwrap().module,
+        ModuleSource::OciLayer {
+            media_type: "application/wasm".into(),
+            digest: "sha256:abc".into()
+        }
+    );
+}
+
+#[test]
+fn bad_input_errors_name_the_container() {
+    let fx = Fixture::new();
+    let err = fx.plan(&[], &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "container c1: process.args is empty: nothing to run"
+    );
+    let err = fx.plan(&["/missing.wasm"], &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "container c1: entrypoint \"/missing.wasm\" not found in the container's rootfs or mounts"
+    );
+    // A relative program not on PATH is also missing.
+    assert!(matches!(
+        fx.plan(&["nope"], &[]).unwrap_err(),
+        PlanError::EntrypointNotFound { .. }
+    ));
+}
+
+#[test]
+fn bundle_load_reports_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Bundle::load("c9", dir.path()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("container c9: cannot load OCI spec"), "{msg}");
+    assert!(msg.contains(&dir.path().join("config.json").display().to_string()));
+    let _ = Path::new("/");
+}

@@ -1,0 +1,72 @@
+//! Errors of the planning step; each names the container and the thing that was wrong.
+
+use std::path::PathBuf;
+
+/// Why no plan could be made for a container.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// `config.json` could not be read or parsed.
+    #[error("container {id}: cannot load OCI spec {path}: {reason}")]
+    Spec {
+        /// Container id.
+        id: String,
+        /// The config.json path.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The spec has no process or an empty `process.args`.
+    #[error("container {id}: process.args is empty: nothing to run")]
+    EmptyArgs {
+        /// Container id.
+        id: String,
+    },
+    /// `triage.io/runtime` holds something other than `wasm` or `native`.
+    #[error("container {id}: unknown value {value:?} for annotation triage.io/runtime (expected \"wasm\" or \"native\")")]
+    UnknownRuntime {
+        /// Container id.
+        id: String,
+        /// The value found.
+        value: String,
+    },
+    /// The entrypoint does not exist in the container's filesystem.
+    #[error("container {id}: entrypoint {path:?} not found in the container's rootfs or mounts")]
+    EntrypointNotFound {
+        /// Container id.
+        id: String,
+        /// The path as the spec names it.
+        path: String,
+    },
+    /// The entrypoint exists but could not be read.
+    #[error("container {id}: cannot read entrypoint {path}: {source}")]
+    EntrypointUnreadable {
+        /// Container id.
+        id: String,
+        /// Host path that failed.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An explicit request contradicts what the entrypoint is.
+    #[error("container {id}: {signal} asks for {wanted} but entrypoint {path} is {found}")]
+    Contradiction {
+        /// Container id.
+        id: String,
+        /// The signal that asked (e.g. `annotation triage.io/runtime=wasm`).
+        signal: String,
+        /// What it asked for.
+        wanted: &'static str,
+        /// Entrypoint path in the container.
+        path: String,
+        /// What the entrypoint really is.
+        found: &'static str,
+    },
+    /// `/module.wasm#` with an empty export name.
+    #[error("container {id}: entrypoint {arg0:?} names an empty export after '#'")]
+    EmptyExport {
+        /// Container id.
+        id: String,
+        /// The first argument.
+        arg0: String,
+    },
+}

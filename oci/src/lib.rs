@@ -1,0 +1,28 @@
+//! Pure decisions for Triage: what a container runs (Wasm or native) and why.
+//!
+//! `triage-oci` reads an OCI bundle's `config.json`, its annotations and the first bytes
+//! of its entrypoint, and returns a [`WorkloadPlan`]. It performs no side effects beyond
+//! reading files: no mounts, no processes, no cgroups. Everything here is unit-tested
+//! without root.
+#![deny(missing_docs)]
+
+pub mod annotations;
+pub mod bundle;
+pub mod entrypoint;
+pub mod error;
+pub mod image;
+pub mod plan;
+pub mod rootfs_path;
+
+mod decide;
+
+pub use annotations::RuntimeChoice;
+pub use bundle::Bundle;
+pub use decide::plan_workload;
+pub use entrypoint::{Entrypoint, EntrypointKind};
+pub use error::PlanError;
+pub use image::ImageFacts;
+pub use plan::{DecisionReason, ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
+
+/// The OCI runtime-spec types Triage works with (re-exported so that every crate uses one version).
+pub use oci_spec::runtime::Spec;

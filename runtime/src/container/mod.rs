@@ -1,0 +1,121 @@
+//! Linux containers through youki's `libcontainer`, for Wasm and native workloads alike.
+//!
+//! Why libcontainer is confined here: it forks (clone3) and changes process-wide state
+//! (cwd while talking to its notify socket, environment, signal dispositions). These
+//! functions must therefore run in a single-threaded process made for the purpose: the
+//! shim execs itself as a helper for each call (see `triage-shim`'s `helper` module) and
+//! never calls them from its own multi-threaded process.
+
+mod executor;
+pub mod reply;
+
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use triage_oci::WorkloadPlan;
+
+pub use executor::TriageExecutor;
+
+use crate::error::RuntimeError;
+
+/// Where libcontainer keeps its state for the containers of one bundle.
+pub fn state_root(bundle: &Path) -> PathBuf {
+    bundle.join(".triage")
+}
+
+fn container_error(id: &str, op: &'static str, err: impl std::error::Error) -> RuntimeError {
+    let mut reason = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        reason.push_str(": ");
+        reason.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    RuntimeError::Container {
+        id: id.to_owned(),
+        op,
+        reason,
+    }
+}
+
+/// Creates the container of `bundle` and returns its init process's pid.
+///
+/// The container's stdio is this process's fds 0, 1 and 2. The init process waits for
+/// [`start`]. `report_fd` receives errors that happen inside the container before it is
+/// ready (libcontainer only tells its caller that the init process failed). On failure
+/// everything created is removed again.
+pub fn create(
+    plan: &WorkloadPlan,
+    bundle: &Path,
+    report_fd: Option<i32>,
+) -> Result<i32, RuntimeError> {
+    let id = plan.id.as_str();
+    let root = state_root(bundle);
+    let executor = TriageExecutor::new(plan.clone(), report_fd);
+    let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+        .with_root_path(&root)
+        .and_then(|b| {
+            b.with_executor(executor)
+                .as_init(bundle)
+                .with_systemd(false)
+                .with_detach(true)
+                .build()
+        });
+    match built {
+        Ok(container) => container
+            .pid()
+            .map(|pid| pid.as_raw())
+            .ok_or_else(|| RuntimeError::Container {
+                id: id.to_owned(),
+                op: "create",
+                reason: "libcontainer reported no init pid".to_owned(),
+            }),
+        Err(err) => {
+            let err = container_error(id, "create", err);
+            if let Err(cleanup) = delete(id, bundle) {
+                tracing::warn!(%cleanup, "cleaning up after a failed create");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Lets a created container's init process run its workload.
+pub fn start(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+    let mut container = Container::load(state_root(bundle).join(id))
+        .map_err(|e| container_error(id, "load", e))?;
+    container
+        .start()
+        .map_err(|e| container_error(id, "start", e))
+}
+
+/// Kills what is left of the container and removes its cgroup and state.
+///
+/// A container that libcontainer never recorded is not an error.
+pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+    let dir = state_root(bundle).join(id);
+    if dir.join("state.json").exists() {
+        let mut container =
+            Container::load(dir.clone()).map_err(|e| container_error(id, "load", e))?;
+        container
+            .delete(true)
+            .map_err(|e| container_error(id, "delete", e))?;
+    }
+    for leftover in [dir.as_path(), state_root(bundle).as_path()] {
+        match std::fs::remove_dir_all(leftover) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(RuntimeError::Io {
+                    id: id.to_owned(),
+                    op: "remove state directory",
+                    path: leftover.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The wasmtime engine: validates modules and runs WASI preview 1 guests.
+
+use std::path::Path;
+
+use wasmtime::wasmparser::{ExternalKind, Parser, Payload};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use super::{EngineError, GuestExit, GuestInvocation, PreparedGuest, WasmEngine};
+
+/// wasmtime with Cranelift, one `Engine` per instance of this type.
+pub struct WasmtimeEngine {
+    engine: Engine,
+}
+
+impl WasmtimeEngine {
+    /// An engine with Triage's configuration.
+    pub fn new() -> Self {
+        let mut config = Config::new();
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).expect("wasmtime default configuration is valid");
+        Self { engine }
+    }
+}
+
+impl Default for WasmtimeEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WasmEngine for WasmtimeEngine {
+    fn name(&self) -> &'static str {
+        "wasmtime"
+    }
+
+    fn validate(
+        &self,
+        id: &str,
+        path: &Path,
+        bytes: &[u8],
+        export: &str,
+    ) -> Result<(), EngineError> {
+        let invalid = |reason: String| EngineError::Invalid {
+            id: id.to_owned(),
+            path: path.to_path_buf(),
+            reason,
+        };
+        Module::validate(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let exports = function_exports(bytes).map_err(|e| invalid(e.to_string()))?;
+        if !exports.iter().any(|name| name == export) {
+            return Err(EngineError::MissingExport {
+                id: id.to_owned(),
+                path: path.to_path_buf(),
+                export: export.to_owned(),
+                available: exports.join(", "),
+            });
+        }
+        Ok(())
+    }
+
+    fn prepare(&self, inv: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
+        let setup = |what: &str, e: wasmtime::Error| EngineError::Setup {
+            id: inv.id.clone(),
+            reason: format!("{what}: {e:#}"),
+        };
+        let module = Module::from_file(&self.engine, &inv.module_path).map_err(|e| {
+            EngineError::Invalid {
+                id: inv.id.clone(),
+                path: inv.module_path.clone(),
+                reason: format!("{e:#}"),
+            }
+        })?;
+        let exports: Vec<String> = module
+            .exports()
+            .filter(|e| e.ty().func().is_some())
+            .map(|e| e.name().to_owned())
+            .collect();
+        if !exports.iter().any(|name| *name == inv.export) {
+            return Err(EngineError::MissingExport {
+                id: inv.id.clone(),
+                path: inv.module_path.clone(),
+                export: inv.export.clone(),
+                available: exports.join(", "),
+            });
+        }
+
+        let mut linker: Linker<WasiP1Ctx> = Linker::new(&self.engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)
+            .map_err(|e| setup("linking WASI", e))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| setup("linking the module's imports", e))?;
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stdio().args(&inv.args).envs(&inv.env);
+        for (dir, guest, read_only) in &inv.preopens {
+            let perms = if *read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            wasi.preopened_dir(dir, guest, perms)
+                .map_err(|e| setup(&format!("preopening {}", dir.display()), e))?;
+        }
+        let store = Store::new(&self.engine, wasi.build_p1());
+        Ok(Box::new(WasmtimeGuest {
+            pre,
+            store,
+            export: inv.export.clone(),
+            id: inv.id.clone(),
+        }))
+    }
+}
+
+/// A wasmtime guest with its module linked and its WASI context built.
+struct WasmtimeGuest {
+    pre: InstancePre<WasiP1Ctx>,
+    store: Store<WasiP1Ctx>,
+    export: String,
+    id: String,
+}
+
+impl PreparedGuest for WasmtimeGuest {
+    fn run(self: Box<Self>) -> Result<GuestExit, EngineError> {
+        let Self {
+            pre,
+            mut store,
+            export,
+            id,
+        } = *self;
+        let instance = match pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            // A trap in a start function is the guest's own failure.
+            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => return Ok(outcome(e)),
+            Err(e) => {
+                return Err(EngineError::Setup {
+                    id,
+                    reason: format!("instantiating: {e:#}"),
+                })
+            }
+        };
+        // A reactor module is initialised before any other export is called.
+        if export != "_start" {
+            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+                if let Err(e) = init.call(&mut store, ()) {
+                    return Ok(outcome(e));
+                }
+            }
+        }
+        let func = instance
+            .get_typed_func::<(), ()>(&mut store, &export)
+            .map_err(|e| EngineError::Setup {
+                id,
+                reason: format!("export {export:?} is not a function without parameters or results: {e:#}"),
+            })?;
+        Ok(match func.call(&mut store, ()) {
+            Ok(()) => GuestExit::Exited(0),
+            Err(e) => outcome(e),
+        })
+    }
+}
+
+fn outcome(e: wasmtime::Error) -> GuestExit {
+    match e.downcast_ref::<I32Exit>() {
+        Some(exit) => GuestExit::Exited(exit.0),
+        None => GuestExit::Trapped(format!("{e:?}")),
+    }
+}
+
+/// Names of the module's function exports.
+fn function_exports(bytes: &[u8]) -> Result<Vec<String>, wasmtime::wasmparser::BinaryReaderError> {
+    let mut names = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        if let Payload::ExportSection(reader) = payload? {
+            for export in reader {
+                let export = export?;
+                if export.kind == ExternalKind::Func {
+                    names.push(export.name.to_owned());
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // (module (func (export "_start")) (func (export "greet")))
+    const TWO_EXPORTS: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
+        0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+        0x03, 0x03, 0x02, 0x00, 0x00, // func section: 2 funcs of type 0
+        0x07, 0x12, 0x02, // export section, 2 exports
+        0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, //
+        0x05, b'g', b'r', b'e', b'e', b't', 0x00, 0x01, //
+        0x0a, 0x07, 0x02, 0x02, 0x00, 0x0b, 0x02, 0x00, 0x0b, // code
+    ];
+
+    #[test]
+    fn validate_accepts_module_with_export() {
+        let engine = WasmtimeEngine::new();
+        engine
+            .validate("c", Path::new("/m.wasm"), TWO_EXPORTS, "greet")
+            .unwrap();
+        engine
+            .validate("c", Path::new("/m.wasm"), TWO_EXPORTS, "_start")
+            .unwrap();
+    }
+
+    #[test]
+    fn validate_names_missing_export_and_lists_others() {
+        let engine = WasmtimeEngine::new();
+        let err = engine
+            .validate("c7", Path::new("/m.wasm"), TWO_EXPORTS, "nope")
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("container c7: wasm module /m.wasm has no function export \"nope\""), "{msg}");
+        assert!(msg.contains("_start, greet"), "{msg}");
+    }
+
+    #[test]
+    fn validate_rejects_garbage_after_magic() {
+        let engine = WasmtimeEngine::new();
+        let err = engine
+            .validate("c8", Path::new("/bad.wasm"), b"\0asm\x01\0\0\0\xff\xff", "_start")
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("container c8: invalid wasm module /bad.wasm:"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,30 @@
+//! containerd-shim-triage-v1: containerd's runtime v2 shim for Wasm and native containers.
+
+mod args;
+mod bootstrap;
+mod events;
+mod helper;
+mod logging;
+mod reaper;
+mod task;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(helper::HELPER_ARG) {
+        std::process::exit(helper::main(&argv[2..]));
+    }
+    if matches!(argv.get(1).map(String::as_str), Some("-v" | "--version" | "version")) {
+        println!("containerd-shim-triage-v1 {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    let result = args::Flags::parse(&argv[1..]).and_then(|flags| match flags.action.as_str() {
+        "start" => bootstrap::start(&flags),
+        "delete" => bootstrap::delete(&flags),
+        "" => bootstrap::serve(&flags),
+        other => Err(anyhow::anyhow!("unknown action {other:?} (expected start or delete)")),
+    });
+    if let Err(e) = result {
+        eprintln!("containerd-shim-triage-v1: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,159 @@
+//! Create: mount the rootfs, decide Wasm or native, validate, and build the container.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use containerd_shim_protos::api;
+use containerd_shim_protos::events::task::{TaskCreate, TaskExit, TaskIO};
+use triage_oci::{plan_workload, Bundle, ModuleSource};
+use triage_runtime::engine::validate_module_file;
+use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
+use triage_runtime::stdio::{ContainerStdio, StdioPaths};
+
+use super::state::Container;
+use super::{TaskError, TaskService};
+use crate::events::{timestamp, TaskEvent};
+use crate::helper::{self, HelperRequest};
+
+impl TaskService {
+    pub(super) fn task_create(
+        &self,
+        req: api::CreateTaskRequest,
+    ) -> Result<api::CreateTaskResponse, TaskError> {
+        let id = req.id.clone();
+        if self.container(&id).is_ok() {
+            return Err(TaskError::AlreadyExists(id));
+        }
+        if req.terminal {
+            return Err(TaskError::Unimplemented {
+                id,
+                what: "a terminal (tty) for the container".to_owned(),
+            });
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(TaskError::Unimplemented {
+                id,
+                what: "restoring from a checkpoint".to_owned(),
+            });
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+        };
+        let mounts: Vec<RootfsMount> = req
+            .rootfs
+            .iter()
+            .map(|m| RootfsMount {
+                fs_type: m.type_.clone(),
+                source: m.source.clone(),
+                options: m.options.clone(),
+            })
+            .collect();
+        let rootfs = bundle.join("rootfs");
+        let owns_rootfs = !mounts.is_empty();
+        if owns_rootfs {
+            std::fs::create_dir_all(&rootfs).map_err(|e| {
+                TaskError::Internal(format!(
+                    "container {id}: create rootfs directory {}: {e}",
+                    rootfs.display()
+                ))
+            })?;
+            mount_rootfs(&id, &mounts, &rootfs)?;
+        }
+
+        let pid = match self.build(&id, &bundle, &stdio) {
+            Ok(pid) => pid,
+            Err(e) => {
+                if owns_rootfs {
+                    if let Err(unmount) = unmount_rootfs(&id, &rootfs) {
+                        tracing::error!("{unmount}");
+                    }
+                }
+                return Err(e);
+            }
+        };
+
+        let container = Arc::new(Container::new(
+            id.clone(),
+            bundle.clone(),
+            stdio.clone(),
+            owns_rootfs,
+            pid as u32,
+        ));
+        self.containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), Arc::clone(&container));
+        self.watch_exit(container, pid);
+
+        self.events.publish(TaskEvent::Create(TaskCreate {
+            container_id: id,
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: Some(TaskIO {
+                stdin: stdio.stdin,
+                stdout: stdio.stdout,
+                stderr: stdio.stderr,
+                terminal: false,
+                ..Default::default()
+            })
+            .into(),
+            pid: pid as u32,
+            ..Default::default()
+        }));
+        Ok(api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    /// Plans, validates and creates the container; returns its init pid.
+    fn build(&self, id: &str, bundle: &std::path::Path, stdio: &StdioPaths) -> Result<i32, TaskError> {
+        let spec = Bundle::load(id, bundle)?;
+        let plan = plan_workload(&spec, None)?;
+        tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
+        if let Some(wasm) = plan.wasm() {
+            if let ModuleSource::File { host_path, .. } = &wasm.module {
+                validate_module_file(id, host_path, &wasm.export)
+                    .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+            }
+        }
+        let stdio = ContainerStdio::open(id, stdio)?;
+        let request = HelperRequest::Create {
+            plan,
+            bundle: bundle.to_path_buf(),
+        };
+        helper::call(&request, Some(stdio), self.log.as_ref(), &self.exits)?.ok_or_else(|| {
+            TaskError::Internal(format!("container {id}: create reported no init pid"))
+        })
+    }
+
+    /// Publishes the exit of `pid` once the reaper sees it.
+    fn watch_exit(&self, container: Arc<Container>, pid: i32) {
+        let exits = Arc::clone(&self.exits);
+        let events = self.events.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("exit-{pid}"))
+            .spawn(move || {
+                let exit = exits.wait(pid);
+                let span = tracing::info_span!("task", verb = "exit", id = %container.id);
+                let _guard = span.enter();
+                tracing::info!(pid, status = exit.status, "container exited");
+                container.record_exit(exit, |_| {
+                    events.publish(TaskEvent::Exit(TaskExit {
+                        container_id: container.id.clone(),
+                        id: container.id.clone(),
+                        pid: pid as u32,
+                        exit_status: exit.status,
+                        exited_at: Some(timestamp(exit.at)).into(),
+                        ..Default::default()
+                    }))
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::error!(pid, "cannot start exit watcher: {e}");
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Delete: remove a stopped (or never started) container and everything it left.
+
+use containerd_shim_protos::api;
+use containerd_shim_protos::events::task::TaskDelete;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use triage_runtime::rootfs::unmount_rootfs;
+
+use super::state::Status;
+use super::{TaskError, TaskService};
+use crate::events::{timestamp, TaskEvent};
+use crate::helper::{self, HelperRequest};
+
+impl TaskService {
+    pub(super) fn task_delete(&self, req: &api::DeleteRequest) -> Result<api::DeleteResponse, TaskError> {
+        Self::no_exec(&req.id, &req.exec_id)?;
+        let container = self.container(&req.id)?;
+        let (status, pid) = {
+            let life = container.lock();
+            (life.status, life.pid)
+        };
+        match status {
+            Status::Starting | Status::Running => {
+                return Err(TaskError::FailedPrecondition(format!(
+                    "container {}: cannot delete a running task; kill it first",
+                    req.id
+                )))
+            }
+            // Never started: the init process still waits for Start.
+            Status::Created => {
+                if let Err(e) = kill(Pid::from_raw(pid as i32), Signal::SIGKILL) {
+                    if e != nix::Error::ESRCH {
+                        return Err(TaskError::Internal(format!(
+                            "container {}: kill created init {pid}: {e}",
+                            req.id
+                        )));
+                    }
+                }
+            }
+            Status::Stopped => {}
+        }
+        let exit = container.wait_exit();
+
+        let request = HelperRequest::Delete {
+            id: container.id.clone(),
+            bundle: container.bundle.clone(),
+        };
+        helper::call(&request, None, self.log.as_ref(), &self.exits)?;
+        if container.owns_rootfs {
+            unmount_rootfs(&container.id, &container.bundle.join("rootfs"))?;
+        }
+        self.containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&container.id);
+
+        self.events.publish(TaskEvent::Delete(TaskDelete {
+            container_id: container.id.clone(),
+            id: container.id.clone(),
+            pid,
+            exit_status: exit.status,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        }));
+        tracing::info!(pid, status = exit.status, "deleted");
+        Ok(api::DeleteResponse {
+            pid,
+            exit_status: exit.status,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! The test images: what each contains, and where its files come from.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+/// One file-system entry of a layer.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A directory.
+    Dir {
+        /// Path in the image, without leading `/`.
+        path: String,
+    },
+    /// A regular file.
+    File {
+        /// Path in the image.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+        /// Contents.
+        content: Vec<u8>,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// Path in the image.
+        path: String,
+        /// Link target.
+        target: String,
+    },
+}
+
+/// An image to build.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Full reference, e.g. `triage.test/wasm:latest`.
+    pub reference: String,
+    /// Archive file name without `.tar`.
+    pub file_stem: String,
+    /// Config `os`.
+    pub os: String,
+    /// Config `architecture`.
+    pub architecture: String,
+    /// Config `Cmd` (`None`: the image names no command).
+    pub cmd: Option<Vec<String>>,
+    /// Config `Env`.
+    pub env: Vec<String>,
+    /// The single layer's entries.
+    pub entries: Vec<Entry>,
+}
+
+/// The Wasm workloads the image carries: (file in the wasm build dir, path in the image).
+pub const WASM_WORKLOADS: &[&str] = &["hello", "exit", "trap", "sleeper", "fsprobe", "reactor"];
+
+/// Applets linked to busybox in the native image.
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "echo", "true", "false", "sleep", "cat", "ls", "env", "id", "kill", "ps", "test",
+];
+
+/// Not a module: the magic is right, the rest is garbage.
+const INVALID_WASM: &[u8] = b"\0asm\x01\0\0\0\x01\xff\xff\xff\xffnot really wasm";
+
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// All test images.
+pub fn all(wasm_dir: &Path, busybox: &Path) -> anyhow::Result<Vec<Image>> {
+    let mut wasm_entries = vec![Entry::Dir { path: "etc".into() }];
+    for name in WASM_WORKLOADS {
+        let file = wasm_dir.join(format!("{name}.wasm"));
+        let content = std::fs::read(&file)
+            .with_context(|| format!("reading workload {} (run make test-images)", file.display()))?;
+        wasm_entries.push(Entry::File {
+            path: format!("{name}.wasm"),
+            mode: 0o755,
+            content,
+        });
+    }
+    wasm_entries.push(Entry::File {
+        path: "bad.wasm".into(),
+        mode: 0o755,
+        content: INVALID_WASM.to_vec(),
+    });
+    wasm_entries.push(Entry::File {
+        path: "etc/motd".into(),
+        mode: 0o644,
+        content: b"inside the wasm image\n".to_vec(),
+    });
+    let hello = wasm_entries
+        .iter()
+        .find(|e| matches!(e, Entry::File { path, .. } if path == "hello.wasm"))
+        .cloned()
+        .context("hello.wasm missing")?;
+
+    let busybox_bytes = std::fs::read(busybox)
+        .with_context(|| format!("reading {} (apt-get install busybox-static)", busybox.display()))?;
+    let mut busybox_entries = vec![
+        Entry::Dir { path: "bin".into() },
+        Entry::Dir { path: "etc".into() },
+        Entry::Dir { path: "tmp".into() },
+        Entry::File {
+            path: "bin/busybox".into(),
+            mode: 0o755,
+            content: busybox_bytes,
+        },
+        Entry::File {
+            path: "etc/motd".into(),
+            mode: 0o644,
+            content: b"inside the busybox image\n".to_vec(),
+        },
+    ];
+    busybox_entries.extend(BUSYBOX_APPLETS.iter().map(|applet| Entry::Symlink {
+        path: format!("bin/{applet}"),
+        target: "busybox".into(),
+    }));
+
+    Ok(vec![
+        Image {
+            reference: "triage.test/wasm:latest".into(),
+            file_stem: "wasm".into(),
+            os: "wasip1".into(),
+            architecture: "wasm".into(),
+            cmd: Some(vec!["/hello.wasm".into()]),
+            env: vec![PATH_ENV.into()],
+            entries: wasm_entries,
+        },
+        Image {
+            reference: "triage.test/wasm-noargs:latest".into(),
+            file_stem: "wasm-noargs".into(),
+            os: "wasip1".into(),
+            architecture: "wasm".into(),
+            cmd: None,
+            env: vec![PATH_ENV.into()],
+            entries: vec![hello],
+        },
+        Image {
+            reference: "triage.test/busybox:latest".into(),
+            file_stem: "busybox".into(),
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            cmd: Some(vec!["sh".into()]),
+            env: vec![PATH_ENV.into()],
+            entries: busybox_entries,
+        },
+    ])
+}

@@ -1,0 +1,6 @@
+//! Executes `unreachable`, which traps.
+
+fn main() {
+    println!("about to trap");
+    core::arch::wasm32::unreachable();
+}
