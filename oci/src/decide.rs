@@ -54,9 +54,7 @@ pub fn plan_workload(
         let entry = entry.ok_or_else(not_found)?;
         return match (choice, entry.kind) {
             (RuntimeChoice::Wasm, EntrypointKind::Wasm) => Ok(plan(wasm_from(&entry), reason)),
-            (RuntimeChoice::Wasm, found) => {
-                Err(contradiction(id, signal, "wasm", &entry, found))
-            }
+            (RuntimeChoice::Wasm, found) => Err(contradiction(id, signal, "wasm", &entry, found)),
             (RuntimeChoice::Native, EntrypointKind::Wasm) => Err(contradiction(
                 id,
                 signal,
@@ -101,10 +99,9 @@ pub fn plan_workload(
     if let Some(signal) = image.and_then(ImageFacts::wasm_signal) {
         let layer = image.and_then(ImageFacts::wasm_layer);
         return match (&entry, layer) {
-            (Some(e), _) if e.kind == EntrypointKind::Wasm => Ok(plan(
-                wasm_from(e),
-                DecisionReason::Image { signal },
-            )),
+            (Some(e), _) if e.kind == EntrypointKind::Wasm => {
+                Ok(plan(wasm_from(e), DecisionReason::Image { signal }))
+            }
             // A wasm artifact image: the module is a layer, not a file in the rootfs.
             (_, Some((media_type, digest))) => Ok(plan(
                 WorkloadKind::Wasm(WasmPlan {

@@ -133,6 +133,9 @@ mod tests {
             ..Default::default()
         };
         let err = ContainerStdio::open("c5", &paths).unwrap_err();
-        assert!(err.to_string().starts_with("container c5: stdio URI"), "{err}");
+        assert!(
+            err.to_string().starts_with("container c5: stdio URI"),
+            "{err}"
+        );
     }
 }

@@ -31,7 +31,10 @@ impl Flags {
         while let Some(arg) = iter.next() {
             let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
                 if !flags.action.is_empty() {
-                    bail!("unexpected argument {arg:?} after action {:?}", flags.action);
+                    bail!(
+                        "unexpected argument {arg:?} after action {:?}",
+                        flags.action
+                    );
                 }
                 flags.action = arg.clone();
                 continue;
@@ -80,8 +83,16 @@ mod tests {
     #[test]
     fn start_invocation() {
         let flags = Flags::parse(&args(&[
-            "-namespace", "default", "-address", "/run/c.sock", "-publish-binary",
-            "/usr/bin/containerd", "-id", "c1", "-debug", "start",
+            "-namespace",
+            "default",
+            "-address",
+            "/run/c.sock",
+            "-publish-binary",
+            "/usr/bin/containerd",
+            "-id",
+            "c1",
+            "-debug",
+            "start",
         ]))
         .unwrap();
         assert_eq!(flags.namespace, "default");
@@ -94,7 +105,11 @@ mod tests {
     #[test]
     fn equals_form_and_daemon_mode() {
         let flags = Flags::parse(&args(&[
-            "--namespace=k8s.io", "-id=x", "-socket", "unix:///run/s", "-debug=false",
+            "--namespace=k8s.io",
+            "-id=x",
+            "-socket",
+            "unix:///run/s",
+            "-debug=false",
         ]))
         .unwrap();
         assert_eq!(flags.namespace, "k8s.io");

@@ -16,9 +16,9 @@ use sha2::{Digest, Sha256};
 
 use crate::args::Flags;
 use crate::events::{timestamp, Publisher};
+use crate::logging;
 use crate::reaper::{self, ExitRegistry};
 use crate::task::{self, ShutdownSignal, TaskService};
-use crate::logging;
 
 /// Where shim sockets live, as containerd's own shims place them.
 const SOCKET_ROOT: &str = "/run/containerd/s";
@@ -49,7 +49,11 @@ fn group_of(bundle: &Path, id: &str) -> String {
 /// `start`: make sure a daemon serves this container's group and print its address.
 pub fn start(flags: &Flags) -> anyhow::Result<()> {
     let bundle = std::env::current_dir().context("reading the bundle directory (cwd)")?;
-    let address = socket_address(&flags.address, &flags.namespace, &group_of(&bundle, &flags.id));
+    let address = socket_address(
+        &flags.address,
+        &flags.namespace,
+        &group_of(&bundle, &flags.id),
+    );
     let path = address.trim_start_matches("unix://");
 
     if UnixStream::connect(path).is_err() {
@@ -79,7 +83,14 @@ fn spawn_daemon(flags: &Flags, address: &str, bundle: &Path, listener: i32) -> a
     let exe = std::env::current_exe().context("locating the shim binary")?;
     let mut command = Command::new(exe);
     command
-        .args(["-namespace", &flags.namespace, "-id", &flags.id, "-address", &flags.address])
+        .args([
+            "-namespace",
+            &flags.namespace,
+            "-id",
+            &flags.id,
+            "-address",
+            &flags.address,
+        ])
         .args(["-publish-binary", &flags.publish_binary, "-socket", address])
         .current_dir(bundle)
         .stdin(Stdio::null())
@@ -120,12 +131,7 @@ pub fn serve(flags: &Flags) -> anyhow::Result<()> {
     let events = Publisher::spawn(ttrpc_address, flags.namespace.clone())
         .context("starting the event publisher")?;
     let shutdown = Arc::new(ShutdownSignal::default());
-    let service = Arc::new(TaskService::new(
-        exits,
-        events,
-        log,
-        Arc::clone(&shutdown),
-    ));
+    let service = Arc::new(TaskService::new(exits, events, log, Arc::clone(&shutdown)));
 
     // SAFETY: `start` passed the listening socket as fd 3 and nothing else owns it.
     let listener = unsafe { OwnedFd::from_raw_fd(LISTENER_FD) };

@@ -46,7 +46,9 @@ impl TaskEvent {
 
 /// Converts a time to protobuf's `Timestamp`.
 pub fn timestamp(at: SystemTime) -> Timestamp {
-    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut ts = Timestamp::new();
     ts.seconds = since.as_secs() as i64;
     ts.nanos = since.subsec_nanos() as i32;
@@ -106,7 +108,11 @@ fn forward(client: &mut Option<EventsClient>, address: &str, namespace: &str, ev
             match ttrpc::Client::connect(&format!("unix://{address}")) {
                 Ok(c) => *client = Some(EventsClient::new(c)),
                 Err(e) => {
-                    tracing::warn!(topic = event.topic(), attempt, "connecting to containerd: {e}");
+                    tracing::warn!(
+                        topic = event.topic(),
+                        attempt,
+                        "connecting to containerd: {e}"
+                    );
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }

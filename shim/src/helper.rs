@@ -33,7 +33,7 @@ pub enum HelperRequest {
     /// Create the container of `plan` in `bundle`.
     Create {
         /// The decided plan.
-        plan: WorkloadPlan,
+        plan: Box<WorkloadPlan>,
         /// Bundle directory.
         bundle: PathBuf,
     },
@@ -180,8 +180,8 @@ pub fn main(args: &[String]) -> i32 {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let log = (fcntl(LOG_FD, FcntlArg::F_GETFD).is_ok())
-        .then(|| unsafe { File::from_raw_fd(LOG_FD) });
+    let log =
+        (fcntl(LOG_FD, FcntlArg::F_GETFD).is_ok()).then(|| unsafe { File::from_raw_fd(LOG_FD) });
     crate::logging::init(log, std::env::var_os(crate::logging::LOG_ENV).is_some());
     // SAFETY: fd 3 is the report pipe the shim set up for this process.
     let report = unsafe { File::from_raw_fd(REPORT_FD) };

@@ -13,7 +13,10 @@ fn main() {
     if argv.get(1).map(String::as_str) == Some(helper::HELPER_ARG) {
         std::process::exit(helper::main(&argv[2..]));
     }
-    if matches!(argv.get(1).map(String::as_str), Some("-v" | "--version" | "version")) {
+    if matches!(
+        argv.get(1).map(String::as_str),
+        Some("-v" | "--version" | "version")
+    ) {
         println!("containerd-shim-triage-v1 {}", env!("CARGO_PKG_VERSION"));
         return;
     }
@@ -21,7 +24,9 @@ fn main() {
         "start" => bootstrap::start(&flags),
         "delete" => bootstrap::delete(&flags),
         "" => bootstrap::serve(&flags),
-        other => Err(anyhow::anyhow!("unknown action {other:?} (expected start or delete)")),
+        other => Err(anyhow::anyhow!(
+            "unknown action {other:?} (expected start or delete)"
+        )),
     });
     if let Err(e) = result {
         eprintln!("containerd-shim-triage-v1: {e:#}");

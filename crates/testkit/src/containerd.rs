@@ -104,8 +104,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             if self.ctr(&["version"]).code == 0 {
                 return Ok(());
             }
-            if let Some(status) = self.daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("containerd exited with {status} during start-up:\n{}", self.log());
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "containerd exited with {status} during start-up:\n{}",
+                    self.log()
+                );
             }
             if Instant::now() > deadline {
                 bail!("containerd did not answer within 30 s:\n{}", self.log());
@@ -158,7 +165,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         let archive = archive.display().to_string();
         let out = self.ctr(&["images", "import", "--all-platforms", &archive]);
         if out.code != 0 {
-            bail!("ctr images import {archive} failed: {}{}", out.stdout, out.stderr);
+            bail!(
+                "ctr images import {archive} failed: {}{}",
+                out.stdout,
+                out.stderr
+            );
         }
         Ok(())
     }

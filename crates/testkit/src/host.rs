@@ -13,7 +13,9 @@ pub fn missing_requirements() -> Option<String> {
             .split(':')
             .any(|dir| Path::new(dir).join(tool).is_file());
         if !found {
-            return Some(format!("{tool} is not installed (apt-get install containerd)"));
+            return Some(format!(
+                "{tool} is not installed (apt-get install containerd)"
+            ));
         }
     }
     if !images_dir().join("wasm.tar").is_file() {

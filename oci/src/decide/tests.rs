@@ -41,6 +41,7 @@ impl Fixture {
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs", "readonly": false},
             "process": {
+                "user": {"uid": 0, "gid": 0},
                 "args": args,
                 "env": ["PATH=/usr/bin:/bin", "GREETING=hi"],
                 "cwd": "/"
@@ -193,7 +194,10 @@ fn crun_keys() {
     ] {
         let plan = fx.plan(&["/app.wasm"], &[(k, v)]).unwrap();
         assert!(plan.wasm().is_some());
-        assert!(plan.reason.to_string().starts_with(&format!("annotation {k}={v}")));
+        assert!(plan
+            .reason
+            .to_string()
+            .starts_with(&format!("annotation {k}={v}")));
         let err = fx.plan(&["echo"], &[(k, v)]).unwrap_err();
         assert!(matches!(err, PlanError::Contradiction { .. }), "{err}");
     }
@@ -270,7 +274,10 @@ fn bundle_load_reports_path() {
     let dir = tempfile::tempdir().unwrap();
     let err = Bundle::load("c9", dir.path()).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.starts_with("container c9: cannot load OCI spec"), "{msg}");
+    assert!(
+        msg.starts_with("container c9: cannot load OCI spec"),
+        "{msg}"
+    );
     assert!(msg.contains(&dir.path().join("config.json").display().to_string()));
     let _ = Path::new("/");
 }

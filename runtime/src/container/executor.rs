@@ -93,7 +93,10 @@ impl TriageExecutor {
         exit_on_terminating_signals();
         let guest = PREPARED.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(guest) = guest else {
-            self.report(&format!("container {}: wasm guest was not prepared", self.plan.id));
+            self.report(&format!(
+                "container {}: wasm guest was not prepared",
+                self.plan.id
+            ));
             std::process::exit(1);
         };
         tracing::debug!(container = %self.plan.id, "entering wasm guest");
@@ -101,7 +104,13 @@ impl TriageExecutor {
             Ok(GuestExit::Exited(code)) => code,
             Ok(GuestExit::Trapped(message)) => {
                 eprintln!("wasm guest trapped: {message}");
-                tracing::error!(container = %self.plan.id, "wasm guest trapped: {message}");
+                // One log line per event, so every line carries the container id.
+                let one_line = message
+                    .split('\n')
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                tracing::error!(container = %self.plan.id, "wasm guest trapped: {one_line}");
                 GuestExit::Trapped(message).status()
             }
             Err(e) => {

@@ -64,14 +64,16 @@ pub fn create(
                 .build()
         });
     match built {
-        Ok(container) => container
-            .pid()
-            .map(|pid| pid.as_raw())
-            .ok_or_else(|| RuntimeError::Container {
-                id: id.to_owned(),
-                op: "create",
-                reason: "libcontainer reported no init pid".to_owned(),
-            }),
+        Ok(container) => {
+            container
+                .pid()
+                .map(|pid| pid.as_raw())
+                .ok_or_else(|| RuntimeError::Container {
+                    id: id.to_owned(),
+                    op: "create",
+                    reason: "libcontainer reported no init pid".to_owned(),
+                })
+        }
         Err(err) => {
             let err = container_error(id, "create", err);
             if let Err(cleanup) = delete(id, bundle) {
@@ -84,8 +86,8 @@ pub fn create(
 
 /// Lets a created container's init process run its workload.
 pub fn start(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
-    let mut container = Container::load(state_root(bundle).join(id))
-        .map_err(|e| container_error(id, "load", e))?;
+    let mut container =
+        Container::load(state_root(bundle).join(id)).map_err(|e| container_error(id, "load", e))?;
     container
         .start()
         .map_err(|e| container_error(id, "start", e))

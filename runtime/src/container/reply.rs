@@ -77,7 +77,10 @@ mod tests {
     fn done_and_silence() {
         let mut buf = Vec::new();
         Reply::Done { pid: Some(42) }.write_to(&mut buf);
-        assert_eq!(Reply::read_from(&buf[..]), Some(Reply::Done { pid: Some(42) }));
+        assert_eq!(
+            Reply::read_from(&buf[..]),
+            Some(Reply::Done { pid: Some(42) })
+        );
         assert_eq!(Reply::read_from(&b""[..]), None);
     }
 }

@@ -124,7 +124,10 @@ pub trait WasmEngine: Send + Sync {
     /// Compiles and links the guest so that [`PreparedGuest::run`] only instantiates and
     /// calls it. Every error a guest can have before it runs (invalid module, missing
     /// import or export, unopenable preopen) is reported here.
-    fn prepare(&self, invocation: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError>;
+    fn prepare(
+        &self,
+        invocation: &GuestInvocation,
+    ) -> Result<Box<dyn PreparedGuest + Send>, EngineError>;
 }
 
 /// The names of the engines compiled into this build.

@@ -77,7 +77,7 @@ impl WasmEngine for WasmtimeEngine {
             .filter(|e| e.ty().func().is_some())
             .map(|e| e.name().to_owned())
             .collect();
-        if !exports.iter().any(|name| *name == inv.export) {
+        if !exports.contains(&inv.export) {
             return Err(EngineError::MissingExport {
                 id: inv.id.clone(),
                 path: inv.module_path.clone(),
@@ -153,7 +153,9 @@ impl PreparedGuest for WasmtimeGuest {
             .get_typed_func::<(), ()>(&mut store, &export)
             .map_err(|e| EngineError::Setup {
                 id,
-                reason: format!("export {export:?} is not a function without parameters or results: {e:#}"),
+                reason: format!(
+                    "export {export:?} is not a function without parameters or results: {e:#}"
+                ),
             })?;
         Ok(match func.call(&mut store, ()) {
             Ok(()) => GuestExit::Exited(0),
@@ -218,7 +220,10 @@ mod tests {
             .validate("c7", Path::new("/m.wasm"), TWO_EXPORTS, "nope")
             .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("container c7: wasm module /m.wasm has no function export \"nope\""), "{msg}");
+        assert!(
+            msg.starts_with("container c7: wasm module /m.wasm has no function export \"nope\""),
+            "{msg}"
+        );
         assert!(msg.contains("_start, greet"), "{msg}");
     }
 
@@ -226,10 +231,16 @@ mod tests {
     fn validate_rejects_garbage_after_magic() {
         let engine = WasmtimeEngine::new();
         let err = engine
-            .validate("c8", Path::new("/bad.wasm"), b"\0asm\x01\0\0\0\xff\xff", "_start")
+            .validate(
+                "c8",
+                Path::new("/bad.wasm"),
+                b"\0asm\x01\0\0\0\xff\xff",
+                "_start",
+            )
             .unwrap_err();
         assert!(
-            err.to_string().starts_with("container c8: invalid wasm module /bad.wasm:"),
+            err.to_string()
+                .starts_with("container c8: invalid wasm module /bad.wasm:"),
             "{err}"
         );
     }

@@ -110,7 +110,12 @@ impl TaskService {
     }
 
     /// Plans, validates and creates the container; returns its init pid.
-    fn build(&self, id: &str, bundle: &std::path::Path, stdio: &StdioPaths) -> Result<i32, TaskError> {
+    fn build(
+        &self,
+        id: &str,
+        bundle: &std::path::Path,
+        stdio: &StdioPaths,
+    ) -> Result<i32, TaskError> {
         let spec = Bundle::load(id, bundle)?;
         let plan = plan_workload(&spec, None)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
@@ -122,7 +127,7 @@ impl TaskService {
         }
         let stdio = ContainerStdio::open(id, stdio)?;
         let request = HelperRequest::Create {
-            plan,
+            plan: Box::new(plan),
             bundle: bundle.to_path_buf(),
         };
         helper::call(&request, Some(stdio), self.log.as_ref(), &self.exits)?.ok_or_else(|| {

@@ -12,7 +12,10 @@ use crate::events::{timestamp, TaskEvent};
 use crate::helper::{self, HelperRequest};
 
 impl TaskService {
-    pub(super) fn task_delete(&self, req: &api::DeleteRequest) -> Result<api::DeleteResponse, TaskError> {
+    pub(super) fn task_delete(
+        &self,
+        req: &api::DeleteRequest,
+    ) -> Result<api::DeleteResponse, TaskError> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.container(&req.id)?;
         let (status, pid) = {

@@ -99,9 +99,7 @@ impl TaskService {
 
 /// The ttrpc method table serving `service` as containerd's Task API, under the v2
 /// name (containerd 1.6/1.7) and the v3 name (containerd 2.x).
-pub fn methods(
-    service: Arc<TaskService>,
-) -> HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
+pub fn methods(service: Arc<TaskService>) -> HashMap<String, Box<dyn MethodHandler + Send + Sync>> {
     let task: Arc<dyn Task + Send + Sync> = Arc::new(TaskApi(Arc::clone(&service)));
     let mut methods = create_task(Arc::clone(&task));
     let v3: Vec<_> = create_task(task)
@@ -200,7 +198,11 @@ impl Task for TaskApi {
         unsupported("exec", &req.id)
     }
 
-    fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> ttrpc::Result<api::Empty> {
+    fn resize_pty(
+        &self,
+        _: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> ttrpc::Result<api::Empty> {
         unsupported("resize_pty", &req.id)
     }
 
@@ -234,7 +236,12 @@ impl Task for TaskApi {
 
     fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<api::Empty> {
         handle("shutdown", &req.id, || {
-            let remaining = self.0.containers.lock().unwrap_or_else(|p| p.into_inner()).len();
+            let remaining = self
+                .0
+                .containers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len();
             if remaining == 0 || req.now {
                 tracing::info!(remaining, "shutting down");
                 self.0.shutdown.signal();

@@ -8,7 +8,10 @@ use super::{TaskError, TaskService};
 use crate::events::timestamp;
 
 impl TaskService {
-    pub(super) fn task_state(&self, req: &api::StateRequest) -> Result<api::StateResponse, TaskError> {
+    pub(super) fn task_state(
+        &self,
+        req: &api::StateRequest,
+    ) -> Result<api::StateResponse, TaskError> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.container(&req.id)?;
         let life = container.lock();

@@ -8,7 +8,10 @@ use crate::events::TaskEvent;
 use crate::helper::{self, HelperRequest};
 
 impl TaskService {
-    pub(super) fn task_start(&self, req: &api::StartRequest) -> Result<api::StartResponse, TaskError> {
+    pub(super) fn task_start(
+        &self,
+        req: &api::StartRequest,
+    ) -> Result<api::StartResponse, TaskError> {
         Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.container(&req.id)?;
         let pid = container.begin_start()?;

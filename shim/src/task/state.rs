@@ -48,7 +48,13 @@ pub struct Container {
 
 impl Container {
     /// A created container whose init process is `pid`.
-    pub fn new(id: String, bundle: PathBuf, stdio: StdioPaths, owns_rootfs: bool, pid: u32) -> Self {
+    pub fn new(
+        id: String,
+        bundle: PathBuf,
+        stdio: StdioPaths,
+        owns_rootfs: bool,
+        pid: u32,
+    ) -> Self {
         Self {
             id,
             bundle,

@@ -14,7 +14,10 @@ const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
 fn digest(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("sha256:{hex}")
 }
 
@@ -33,7 +36,11 @@ pub fn layer(entries: &[Entry]) -> anyhow::Result<Vec<u8>> {
                 header.set_size(0);
                 builder.append_data(&mut header, path, std::io::empty())?;
             }
-            Entry::File { path, mode, content } => {
+            Entry::File {
+                path,
+                mode,
+                content,
+            } => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_mode(*mode);
                 header.set_size(content.len() as u64);
@@ -73,7 +80,11 @@ pub fn write(image: &Image, path: &Path) -> anyhow::Result<()> {
         "layers": [{"mediaType": LAYER_TYPE, "digest": layer_digest, "size": layer.len()}],
     }))?;
     let manifest_digest = digest(&manifest);
-    let tag = image.reference.rsplit_once(':').map(|(_, t)| t).unwrap_or("latest");
+    let tag = image
+        .reference
+        .rsplit_once(':')
+        .map(|(_, t)| t)
+        .unwrap_or("latest");
     let index = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "manifests": [{

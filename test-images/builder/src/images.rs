@@ -67,8 +67,9 @@ pub fn all(wasm_dir: &Path, busybox: &Path) -> anyhow::Result<Vec<Image>> {
     let mut wasm_entries = vec![Entry::Dir { path: "etc".into() }];
     for name in WASM_WORKLOADS {
         let file = wasm_dir.join(format!("{name}.wasm"));
-        let content = std::fs::read(&file)
-            .with_context(|| format!("reading workload {} (run make test-images)", file.display()))?;
+        let content = std::fs::read(&file).with_context(|| {
+            format!("reading workload {} (run make test-images)", file.display())
+        })?;
         wasm_entries.push(Entry::File {
             path: format!("{name}.wasm"),
             mode: 0o755,
@@ -91,8 +92,12 @@ pub fn all(wasm_dir: &Path, busybox: &Path) -> anyhow::Result<Vec<Image>> {
         .cloned()
         .context("hello.wasm missing")?;
 
-    let busybox_bytes = std::fs::read(busybox)
-        .with_context(|| format!("reading {} (apt-get install busybox-static)", busybox.display()))?;
+    let busybox_bytes = std::fs::read(busybox).with_context(|| {
+        format!(
+            "reading {} (apt-get install busybox-static)",
+            busybox.display()
+        )
+    })?;
     let mut busybox_entries = vec![
         Entry::Dir { path: "bin".into() },
         Entry::Dir { path: "etc".into() },

@@ -15,7 +15,9 @@ fn main() -> anyhow::Result<()> {
     let mut out = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--wasm-dir" => wasm_dir = Some(PathBuf::from(value)),
             "--busybox" => busybox = Some(PathBuf::from(value)),

@@ -19,26 +19,49 @@ fn main() -> anyhow::Result<()> {
     let runs: [(&str, &[&str]); 2] = [
         (
             "Wasm container (wasmtime)",
-            &["triage.test/wasm:latest", "demo-wasm", "/hello.wasm", "from", "the", "demo"],
+            &[
+                "triage.test/wasm:latest",
+                "demo-wasm",
+                "/hello.wasm",
+                "from",
+                "the",
+                "demo",
+            ],
         ),
         (
             "native container (libcontainer)",
-            &["triage.test/busybox:latest", "demo-native", "echo", "hello from busybox"],
+            &[
+                "triage.test/busybox:latest",
+                "demo-native",
+                "echo",
+                "hello from busybox",
+            ],
         ),
     ];
     for (what, args) in runs {
         let mut full = vec!["run", "--rm", "--runtime", TRIAGE_RUNTIME];
         full.extend_from_slice(args);
-        println!("\n$ ctr run --rm --runtime {TRIAGE_RUNTIME} {}", args.join(" "));
+        println!(
+            "\n$ ctr run --rm --runtime {TRIAGE_RUNTIME} {}",
+            args.join(" ")
+        );
         let out = ctd.ctr(&full);
         print!("{}", out.stdout);
         eprint!("{}", out.stderr);
         if out.code != 0 {
-            bail!("{what} failed with exit code {}\ncontainerd log:\n{}", out.code, ctd.log());
+            bail!(
+                "{what} failed with exit code {}\ncontainerd log:\n{}",
+                out.code,
+                ctd.log()
+            );
         }
     }
     println!("\nshim decisions (from containerd's log):");
-    for line in ctd.log().lines().filter(|l| l.contains("workload decision")) {
+    for line in ctd
+        .log()
+        .lines()
+        .filter(|l| l.contains("workload decision"))
+    {
         println!("  {line}");
     }
     drop(ctd);

@@ -1,0 +1,58 @@
+# Triage: `make demo` and `make test` are the two entry points (see README.md).
+
+SHELL := /bin/bash
+
+# Build outside the clone when /var/cache is writable, so repeat runs stay warm.
+CARGO_TARGET_DIR ?= $(shell [ -w /var/cache ] && echo /var/cache/triage/target || echo $(CURDIR)/target)
+export CARGO_TARGET_DIR
+WASM_TARGET_DIR := $(CARGO_TARGET_DIR)/wasm-workloads
+JOBS ?= 2
+CARGO := cargo
+RELEASE := $(CARGO_TARGET_DIR)/release
+SHIM := $(RELEASE)/containerd-shim-triage-v1
+IMAGES := dist/images
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+.PHONY: all setup build test-images demo test unit-test e2e-test lint install uninstall bench clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release -j $(JOBS) --workspace --bins
+
+test-images: build
+	cd test-images/wasm && CARGO_TARGET_DIR=$(WASM_TARGET_DIR) \
+		$(CARGO) build --release -j $(JOBS) --target wasm32-wasip1
+	$(RELEASE)/triage-image-builder \
+		--wasm-dir $(WASM_TARGET_DIR)/wasm32-wasip1/release \
+		--busybox /bin/busybox --out $(IMAGES)
+
+demo: build test-images
+	$(RELEASE)/triage-demo $(SHIM)
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release -j $(JOBS) --workspace --all-targets -- -D warnings
+
+# All tests: lint, unit tests, and the end-to-end tests against a private containerd.
+test: lint build test-images
+	set -o pipefail; TRIAGE_IMAGES=$(CURDIR)/$(IMAGES) \
+		$(CARGO) test --release -j $(JOBS) --workspace -- --test-threads 2 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "%d passed, %d failed\n", p, f}' $(CARGO_TARGET_DIR)/test.log
+
+install: build
+	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-triage-v1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-triage-v1
+
+bench: build test-images
+	bash benches/ctr-run.sh
+
+clean:
+	rm -rf $(IMAGES)
+	$(CARGO) clean

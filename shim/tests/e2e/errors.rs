@@ -1,0 +1,112 @@
+//! Bad input: a clear error from `ctr` at Create, the same in the shim log, nothing left.
+
+use crate::support::*;
+
+/// Runs a container that must fail at Create and checks the message and the clean-up.
+fn assert_refused(
+    ctd: &PrivateContainerd,
+    flags: &[&str],
+    image: &str,
+    id: &str,
+    args: &[&str],
+    message: &str,
+) {
+    let out = run(ctd, flags, image, id, args);
+    assert_ne!(out.code, 0, "{id} should fail: {out:?}");
+    assert!(
+        out.stderr.contains(message),
+        "{id}: ctr should print {message:?}, got {:?}",
+        out.stderr
+    );
+    assert!(
+        shim_log(ctd, id).contains(message),
+        "{id}: the shim log should say {message:?}:\n{}",
+        ctd.log()
+    );
+    assert!(out.stdout.is_empty(), "{id}: nothing may run: {out:?}");
+    assert_clean(ctd, id);
+}
+
+#[test]
+fn bad_input_is_refused_at_create_and_leaves_nothing() {
+    let Some(ctd) = containerd("bad_input_is_refused_at_create_and_leaves_nothing") else {
+        return;
+    };
+    assert_refused(
+        &ctd,
+        &[],
+        WASM_IMAGE,
+        "bad-missing",
+        &["/missing.wasm"],
+        "container bad-missing: entrypoint \"/missing.wasm\" not found in the container's rootfs or mounts",
+    );
+    assert_refused(
+        &ctd,
+        &[],
+        WASM_IMAGE,
+        "bad-bytes",
+        &["/bad.wasm"],
+        "container bad-bytes: invalid wasm module",
+    );
+    assert_refused(
+        &ctd,
+        &[],
+        NOARGS_IMAGE,
+        "bad-noargs",
+        &[],
+        "container bad-noargs: process.args is empty: nothing to run",
+    );
+    assert_refused(
+        &ctd,
+        &["--annotation", "triage.io/runtime=banana"],
+        WASM_IMAGE,
+        "bad-runtime",
+        &["/hello.wasm"],
+        "container bad-runtime: unknown value \"banana\" for annotation triage.io/runtime",
+    );
+    assert_refused(
+        &ctd,
+        &["--annotation", "triage.io/runtime=wasm"],
+        BUSYBOX_IMAGE,
+        "bad-contradiction",
+        &["echo", "hi"],
+        "container bad-contradiction: annotation triage.io/runtime=wasm asks for wasm but entrypoint /bin/echo is an ELF executable",
+    );
+    assert_refused(
+        &ctd,
+        &[],
+        WASM_IMAGE,
+        "bad-export",
+        &["/reactor.wasm#nope"],
+        "container bad-export: wasm module",
+    );
+}
+
+#[test]
+fn annotations_steer_the_decision() {
+    let Some(ctd) = containerd("annotations_steer_the_decision") else {
+        return;
+    };
+    let out = run(
+        &ctd,
+        &["--annotation", "module.wasm.image/variant=compat-smart"],
+        BUSYBOX_IMAGE,
+        "steer-smart",
+        &["echo", "still native"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "still native\n");
+    assert!(shim_log(&ctd, "steer-smart").contains(
+        "kind=\"native\" reason=annotation module.wasm.image/variant=compat-smart and the entrypoint is an ELF executable"
+    ));
+    let out = run(
+        &ctd,
+        &["--annotation", "run.oci.handler=wasm"],
+        WASM_IMAGE,
+        "steer-crun",
+        &["/exit.wasm", "7"],
+    );
+    assert_eq!(out.code, 7, "{out:?}");
+    assert!(shim_log(&ctd, "steer-crun")
+        .contains("kind=\"wasm\" reason=annotation run.oci.handler=wasm"));
+}

@@ -1,0 +1,106 @@
+//! Task states as `ctr task ls` shows them, and the order of task events.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn task_ls_shows_running_then_stopped() {
+    let Some(ctd) = containerd("task_ls_shows_running_then_stopped") else {
+        return;
+    };
+    let child = spawn_run(&ctd, WASM_IMAGE, "life-wasm", &["/sleeper.wasm"], &[]);
+    wait_for_status(&ctd, "life-wasm", "RUNNING");
+    assert_eq!(
+        ctd.ctr(&["task", "kill", "--signal", "SIGKILL", "life-wasm"])
+            .code,
+        0
+    );
+    assert_eq!(finish(child).code, 137);
+
+    // A detached task stays listed, STOPPED, until it is deleted.
+    let out = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        TRIAGE_RUNTIME,
+        BUSYBOX_IMAGE,
+        "life-native",
+        "true",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    wait_for_status(&ctd, "life-native", "STOPPED");
+    assert_eq!(ctd.ctr(&["task", "rm", "life-native"]).code, 0);
+    assert_eq!(task_status(&ctd, "life-native"), None);
+    assert_eq!(ctd.ctr(&["container", "rm", "life-native"]).code, 0);
+    assert_clean(&ctd, "life-native");
+}
+
+#[test]
+fn task_events_arrive_in_lifecycle_order() {
+    let Some(ctd) = containerd("task_events_arrive_in_lifecycle_order") else {
+        return;
+    };
+    let mut events = ctd
+        .ctr_command(&["events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ctr events");
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = events.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // `ctr events` subscribes asynchronously: run probes until one is seen, so the
+    // container under test runs while the subscription is certainly live.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'subscribed: for n in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "ctr events never reported anything"
+        );
+        let probe = format!("events-probe-{n}");
+        assert_eq!(
+            run(&ctd, &[], WASM_IMAGE, &probe, &["/exit.wasm", "0"]).code,
+            0
+        );
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if line.contains(&probe) {
+                break 'subscribed;
+            }
+        }
+    }
+    let out = run(&ctd, &[], WASM_IMAGE, "events-wasm", &["/exit.wasm", "3"]);
+    assert_eq!(out.code, 3);
+    let mut topics = Vec::new();
+    while topics.last().map(String::as_str) != Some("/tasks/delete") {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("events so far: {topics:?}\n{}", ctd.log()));
+        if line.contains("events-wasm") {
+            topics.extend(
+                line.split_whitespace()
+                    .find(|w| w.starts_with("/tasks/"))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_eq!(
+        topics,
+        vec![
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ]
+    );
+}

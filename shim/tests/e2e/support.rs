@@ -1,0 +1,126 @@
+//! Shared set-up for the end-to-end tests.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use triage_testkit::{images_dir, leftovers, require_host, shim_dir};
+pub use triage_testkit::{CtrOutput, PrivateContainerd, TRIAGE_RUNTIME};
+
+pub const WASM_IMAGE: &str = "triage.test/wasm:latest";
+pub const NOARGS_IMAGE: &str = "triage.test/wasm-noargs:latest";
+pub const BUSYBOX_IMAGE: &str = "triage.test/busybox:latest";
+
+/// A private containerd with the test images imported; `None` when the host cannot run
+/// end-to-end tests (the reason is printed).
+pub fn containerd(test: &str) -> Option<PrivateContainerd> {
+    if !require_host(test) {
+        return None;
+    }
+    let ctd = PrivateContainerd::start(&shim_dir(env!("CARGO_BIN_EXE_containerd-shim-triage-v1")))
+        .expect("start a private containerd");
+    for image in ["wasm", "wasm-noargs", "busybox"] {
+        ctd.import(&images_dir().join(format!("{image}.tar")))
+            .expect("import test image");
+    }
+    Some(ctd)
+}
+
+/// `ctr run --rm --runtime io.containerd.triage.v1 [flags] IMAGE ID [ARGS]`.
+pub fn run(
+    ctd: &PrivateContainerd,
+    flags: &[&str],
+    image: &str,
+    id: &str,
+    args: &[&str],
+) -> CtrOutput {
+    let mut full = vec!["run", "--rm", "--runtime", TRIAGE_RUNTIME];
+    full.extend_from_slice(flags);
+    full.push(image);
+    full.push(id);
+    full.extend_from_slice(args);
+    ctd.ctr(&full)
+}
+
+/// Starts `ctr run` in the background (its exit code is the container's).
+pub fn spawn_run(
+    ctd: &PrivateContainerd,
+    image: &str,
+    id: &str,
+    args: &[&str],
+    flags: &[&str],
+) -> Child {
+    let mut full = vec!["run", "--rm", "--runtime", TRIAGE_RUNTIME];
+    full.extend_from_slice(flags);
+    full.push(image);
+    full.push(id);
+    full.extend_from_slice(args);
+    ctd.ctr_command(&full)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ctr run")
+}
+
+/// The STATUS column `ctr task ls` shows for `id`, if it lists it.
+pub fn task_status(ctd: &PrivateContainerd, id: &str) -> Option<String> {
+    ctd.ctr(&["task", "ls"])
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+}
+
+/// Polls `ctr task ls` until `id` has `status` (a readiness check with a deadline).
+pub fn wait_for_status(ctd: &PrivateContainerd, id: &str, status: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = task_status(ctd, id);
+        if now.as_deref() == Some(status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} never reached {status} (last: {now:?})\n{}",
+            ctd.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Waits for a background `ctr run` and returns its output.
+pub fn finish(child: Child) -> CtrOutput {
+    let out = child.wait_with_output().expect("wait for ctr");
+    CtrOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Asserts the container `id` left nothing behind: no process, mount, cgroup or bundle.
+pub fn assert_clean(ctd: &PrivateContainerd, id: &str) {
+    // The shim exits after containerd's Shutdown; allow it a moment to finish exiting.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leftovers(id, &ctd.bundle_dir(id));
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {id} left:\n{}\ncontainerd log:\n{}",
+            left.join("\n"),
+            ctd.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The shim log lines (copied into containerd's log) that mention `id`.
+pub fn shim_log(ctd: &PrivateContainerd, id: &str) -> String {
+    ctd.log()
+        .lines()
+        .filter(|l| l.contains(id))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,140 @@
+//! Wasm containers through `ctr run --runtime io.containerd.triage.v1`.
+
+use crate::support::*;
+
+#[test]
+fn hello_prints_args_and_env_and_logs_the_decision() {
+    let Some(ctd) = containerd("hello_prints_args_and_env_and_logs_the_decision") else {
+        return;
+    };
+    let out = run(
+        &ctd,
+        &["--env", "GREETING=hi", "--env", "TRIAGE_COLOR=blue"],
+        WASM_IMAGE,
+        "wasm-hello",
+        &["/hello.wasm", "one", "two words"],
+    );
+    assert_eq!(out.code, 0, "{out:?}\n{}", ctd.log());
+    assert_eq!(
+        out.stdout,
+        "hello from wasm\nargv0: /hello.wasm\nargs: one two words\nenv: GREETING=hi\nenv: TRIAGE_COLOR=blue\n"
+    );
+    let log = shim_log(&ctd, "wasm-hello");
+    assert!(
+        log.contains("workload decision kind=\"wasm\" reason=no annotation; entrypoint /hello.wasm is a wasm module"),
+        "{log}"
+    );
+    assert_clean(&ctd, "wasm-hello");
+}
+
+#[test]
+fn image_default_command_runs() {
+    let Some(ctd) = containerd("image_default_command_runs") else {
+        return;
+    };
+    let out = run(&ctd, &[], WASM_IMAGE, "wasm-default", &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.starts_with("hello from wasm\n"), "{out:?}");
+}
+
+#[test]
+fn proc_exit_status_is_the_exit_code() {
+    let Some(ctd) = containerd("proc_exit_status_is_the_exit_code") else {
+        return;
+    };
+    let out = run(&ctd, &[], WASM_IMAGE, "wasm-exit", &["/exit.wasm", "42"]);
+    assert_eq!(out.stdout, "exiting with 42\n");
+    assert_eq!(out.code, 42, "{out:?}");
+    assert_clean(&ctd, "wasm-exit");
+}
+
+#[test]
+fn trap_is_nonzero_and_logged() {
+    let Some(ctd) = containerd("trap_is_nonzero_and_logged") else {
+        return;
+    };
+    let out = run(&ctd, &[], WASM_IMAGE, "wasm-trap", &["/trap.wasm"]);
+    assert_eq!(out.code, 134, "{out:?}");
+    assert!(out.stdout.contains("about to trap"), "{out:?}");
+    let log = shim_log(&ctd, "wasm-trap");
+    assert!(log.contains("wasm guest trapped"), "{log}");
+    assert!(log.contains("unreachable"), "{log}");
+    assert_clean(&ctd, "wasm-trap");
+}
+
+#[test]
+fn export_suffix_calls_that_export() {
+    let Some(ctd) = containerd("export_suffix_calls_that_export") else {
+        return;
+    };
+    let out = run(
+        &ctd,
+        &[],
+        WASM_IMAGE,
+        "wasm-export",
+        &["/reactor.wasm#greet"],
+    );
+    assert_eq!(out.code, 0, "{out:?}\n{}", ctd.log());
+    assert_eq!(out.stdout, "greet export called\n");
+}
+
+#[test]
+fn guest_sees_only_its_rootfs_and_mounts() {
+    let Some(ctd) = containerd("guest_sees_only_its_rootfs_and_mounts") else {
+        return;
+    };
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("data.txt"), "from the host mount\n").unwrap();
+    // A file that exists on the host but not in the image.
+    let secret = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    std::fs::write(secret.path(), "host secret").unwrap();
+    let secret_path = secret.path().display().to_string();
+    let mount = format!(
+        "type=bind,src={},dst=/data,options=rbind:ro",
+        host.path().display()
+    );
+    let out = run(
+        &ctd,
+        &["--mount", &mount],
+        WASM_IMAGE,
+        "wasm-fs",
+        &[
+            "/fsprobe.wasm",
+            "/etc/motd",
+            "/data/data.txt",
+            &secret_path,
+            "/../../etc/motd",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}\n{}", ctd.log());
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    // `/` is the image's root plus the spec's mount points, nothing of the host.
+    assert_eq!(
+        lines[0],
+        "ls /: bad.wasm data dev etc exit.wasm fsprobe.wasm hello.wasm proc reactor.wasm run \
+         sleeper.wasm sys trap.wasm"
+    );
+    assert_eq!(lines[1], "read /etc/motd: ok inside the wasm image");
+    assert_eq!(lines[2], "read /data/data.txt: ok from the host mount");
+    assert_eq!(lines[3], format!("read {secret_path}: error NotFound"));
+    // WASI refuses to resolve `..` above a preopen.
+    assert_eq!(lines[4], "read /../../etc/motd: error PermissionDenied");
+    assert_eq!(lines[5], "write /tmp-write-probe: ok");
+}
+
+#[test]
+fn sigterm_gives_143_and_sigkill_137() {
+    let Some(ctd) = containerd("sigterm_gives_143_and_sigkill_137") else {
+        return;
+    };
+    for (id, signal, status) in [("wasm-term", "SIGTERM", 143), ("wasm-kill", "SIGKILL", 137)] {
+        let child = spawn_run(&ctd, WASM_IMAGE, id, &["/sleeper.wasm"], &[]);
+        wait_for_status(&ctd, id, "RUNNING");
+        let kill = ctd.ctr(&["task", "kill", "--signal", signal, id]);
+        assert_eq!(kill.code, 0, "{kill:?}");
+        let out = finish(child);
+        assert_eq!(out.code, status, "{id}: {out:?}\n{}", ctd.log());
+        assert_eq!(out.stdout, "sleeper ready\n");
+        assert_clean(&ctd, id);
+    }
+}
