@@ -124,6 +124,9 @@ pub fn serve(flags: &Flags) -> anyhow::Result<()> {
     let bundle = std::env::current_dir().context("reading the bundle directory (cwd)")?;
     let log = logging::open_log_fifo(&bundle);
     logging::init(log.as_ref().and_then(|f| f.try_clone().ok()), flags.debug);
+    // Lines outside any request still name the container the shim was started for.
+    let span = tracing::info_span!("shim", id = %flags.id);
+    let _guard = span.enter();
 
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").context("TTRPC_ADDRESS is not set")?;
     let exits = Arc::new(ExitRegistry::default());
@@ -156,6 +159,8 @@ pub fn serve(flags: &Flags) -> anyhow::Result<()> {
 /// `delete`: containerd's clean-up after a shim that is gone.
 pub fn delete(flags: &Flags) -> anyhow::Result<()> {
     logging::init(None, flags.debug);
+    let span = tracing::info_span!("cleanup", id = %flags.id);
+    let _guard = span.enter();
     let bundle = if flags.bundle.is_empty() {
         std::env::current_dir().context("reading the bundle directory (cwd)")?
     } else {
@@ -163,10 +168,10 @@ pub fn delete(flags: &Flags) -> anyhow::Result<()> {
     };
     // A fresh, single-threaded process: libcontainer may run here directly.
     if let Err(e) = triage_runtime::container::delete(&flags.id, &bundle) {
-        tracing::warn!(id = %flags.id, "{e}");
+        tracing::warn!("{e}");
     }
     if let Err(e) = triage_runtime::rootfs::unmount_rootfs(&flags.id, &bundle.join("rootfs")) {
-        tracing::warn!(id = %flags.id, "{e}");
+        tracing::warn!("{e}");
     }
     let response = DeleteResponse {
         exit_status: KILLED_STATUS,

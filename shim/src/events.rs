@@ -34,6 +34,15 @@ impl TaskEvent {
         }
     }
 
+    fn container_id(&self) -> &str {
+        match self {
+            Self::Create(e) => &e.container_id,
+            Self::Start(e) => &e.container_id,
+            Self::Exit(e) => &e.container_id,
+            Self::Delete(e) => &e.container_id,
+        }
+    }
+
     fn message(&self) -> &dyn MessageDyn {
         match self {
             Self::Create(e) => e,
@@ -70,6 +79,8 @@ impl Publisher {
             .spawn(move || {
                 let mut client: Option<EventsClient> = None;
                 for event in events {
+                    let span = tracing::debug_span!("event", id = event.container_id());
+                    let _guard = span.enter();
                     forward(&mut client, &ttrpc_address, &namespace, &event);
                 }
             })?;
