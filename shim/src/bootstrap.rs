@@ -134,7 +134,14 @@ pub fn serve(flags: &Flags) -> anyhow::Result<()> {
     let events = Publisher::spawn(ttrpc_address, flags.namespace.clone())
         .context("starting the event publisher")?;
     let shutdown = Arc::new(ShutdownSignal::default());
-    let service = Arc::new(TaskService::new(exits, events, log, Arc::clone(&shutdown)));
+    let service = Arc::new(TaskService::new(
+        flags.namespace.clone(),
+        PathBuf::from(&flags.address),
+        exits,
+        events,
+        log,
+        Arc::clone(&shutdown),
+    ));
 
     // SAFETY: `start` passed the listening socket as fd 3 and nothing else owns it.
     let listener = unsafe { OwnedFd::from_raw_fd(LISTENER_FD) };

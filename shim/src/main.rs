@@ -4,6 +4,7 @@ mod args;
 mod bootstrap;
 mod events;
 mod helper;
+mod image;
 mod logging;
 mod reaper;
 mod task;

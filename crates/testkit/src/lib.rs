@@ -3,6 +3,7 @@
 //! Everything here drives the real thing: Debian's `containerd` and `ctr`, started with
 //! config, root, state and sockets under one temporary directory, stopped by PID.
 
+mod api;
 mod containerd;
 mod host;
 

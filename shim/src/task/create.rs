@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::{TaskCreate, TaskExit, TaskIO};
-use triage_oci::{plan_workload, Bundle, ModuleSource};
+use triage_oci::{plan_workload, Bundle, DecisionReason, ModuleSource, PlanError, WorkloadPlan};
 use triage_runtime::engine::validate_module_file;
 use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
 use triage_runtime::stdio::{ContainerStdio, StdioPaths};
@@ -117,7 +117,7 @@ impl TaskService {
         stdio: &StdioPaths,
     ) -> Result<i32, TaskError> {
         let spec = Bundle::load(id, bundle)?;
-        let plan = plan_workload(&spec, None)?;
+        let plan = self.plan(&spec)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
         if let Some(wasm) = plan.wasm() {
             if let ModuleSource::File { host_path, .. } = &wasm.module {
@@ -133,6 +133,32 @@ impl TaskService {
         helper::call(&request, Some(stdio), self.log.as_ref(), &self.exits)?.ok_or_else(|| {
             TaskError::Internal(format!("container {id}: create reported no init pid"))
         })
+    }
+
+    /// Decides Wasm or native. The image is read from containerd only when it could
+    /// change the answer: no annotation decided, and the entrypoint is not a module.
+    fn plan(&self, spec: &Bundle) -> Result<WorkloadPlan, TaskError> {
+        let first = plan_workload(spec, None);
+        let image_may_decide = match &first {
+            Ok(plan) => {
+                plan.wasm().is_none() && !matches!(plan.reason, DecisionReason::Annotation { .. })
+            }
+            Err(PlanError::EntrypointNotFound { .. }) => true,
+            Err(_) => false,
+        };
+        if !image_may_decide {
+            return Ok(first?);
+        }
+        match crate::image::lookup(&self.containerd, &self.namespace, &spec.id) {
+            Ok(facts) => {
+                tracing::debug!(?facts, "image facts");
+                Ok(plan_workload(spec, Some(&facts))?)
+            }
+            Err(e) => {
+                tracing::warn!("{e}; deciding without the image");
+                Ok(first?)
+            }
+        }
     }
 
     /// Publishes the exit of `pid` once the reaper sees it.

@@ -52,6 +52,8 @@ impl ShutdownSignal {
 
 /// State shared by all handlers.
 pub struct TaskService {
+    namespace: String,
+    containerd: std::path::PathBuf,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     exits: Arc<ExitRegistry>,
     events: Publisher,
@@ -62,12 +64,16 @@ pub struct TaskService {
 impl TaskService {
     /// A service with no containers yet.
     pub fn new(
+        namespace: String,
+        containerd: std::path::PathBuf,
         exits: Arc<ExitRegistry>,
         events: Publisher,
         log: Option<File>,
         shutdown: Arc<ShutdownSignal>,
     ) -> Self {
         Self {
+            namespace,
+            containerd,
             containers: Mutex::new(HashMap::new()),
             exits,
             events,

@@ -76,6 +76,14 @@ fn bad_input_is_refused_at_create_and_leaves_nothing() {
         &ctd,
         &[],
         WASM_IMAGE,
+        "bad-image-rule",
+        &["/hello.sh"],
+        "container bad-image-rule: image config architecture=wasm asks for wasm but entrypoint /hello.sh is a script (#!)",
+    );
+    assert_refused(
+        &ctd,
+        &[],
+        WASM_IMAGE,
         "bad-export",
         &["/reactor.wasm#nope"],
         "container bad-export: wasm module",

@@ -104,3 +104,38 @@ fn task_events_arrive_in_lifecycle_order() {
         ]
     );
 }
+
+#[test]
+fn created_task_shows_created_and_deletes_without_start() {
+    let Some(ctd) = containerd("created_task_shows_created_and_deletes_without_start") else {
+        return;
+    };
+    for (image, id, args) in [
+        (WASM_IMAGE, "created-wasm", vec!["/sleeper.wasm"]),
+        (BUSYBOX_IMAGE, "created-native", vec!["sleep", "600"]),
+    ] {
+        let mut create = vec![
+            "container",
+            "create",
+            "--runtime",
+            TRIAGE_RUNTIME,
+            image,
+            id,
+        ];
+        create.extend(args);
+        let out = ctd.ctr(&create);
+        assert_eq!(out.code, 0, "{out:?}");
+        let pid = ctd.create_task_only(id).expect("create task");
+        assert!(pid > 0);
+        assert_eq!(task_status(&ctd, id).as_deref(), Some("CREATED"));
+        // The init process exists and waits; the workload has not started.
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+        // Deleting a task that never started kills its waiting init process.
+        let status = ctd.delete_task(id).expect("delete created task");
+        assert_eq!(status, 137);
+        assert_eq!(task_status(&ctd, id), None);
+        assert_eq!(ctd.ctr(&["container", "rm", id]).code, 0);
+        assert_clean(&ctd, id);
+    }
+}

@@ -49,7 +49,7 @@ pub struct Image {
     pub entries: Vec<Entry>,
 }
 
-/// The Wasm workloads the image carries: (file in the wasm build dir, path in the image).
+/// The Wasm workloads the image carries, as `NAME.wasm` at its root.
 pub const WASM_WORKLOADS: &[&str] = &["hello", "exit", "trap", "sleeper", "fsprobe", "reactor"];
 
 /// Applets linked to busybox in the native image.
@@ -80,6 +80,12 @@ pub fn all(wasm_dir: &Path, busybox: &Path) -> anyhow::Result<Vec<Image>> {
         path: "bad.wasm".into(),
         mode: 0o755,
         content: INVALID_WASM.to_vec(),
+    });
+    // Not a module: with the image saying wasip1/wasm, running it is a contradiction.
+    wasm_entries.push(Entry::File {
+        path: "hello.sh".into(),
+        mode: 0o755,
+        content: b"#!/bin/sh\necho this never runs\n".to_vec(),
     });
     wasm_entries.push(Entry::File {
         path: "etc/motd".into(),
