@@ -44,6 +44,15 @@ pub enum HelperRequest {
         /// Bundle directory.
         bundle: PathBuf,
     },
+    /// Signal every process of a container (`kill --all`).
+    KillAll {
+        /// Container id.
+        id: String,
+        /// Bundle directory.
+        bundle: PathBuf,
+        /// Signal number.
+        signal: i32,
+    },
     /// Remove a container's remains (processes, cgroup, state).
     Delete {
         /// Container id.
@@ -57,7 +66,7 @@ impl HelperRequest {
     fn id(&self) -> &str {
         match self {
             Self::Create { plan, .. } => &plan.id,
-            Self::Start { id, .. } | Self::Delete { id, .. } => id,
+            Self::Start { id, .. } | Self::KillAll { id, .. } | Self::Delete { id, .. } => id,
         }
     }
 
@@ -65,6 +74,7 @@ impl HelperRequest {
         match self {
             Self::Create { .. } => "create",
             Self::Start { .. } => "start",
+            Self::KillAll { .. } => "kill",
             Self::Delete { .. } => "delete",
         }
     }
@@ -203,6 +213,9 @@ pub fn main(args: &[String]) -> i32 {
             container::create(plan, bundle, Some(REPORT_FD)).map(Some)
         }
         HelperRequest::Start { id, bundle } => container::start(id, bundle).map(|()| None),
+        HelperRequest::KillAll { id, bundle, signal } => {
+            container::kill_all(id, bundle, *signal).map(|()| None)
+        }
         HelperRequest::Delete { id, bundle } => container::delete(id, bundle).map(|()| None),
     };
     match result {

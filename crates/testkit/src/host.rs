@@ -71,7 +71,8 @@ pub fn shim_dir(shim_binary: &str) -> PathBuf {
 pub fn leftovers(id: &str, bundle: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for (pid, cmdline) in processes() {
-        if cmdline.split(' ').any(|arg| arg == id) {
+        // As an argument (`-id ID`), or inside a helper's JSON request (`"id":"ID"`).
+        if cmdline.split(' ').any(|arg| arg == id) || cmdline.contains(&format!("\"{id}\"")) {
             found.push(format!("process {pid}: {cmdline}"));
         }
     }

@@ -83,6 +83,9 @@ impl TriageExecutor {
                 })
                 .collect(),
         };
+        // From here on this process is the guest's: a terminating signal ends it with
+        // 128+signal, also while it still waits for Start (PID 1 would ignore it).
+        exit_on_terminating_signals();
         let engine = engine::default_engine(&self.plan.id).map_err(|e| e.to_string())?;
         let guest = engine.prepare(&invocation).map_err(|e| e.to_string())?;
         *PREPARED.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);
@@ -90,7 +93,6 @@ impl TriageExecutor {
     }
 
     fn run_wasm(&self) -> ! {
-        exit_on_terminating_signals();
         let guest = PREPARED.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(guest) = guest else {
             self.report(&format!(

@@ -93,6 +93,17 @@ pub fn start(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
         .map_err(|e| container_error(id, "start", e))
 }
 
+/// Sends `signal` to every process in the container's cgroup (`kill --all`).
+pub fn kill_all(id: &str, bundle: &Path, signal: i32) -> Result<(), RuntimeError> {
+    let signal = libcontainer::signal::Signal::try_from(signal)
+        .map_err(|e| container_error(id, "kill", e))?;
+    let mut container =
+        Container::load(state_root(bundle).join(id)).map_err(|e| container_error(id, "load", e))?;
+    container
+        .kill(signal, true)
+        .map_err(|e| container_error(id, "kill", e))
+}
+
 /// Kills what is left of the container and removes its cgroup and state.
 ///
 /// A container that libcontainer never recorded is not an error.

@@ -6,6 +6,7 @@ use nix::unistd::Pid;
 
 use super::state::Status;
 use super::{TaskError, TaskService};
+use crate::helper::{self, HelperRequest};
 
 impl TaskService {
     pub(super) fn task_kill(&self, req: &api::KillRequest) -> Result<api::Empty, TaskError> {
@@ -24,8 +25,17 @@ impl TaskService {
                 req.id
             )));
         }
-        // The init process is PID 1 of the container's pid namespace (when it has one):
-        // when it dies the kernel kills the rest, which is what `all` asks for.
+        if req.all {
+            drop(life);
+            let request = HelperRequest::KillAll {
+                id: container.id.clone(),
+                bundle: container.bundle.clone(),
+                signal: signal as i32,
+            };
+            helper::call(&request, None, self.log.as_ref(), &self.exits)?;
+            tracing::info!(%signal, "signal sent to all processes");
+            return Ok(api::Empty::new());
+        }
         match kill(Pid::from_raw(life.pid as i32), signal) {
             Ok(()) => {
                 tracing::info!(pid = life.pid, %signal, "signal sent");

@@ -139,3 +139,42 @@ fn created_task_shows_created_and_deletes_without_start() {
         assert_clean(&ctd, id);
     }
 }
+
+#[test]
+fn a_killed_shim_is_cleaned_up_through_the_delete_action() {
+    let Some(ctd) = containerd("a_killed_shim_is_cleaned_up_through_the_delete_action") else {
+        return;
+    };
+    let mut child = spawn_run(&ctd, WASM_IMAGE, "crash-wasm", &["/sleeper.wasm"], &[]);
+    assert_eq!(first_line(&mut child), "sleeper ready");
+    let shim_pid: i32 = std::fs::read_to_string(ctd.bundle_dir("crash-wasm").join("shim.pid"))
+        .expect("shim.pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the shim");
+    // containerd 1.6 fails the pending Wait (as with runc's shim), notices the dead
+    // shim and runs `containerd-shim-triage-v1 delete`, which kills the orphaned guest
+    // and removes its cgroup and state.
+    let out = finish(child);
+    assert_ne!(out.code, 0, "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while task_status(&ctd, "crash-wasm").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "task never cleaned up:\n{}",
+            ctd.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // `ctr run --rm` still removes the container record.
+    assert!(!ctd
+        .ctr(&["container", "ls", "-q"])
+        .stdout
+        .contains("crash-wasm"));
+    assert_clean(&ctd, "crash-wasm");
+}

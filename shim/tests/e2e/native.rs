@@ -67,4 +67,19 @@ fn native_signals_give_137_and_143() {
     assert_eq!(ctd.ctr(&["task", "kill", "native-term"]).code, 0);
     assert_eq!(finish(child).code, 143);
     assert_clean(&ctd, "native-term");
+
+    // `kill --all` reaches every process of the container: the `sleep` below dies of
+    // SIGTERM although PID 1 (the shell) ignores it, and the shell reports its status.
+    let child = spawn_run(
+        &ctd,
+        BUSYBOX_IMAGE,
+        "native-all",
+        &["sh", "-c", "sleep 600; exit $?"],
+        &[],
+    );
+    wait_for_status(&ctd, "native-all", "RUNNING");
+    wait_for_child_of(task_pid(&ctd, "native-all").expect("pid of native-all"));
+    assert_eq!(ctd.ctr(&["task", "kill", "--all", "native-all"]).code, 0);
+    assert_eq!(finish(child).code, 143);
+    assert_clean(&ctd, "native-all");
 }

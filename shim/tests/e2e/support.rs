@@ -25,7 +25,17 @@ pub fn containerd(test: &str) -> Option<PrivateContainerd> {
     Some(ctd)
 }
 
-/// `ctr run --rm --runtime io.containerd.triage.v1 [flags] IMAGE ID [ARGS]`.
+/// The arguments of `ctr run --rm --runtime io.containerd.triage.v1 [flags] IMAGE ID [ARGS]`.
+fn run_args<'a>(flags: &[&'a str], image: &'a str, id: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut full = vec!["run", "--rm", "--runtime", TRIAGE_RUNTIME];
+    full.extend_from_slice(flags);
+    full.push(image);
+    full.push(id);
+    full.extend_from_slice(args);
+    full
+}
+
+/// Runs a container to completion through Triage.
 pub fn run(
     ctd: &PrivateContainerd,
     flags: &[&str],
@@ -33,12 +43,7 @@ pub fn run(
     id: &str,
     args: &[&str],
 ) -> CtrOutput {
-    let mut full = vec!["run", "--rm", "--runtime", TRIAGE_RUNTIME];
-    full.extend_from_slice(flags);
-    full.push(image);
-    full.push(id);
-    full.extend_from_slice(args);
-    ctd.ctr(&full)
+    ctd.ctr(&run_args(flags, image, id, args))
 }
 
 /// Starts `ctr run` in the background (its exit code is the container's).
@@ -49,12 +54,7 @@ pub fn spawn_run(
     args: &[&str],
     flags: &[&str],
 ) -> Child {
-    let mut full = vec!["run", "--rm", "--runtime", TRIAGE_RUNTIME];
-    full.extend_from_slice(flags);
-    full.push(image);
-    full.push(id);
-    full.extend_from_slice(args);
-    ctd.ctr_command(&full)
+    ctd.ctr_command(&run_args(flags, image, id, args))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -68,6 +68,42 @@ pub fn task_status(ctd: &PrivateContainerd, id: &str) -> Option<String> {
         .lines()
         .find(|l| l.split_whitespace().next() == Some(id))
         .and_then(|l| l.split_whitespace().nth(2).map(str::to_owned))
+}
+
+/// The PID column `ctr task ls` shows for `id`.
+pub fn task_pid(ctd: &PrivateContainerd, id: &str) -> Option<u32> {
+    ctd.ctr(&["task", "ls"])
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// Waits until process `pid` has a child (e.g. a shell has forked its command).
+pub fn wait_for_child_of(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let has_child = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            // Field 4 of /proc/PID/stat, after the parenthesised command name.
+            .filter_map(|stat| {
+                stat.rsplit_once(") ")?
+                    .1
+                    .split(' ')
+                    .nth(1)?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .any(|ppid| ppid == pid);
+        if has_child {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} never forked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Polls `ctr task ls` until `id` has `status` (a readiness check with a deadline).
@@ -85,6 +121,18 @@ pub fn wait_for_status(ctd: &PrivateContainerd, id: &str, status: &str) {
         );
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// Reads the first line a background `ctr run` prints (the workload is up).
+pub fn first_line(child: &mut Child) -> String {
+    use std::io::Read;
+    let stdout = child.stdout.as_mut().expect("piped stdout");
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte).map(|n| n == 1).unwrap_or(false) && byte[0] != b'\n' {
+        line.push(byte[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// Waits for a background `ctr run` and returns its output.

@@ -128,13 +128,13 @@ fn sigterm_gives_143_and_sigkill_137() {
         return;
     };
     for (id, signal, status) in [("wasm-term", "SIGTERM", 143), ("wasm-kill", "SIGKILL", 137)] {
-        let child = spawn_run(&ctd, WASM_IMAGE, id, &["/sleeper.wasm"], &[]);
-        wait_for_status(&ctd, id, "RUNNING");
+        let mut child = spawn_run(&ctd, WASM_IMAGE, id, &["/sleeper.wasm"], &[]);
+        assert_eq!(first_line(&mut child), "sleeper ready");
+        assert_eq!(task_status(&ctd, id).as_deref(), Some("RUNNING"));
         let kill = ctd.ctr(&["task", "kill", "--signal", signal, id]);
         assert_eq!(kill.code, 0, "{kill:?}");
         let out = finish(child);
         assert_eq!(out.code, status, "{id}: {out:?}\n{}", ctd.log());
-        assert_eq!(out.stdout, "sleeper ready\n");
         assert_clean(&ctd, id);
     }
 }
