@@ -104,17 +104,31 @@ pub fn kill_all(id: &str, bundle: &Path, signal: i32) -> Result<(), RuntimeError
         .map_err(|e| container_error(id, "kill", e))
 }
 
+/// How often [`delete`] tries to remove a cgroup whose killed processes are not yet
+/// reaped (an orphan waits for whoever adopted it), and the pause between tries.
+const DELETE_ATTEMPTS: u32 = 10;
+const DELETE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Kills what is left of the container and removes its cgroup and state.
 ///
 /// A container that libcontainer never recorded is not an error.
 pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
     let dir = state_root(bundle).join(id);
-    if dir.join("state.json").exists() {
-        let mut container =
-            Container::load(dir.clone()).map_err(|e| container_error(id, "load", e))?;
-        container
-            .delete(true)
-            .map_err(|e| container_error(id, "delete", e))?;
+    let mut attempt = 1;
+    while dir.join("state.json").exists() {
+        let result = Container::load(dir.clone())
+            .map_err(|e| container_error(id, "load", e))
+            .and_then(|mut c| c.delete(true).map_err(|e| container_error(id, "delete", e)));
+        match result {
+            Ok(()) => break,
+            // libcontainer keeps its state when the cgroup cannot go yet: try again.
+            Err(e) if attempt < DELETE_ATTEMPTS => {
+                tracing::warn!(attempt, "{e}; retrying");
+                attempt += 1;
+                std::thread::sleep(DELETE_RETRY_PAUSE);
+            }
+            Err(e) => return Err(e),
+        }
     }
     for leftover in [dir.as_path(), state_root(bundle).as_path()] {
         match std::fs::remove_dir_all(leftover) {

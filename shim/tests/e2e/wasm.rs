@@ -130,7 +130,8 @@ fn sigterm_gives_143_and_sigkill_137() {
     for (id, signal, status) in [("wasm-term", "SIGTERM", 143), ("wasm-kill", "SIGKILL", 137)] {
         let mut child = spawn_run(&ctd, WASM_IMAGE, id, &["/sleeper.wasm"], &[]);
         assert_eq!(first_line(&mut child), "sleeper ready");
-        assert_eq!(task_status(&ctd, id).as_deref(), Some("RUNNING"));
+        // Start returns after the guest is released; until then ctr shows CREATED.
+        wait_for_status(&ctd, id, "RUNNING");
         let kill = ctd.ctr(&["task", "kill", "--signal", signal, id]);
         assert_eq!(kill.code, 0, "{kill:?}");
         let out = finish(child);
