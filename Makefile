@@ -37,6 +37,7 @@ demo: build test-images
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release -j $(JOBS) --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release -j $(JOBS) -p triage-runtime --no-default-features -- -D warnings
 
 # All tests: lint, unit tests, and the end-to-end tests against a private containerd.
 test: lint build test-images

@@ -256,3 +256,28 @@ impl Task for TaskApi {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_api_is_served_under_v2_and_v3_names() {
+        let service = Arc::new(TaskService::new(
+            "ns".into(),
+            "/nonexistent/containerd.sock".into(),
+            Arc::new(ExitRegistry::default()),
+            Publisher::spawn("/nonexistent/ttrpc.sock".into(), "ns".into()).unwrap(),
+            None,
+            Arc::new(ShutdownSignal::default()),
+        ));
+        let names: Vec<String> = methods(service).into_keys().collect();
+        for verb in ["Create", "Start", "Delete", "Kill", "Wait", "State", "Shutdown"] {
+            for version in ["v2", "v3"] {
+                let name = format!("/containerd.task.{version}.Task/{verb}");
+                assert!(names.contains(&name), "{name} missing from {names:?}");
+            }
+        }
+        assert_eq!(names.len() % 2, 0);
+    }
+}
