@@ -45,11 +45,12 @@ test: lint build test-images
 		$(CARGO) test --release -j $(JOBS) --workspace -- --test-threads 2 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "%d passed, %d failed\n", p, f}' $(CARGO_TARGET_DIR)/test.log
 
+# Binaries (triage + wasmedge names) and runtime handlers; see install/README.md.
 install: build
-	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-triage-v1
+	$(RELEASE)/triage-install install --shim $(SHIM) --prefix $(PREFIX) --destdir "$(DESTDIR)"
 
-uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/containerd-shim-triage-v1
+uninstall: build
+	$(RELEASE)/triage-install uninstall --prefix $(PREFIX) --destdir "$(DESTDIR)"
 
 bench: build test-images
 	bash benches/ctr-run.sh

@@ -272,7 +272,9 @@ mod tests {
             Arc::new(ShutdownSignal::default()),
         ));
         let names: Vec<String> = methods(service).into_keys().collect();
-        for verb in ["Create", "Start", "Delete", "Kill", "Wait", "State", "Shutdown"] {
+        for verb in [
+            "Create", "Start", "Delete", "Kill", "Wait", "State", "Shutdown",
+        ] {
             for version in ["v2", "v3"] {
                 let name = format!("/containerd.task.{version}.Task/{verb}");
                 assert!(names.contains(&name), "{name} missing from {names:?}");

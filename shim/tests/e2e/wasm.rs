@@ -139,3 +139,34 @@ fn sigterm_gives_143_and_sigkill_137() {
         assert_clean(&ctd, id);
     }
 }
+
+#[test]
+fn the_wasmedge_runtime_name_runs_triage() {
+    if !triage_testkit::require_host("the_wasmedge_runtime_name_runs_triage") {
+        return;
+    }
+    // As `make install` lays it out: the wasmedge shim name is a link to Triage.
+    let bin = tempfile::tempdir().unwrap();
+    let shim = env!("CARGO_BIN_EXE_containerd-shim-triage-v1");
+    for name in ["containerd-shim-triage-v1", "containerd-shim-wasmedge-v1"] {
+        std::os::unix::fs::symlink(shim, bin.path().join(name)).unwrap();
+    }
+    let ctd = PrivateContainerd::start(bin.path()).expect("start containerd");
+    ctd.import(&triage_testkit::images_dir().join("wasm.tar"))
+        .expect("import");
+    let out = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.wasmedge.v1",
+        WASM_IMAGE,
+        "wasmedge-name",
+        "/hello.wasm",
+        "via",
+        "wasmedge",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", ctd.log());
+    assert!(out.stdout.contains("args: via wasmedge"), "{out:?}");
+    assert!(shim_log(&ctd, "wasmedge-name").contains("workload decision kind=\"wasm\""));
+    assert_clean(&ctd, "wasmedge-name");
+}
