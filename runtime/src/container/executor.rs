@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use triage_oci::{ModuleSource, WasmPlan, WorkloadKind, WorkloadPlan};
+use std::path::PathBuf;
+
+use triage_oci::{ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
 
 use super::reply::Reply;
 use crate::engine::{self, GuestExit, GuestInvocation, PreparedGuest};
@@ -71,17 +73,7 @@ impl TriageExecutor {
             args: wasm.args.clone(),
             env: wasm.env.clone(),
             // After pivot_root the container's view is this process's view.
-            preopens: wasm
-                .preopens
-                .iter()
-                .map(|p| {
-                    (
-                        p.guest_path.clone(),
-                        p.guest_path.display().to_string(),
-                        p.read_only,
-                    )
-                })
-                .collect(),
+            preopens: directory_preopens(&wasm.preopens),
         };
         // From here on this process is the guest's: a terminating signal ends it with
         // 128+signal, also while it still waits for Start (PID 1 would ignore it).
@@ -160,6 +152,23 @@ impl TriageExecutor {
     }
 }
 
+/// The preopens that are directories, as (path here, path for the guest, read-only).
+/// Bind-mounted files (CRI's `/etc/hosts`, `/etc/resolv.conf`) cannot be preopened; the
+/// guest reaches them through `/`, where they are mounted.
+fn directory_preopens(preopens: &[Preopen]) -> Vec<(PathBuf, String, bool)> {
+    preopens
+        .iter()
+        .filter(|p| p.guest_path.is_dir())
+        .map(|p| {
+            (
+                p.guest_path.clone(),
+                p.guest_path.display().to_string(),
+                p.read_only,
+            )
+        })
+        .collect()
+}
+
 extern "C" fn exit_with_signal_status(signal: libc::c_int) {
     // SAFETY: _exit is async-signal-safe.
     unsafe { libc::_exit(128 + signal) }
@@ -181,5 +190,39 @@ fn exit_on_terminating_signals() {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_directories_are_preopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hosts");
+        std::fs::write(&file, "127.0.0.1 localhost\n").unwrap();
+        let preopens = vec![
+            Preopen {
+                guest_path: dir.path().to_path_buf(),
+                read_only: true,
+            },
+            Preopen {
+                guest_path: file,
+                read_only: true,
+            },
+            Preopen {
+                guest_path: dir.path().join("missing"),
+                read_only: false,
+            },
+        ];
+        assert_eq!(
+            directory_preopens(&preopens),
+            vec![(
+                dir.path().to_path_buf(),
+                dir.path().display().to_string(),
+                true
+            )]
+        );
     }
 }

@@ -93,9 +93,16 @@ fn guest_sees_only_its_rootfs_and_mounts() {
         "type=bind,src={},dst=/data,options=rbind:ro",
         host.path().display()
     );
+    // A single bind-mounted file, as CRI mounts /etc/hosts.
+    let conf = host.path().join("site.conf");
+    std::fs::write(&conf, "site=edge-7\n").unwrap();
+    let file_mount = format!(
+        "type=bind,src={},dst=/etc/site.conf,options=rbind:ro",
+        conf.display()
+    );
     let out = run(
         &ctd,
-        &["--mount", &mount],
+        &["--mount", &mount, "--mount", &file_mount],
         WASM_IMAGE,
         "wasm-fs",
         &[
@@ -104,6 +111,7 @@ fn guest_sees_only_its_rootfs_and_mounts() {
             "/data/data.txt",
             &secret_path,
             "/../../etc/motd",
+            "/etc/site.conf",
         ],
     );
     assert_eq!(out.code, 0, "{out:?}\n{}", ctd.log());
@@ -119,7 +127,8 @@ fn guest_sees_only_its_rootfs_and_mounts() {
     assert_eq!(lines[3], format!("read {secret_path}: error NotFound"));
     // WASI refuses to resolve `..` above a preopen.
     assert_eq!(lines[4], "read /../../etc/motd: error PermissionDenied");
-    assert_eq!(lines[5], "write /tmp-write-probe: ok");
+    assert_eq!(lines[5], "read /etc/site.conf: ok site=edge-7");
+    assert_eq!(lines[6], "write /tmp-write-probe: ok");
 }
 
 #[test]
