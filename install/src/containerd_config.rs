@@ -7,6 +7,11 @@ use toml_edit::{value, DocumentMut, Item, Table};
 
 use crate::{InstallError, HANDLERS};
 
+/// Marks the default runtime entry Triage adds: once a config lists any runtime,
+/// containerd no longer supplies its built-in `runc` entry, and CRI refuses to start.
+const DEFAULT_RUNTIME_MARK: &str =
+    "# added by triage-install: listing runtimes replaces containerd's built-in runc entry\n";
+
 /// The CRI plugin's key for each containerd generation.
 pub fn cri_plugin(containerd_major: u32) -> &'static str {
     if containerd_major >= 2 {
@@ -70,6 +75,18 @@ pub fn add_handlers(
         };
         table.insert("runtime_type", value(*runtime_type));
     }
+    let default = lookup(&mut doc, cri_plugin(containerd_major), &["containerd"])
+        .and_then(|c| c.get("default_runtime_name"))
+        .and_then(Item::as_str)
+        .unwrap_or("runc")
+        .to_owned();
+    let runtimes = runtimes_table(&mut doc, containerd_major);
+    if default == "runc" && !runtimes.contains_key("runc") {
+        let mut runc = Table::new();
+        runc.insert("runtime_type", value("io.containerd.runc.v2"));
+        runc.decor_mut().set_prefix(DEFAULT_RUNTIME_MARK);
+        runtimes.insert("runc", Item::Table(runc));
+    }
     Ok(doc.to_string())
 }
 
@@ -107,6 +124,15 @@ pub fn remove_handlers(path: &Path, text: &str) -> Result<String, InstallError> 
             if ours {
                 runtimes.remove(handler);
             }
+        }
+        let added_runc = runtimes
+            .get("runc")
+            .and_then(Item::as_table)
+            .and_then(|t| t.decor().prefix())
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| p.contains(DEFAULT_RUNTIME_MARK.trim_end()));
+        if added_runc {
+            runtimes.remove("runc");
         }
         prune_empty(&mut doc, plugin);
     }
@@ -181,6 +207,10 @@ mod tests {
         assert!(v1.starts_with("version = 2\n"), "{v1}");
         assert!(v1.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.triage]\nruntime_type = \"io.containerd.triage.v1\""), "{v1}");
         assert!(v1.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmedge]\nruntime_type = \"io.containerd.wasmedge.v1\""), "{v1}");
+        assert!(
+            v1.contains("runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\""),
+            "{v1}"
+        );
         let v2 = add("", 2);
         assert!(v2.starts_with("version = 3\n"), "{v2}");
         assert!(
@@ -203,6 +233,16 @@ mod tests {
         assert_eq!(add(&once, 1), once, "a second install changes nothing");
         let removed = remove_handlers(Path::new(PATH), &once).unwrap();
         assert_eq!(removed, existing);
+    }
+
+    #[test]
+    fn a_listed_or_other_default_runtime_is_left_alone() {
+        let own_runc = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n";
+        let once = add(own_runc, 1);
+        assert!(!once.contains("added by triage-install"), "{once}");
+        assert_eq!(remove_handlers(Path::new(PATH), &once).unwrap(), own_runc);
+        let crun = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"crun\"\n";
+        assert!(!add(crun, 1).contains("runtimes.runc]"));
     }
 
     #[test]

@@ -34,25 +34,70 @@ impl CtrOutput {
     }
 }
 
+/// The CRI plugin's namespace.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+/// The sandbox ("pause") image a CRI-enabled daemon is configured with.
+pub const PAUSE_IMAGE: &str = "triage.test/pause:latest";
+
 /// A running containerd whose config, root, state and sockets live in one temp dir.
 pub struct PrivateContainerd {
     dir: tempfile::TempDir,
     daemon: Option<Child>,
 }
 
+/// The CRI plugin's part of the config: Triage's handlers, no negative oom_score_adj
+/// (this VM lacks CAP_SYS_RESOURCE), a random stream port, CNI under the temp dir.
+fn cri_config(d: &Path) -> String {
+    format!(
+        r#"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{d}/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.triage]
+    runtime_type = "io.containerd.triage.v1"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmedge]
+    runtime_type = "io.containerd.wasmedge.v1"
+"#,
+        d = d.display()
+    )
+}
+
 impl PrivateContainerd {
-    /// Starts containerd with `shim_dir` first on its PATH, and waits until it answers.
+    /// Starts containerd (CRI plugin off) with `shim_dir` first on its PATH, and waits
+    /// until it answers.
     pub fn start(shim_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(shim_dir, false)
+    }
+
+    /// Like [`PrivateContainerd::start`], with containerd's CRI plugin on, configured as
+    /// a K3s node would be for Triage's `triage` and `wasmedge` handlers.
+    pub fn start_with_cri(shim_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(shim_dir, true)
+    }
+
+    fn start_with(shim_dir: &Path, cri: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("triage-ctd.")
             .tempdir_in("/tmp")
             .context("creating the containerd directory")?;
         let d = dir.path();
-        let config = format!(
+        let disabled = if cri {
+            ""
+        } else {
+            r#""io.containerd.grpc.v1.cri""#
+        };
+        let mut config = format!(
             r#"version = 2
 root = "{d}/root"
 state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [{disabled}]
 
 [grpc]
   address = "{d}/containerd.sock"
@@ -69,6 +114,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 "#,
             d = d.display()
         );
+        if cri {
+            config.push_str(&cri_config(d));
+            std::fs::create_dir_all(d.join("cni")).context("creating the CNI config dir")?;
+        }
         std::fs::write(d.join("config.toml"), config).context("writing config.toml")?;
         let log = File::create(d.join("containerd.log")).context("creating containerd.log")?;
         let path = format!(
@@ -138,11 +187,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// A `ctr` command against this daemon, in [`NAMESPACE`].
     pub fn ctr_command(&self, args: &[&str]) -> Command {
+        self.ctr_command_in(NAMESPACE, args)
+    }
+
+    fn ctr_command_in(&self, namespace: &str, args: &[&str]) -> Command {
         let mut command = Command::new("ctr");
         command
             .arg("--address")
             .arg(self.socket())
-            .args(["--namespace", NAMESPACE])
+            .args(["--namespace", namespace])
             .args(args)
             .stdin(Stdio::null());
         command
@@ -150,7 +203,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// Runs `ctr` to completion.
     pub fn ctr(&self, args: &[&str]) -> CtrOutput {
-        match self.ctr_command(args).output() {
+        self.ctr_in(NAMESPACE, args)
+    }
+
+    /// Runs `ctr` in containerd namespace `namespace`.
+    pub fn ctr_in(&self, namespace: &str, args: &[&str]) -> CtrOutput {
+        match self.ctr_command_in(namespace, args).output() {
             Ok(output) => CtrOutput::from_output(output),
             Err(e) => CtrOutput {
                 code: -1,
@@ -162,8 +220,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// Imports an OCI archive.
     pub fn import(&self, archive: &Path) -> anyhow::Result<()> {
+        self.import_into(NAMESPACE, archive)
+    }
+
+    /// Imports an OCI archive into `namespace` (CRI sees only [`CRI_NAMESPACE`]).
+    pub fn import_into(&self, namespace: &str, archive: &Path) -> anyhow::Result<()> {
         let archive = archive.display().to_string();
-        let out = self.ctr(&["images", "import", "--all-platforms", &archive]);
+        let out = self.ctr_in(
+            namespace,
+            &["images", "import", "--all-platforms", &archive],
+        );
         if out.code != 0 {
             bail!(
                 "ctr images import {archive} failed: {}{}",
@@ -176,10 +242,15 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     /// The bundle directory containerd would use for task `id`.
     pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.bundle_dir_in(NAMESPACE, id)
+    }
+
+    /// The bundle directory of task `id` in containerd namespace `namespace`.
+    pub fn bundle_dir_in(&self, namespace: &str, id: &str) -> PathBuf {
         self.dir
             .path()
             .join("state/io.containerd.runtime.v2.task")
-            .join(NAMESPACE)
+            .join(namespace)
             .join(id)
     }
 

@@ -5,7 +5,10 @@
 
 mod api;
 mod containerd;
+pub mod cri;
 mod host;
 
-pub use containerd::{CtrOutput, PrivateContainerd, NAMESPACE, TRIAGE_RUNTIME};
+pub use containerd::{
+    CtrOutput, PrivateContainerd, CRI_NAMESPACE, NAMESPACE, PAUSE_IMAGE, TRIAGE_RUNTIME,
+};
 pub use host::{images_dir, leftovers, missing_requirements, require_host, shim_dir};

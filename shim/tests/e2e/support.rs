@@ -147,10 +147,15 @@ pub fn finish(child: Child) -> CtrOutput {
 
 /// Asserts the container `id` left nothing behind: no process, mount, cgroup or bundle.
 pub fn assert_clean(ctd: &PrivateContainerd, id: &str) {
+    assert_clean_in(ctd, triage_testkit::NAMESPACE, id)
+}
+
+/// [`assert_clean`] for a task in containerd namespace `namespace`.
+pub fn assert_clean_in(ctd: &PrivateContainerd, namespace: &str, id: &str) {
     // The shim exits after containerd's Shutdown; allow it a moment to finish exiting.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let left = leftovers(id, &ctd.bundle_dir(id));
+        let left = leftovers(id, &ctd.bundle_dir_in(namespace, id));
         if left.is_empty() {
             return;
         }

@@ -143,6 +143,16 @@ pub fn all(wasm_dir: &Path, busybox: &Path) -> anyhow::Result<Vec<Image>> {
             env: vec![PATH_ENV.into()],
             entries: vec![hello],
         },
+        // The pod sandbox ("pause") image for CRI tests: busybox sleeping forever.
+        Image {
+            reference: "triage.test/pause:latest".into(),
+            file_stem: "pause".into(),
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            cmd: Some(vec!["sleep".into(), "2147483647".into()]),
+            env: vec![PATH_ENV.into()],
+            entries: busybox_entries.clone(),
+        },
         Image {
             reference: "triage.test/busybox:latest".into(),
             file_stem: "busybox".into(),
