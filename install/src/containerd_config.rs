@@ -5,7 +5,7 @@ use std::path::Path;
 
 use toml_edit::{value, DocumentMut, Item, Table};
 
-use crate::{InstallError, HANDLERS};
+use crate::{InstallError, FORWARDED_ANNOTATIONS, HANDLERS};
 
 /// Marks the default runtime entry Triage adds: once a config lists any runtime,
 /// containerd no longer supplies its built-in `runc` entry, and CRI refuses to start.
@@ -74,6 +74,14 @@ pub fn add_handlers(
             });
         };
         table.insert("runtime_type", value(*runtime_type));
+        for key in ["pod_annotations", "container_annotations"] {
+            table.insert(
+                key,
+                value(toml_edit::Array::from_iter(
+                    FORWARDED_ANNOTATIONS.iter().copied(),
+                )),
+            );
+        }
     }
     let default = lookup(&mut doc, cri_plugin(containerd_major), &["containerd"])
         .and_then(|c| c.get("default_runtime_name"))
@@ -205,7 +213,7 @@ mod tests {
     fn fresh_config_for_each_generation() {
         let v1 = add("", 1);
         assert!(v1.starts_with("version = 2\n"), "{v1}");
-        assert!(v1.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.triage]\nruntime_type = \"io.containerd.triage.v1\""), "{v1}");
+        assert!(v1.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.triage]\nruntime_type = \"io.containerd.triage.v1\"\npod_annotations = [\"triage.io/*\", \"module.wasm.image/*\", \"run.oci.handler\"]"), "{v1}");
         assert!(v1.contains("[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wasmedge]\nruntime_type = \"io.containerd.wasmedge.v1\""), "{v1}");
         assert!(
             v1.contains("runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\""),

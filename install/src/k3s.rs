@@ -37,8 +37,9 @@ pub fn add_block(template: &str, containerd_major: u32) -> String {
         text.push('\n');
     }
     text.push_str(&format!(
-        "{BEGIN}\n[plugins.\"{}\".containerd.runtimes.triage]\n  runtime_type = \"io.containerd.triage.v1\"\n{END}\n",
-        cri_plugin(containerd_major)
+        "{BEGIN}\n[plugins.\"{}\".containerd.runtimes.triage]\n  runtime_type = \"io.containerd.triage.v1\"\n  pod_annotations = {annotations}\n  container_annotations = {annotations}\n{END}\n",
+        cri_plugin(containerd_major),
+        annotations = toml_edit::Array::from_iter(crate::FORWARDED_ANNOTATIONS.iter().copied()),
     ));
     text
 }

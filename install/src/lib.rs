@@ -16,6 +16,11 @@ pub const HANDLERS: &[(&str, &str)] = &[
     ("wasmedge", "io.containerd.wasmedge.v1"),
 ];
 
+/// Annotations containerd's CRI plugin forwards from a pod (and a container config) to
+/// each container's OCI spec for Triage's handlers: the keys its decision reads.
+pub const FORWARDED_ANNOTATIONS: &[&str] =
+    &["triage.io/*", "module.wasm.image/*", "run.oci.handler"];
+
 /// Shim binary names containerd derives from those runtime types.
 pub const SHIM_NAMES: &[&str] = &["containerd-shim-triage-v1", "containerd-shim-wasmedge-v1"];
 

@@ -4,6 +4,9 @@ use std::collections::HashMap;
 
 use crate::error::PlanError;
 
+/// Set by containerd's CRI plugin: `sandbox` for a pod's pause container.
+pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+
 /// Triage's own switch: `wasm` or `native`, always obeyed.
 pub const RUNTIME: &str = "triage.io/runtime";
 /// crun's handler key (`wasm`, `wasm-smart`).
@@ -37,6 +40,11 @@ pub enum CrunWasmHint {
         /// Its value.
         value: String,
     },
+}
+
+/// Whether this is a CRI pod sandbox (pause) container.
+pub fn is_cri_sandbox(annotations: &HashMap<String, String>) -> bool {
+    annotations.get(CRI_CONTAINER_TYPE).map(String::as_str) == Some("sandbox")
 }
 
 /// Reads `triage.io/runtime`; an unknown value is an error naming the container.

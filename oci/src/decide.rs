@@ -26,6 +26,19 @@ pub fn plan_workload(
         return Err(PlanError::EmptyArgs { id: id.to_owned() });
     };
     let annotations = bundle.annotations();
+    // A pod's pause container carries the pod's annotations (which may ask for Wasm
+    // for the pod's workloads) but is always the native sandbox process.
+    if annotations::is_cri_sandbox(&annotations) {
+        return Ok(WorkloadPlan {
+            id: id.to_owned(),
+            kind: WorkloadKind::Native,
+            reason: DecisionReason::Annotation {
+                key: annotations::CRI_CONTAINER_TYPE.to_owned(),
+                value: "sandbox".to_owned(),
+                entrypoint: None,
+            },
+        });
+    }
     let explicit = annotations::runtime_choice(id, &annotations)?;
     let (program, export) = split_export(id, arg0)?;
     let entry = Entrypoint::locate(bundle, program)?;

@@ -62,8 +62,12 @@ fn cri_config(d: &Path) -> String {
     runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.triage]
     runtime_type = "io.containerd.triage.v1"
+    pod_annotations = ["triage.io/*", "module.wasm.image/*", "run.oci.handler"]
+    container_annotations = ["triage.io/*", "module.wasm.image/*", "run.oci.handler"]
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wasmedge]
     runtime_type = "io.containerd.wasmedge.v1"
+    pod_annotations = ["triage.io/*", "module.wasm.image/*", "run.oci.handler"]
+    container_annotations = ["triage.io/*", "module.wasm.image/*", "run.oci.handler"]
 "#,
         d = d.display()
     )

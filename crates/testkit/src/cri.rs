@@ -143,6 +143,21 @@ impl CriClient {
             .context("ContainerStatus without a status")
     }
 
+    /// Polls ContainerStatus until the container runs (deadline 30 s).
+    pub fn wait_running(&mut self, id: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.container_status(id)?;
+            if status.state == api::ContainerState::ContainerRunning as i32 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("container {id} is not running: {status:?}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     /// Polls ContainerStatus until the container has exited (deadline 30 s).
     pub fn wait_exited(&mut self, id: &str) -> anyhow::Result<api::ContainerStatus> {
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -281,3 +281,33 @@ fn bundle_load_reports_path() {
     assert!(msg.contains(&dir.path().join("config.json").display().to_string()));
     let _ = Path::new("/");
 }
+
+#[test]
+fn cri_sandbox_is_native_whatever_the_pod_asks() {
+    let fx = Fixture::new();
+    let plan = fx
+        .plan(
+            &["echo"],
+            &[
+                ("io.kubernetes.cri.container-type", "sandbox"),
+                ("triage.io/runtime", "wasm"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(plan.kind, WorkloadKind::Native);
+    assert_eq!(
+        plan.reason.to_string(),
+        "annotation io.kubernetes.cri.container-type=sandbox"
+    );
+    // A pod's workload containers follow the pod's annotations.
+    let err = fx
+        .plan(
+            &["echo"],
+            &[
+                ("io.kubernetes.cri.container-type", "container"),
+                ("triage.io/runtime", "wasm"),
+            ],
+        )
+        .unwrap_err();
+    assert!(matches!(err, PlanError::Contradiction { .. }));
+}
