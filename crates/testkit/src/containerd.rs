@@ -1,6 +1,5 @@
 //! A containerd daemon private to one test (or one demo), and `ctr` calls against it.
 
-use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -43,6 +42,7 @@ pub const PAUSE_IMAGE: &str = "triage.test/pause:latest";
 pub struct PrivateContainerd {
     dir: tempfile::TempDir,
     daemon: Option<Child>,
+    shim_dir: PathBuf,
 }
 
 /// The CRI plugin's part of the config: Triage's handlers, no negative oom_score_adj
@@ -123,10 +123,27 @@ disabled_plugins = [{disabled}]
             std::fs::create_dir_all(d.join("cni")).context("creating the CNI config dir")?;
         }
         std::fs::write(d.join("config.toml"), config).context("writing config.toml")?;
-        let log = File::create(d.join("containerd.log")).context("creating containerd.log")?;
+        let mut me = Self {
+            dir,
+            daemon: None,
+            shim_dir: shim_dir.to_path_buf(),
+        };
+        me.spawn_daemon()?;
+        me.wait_ready()?;
+        Ok(me)
+    }
+
+    /// Starts the daemon on the existing config; its output is appended to the log.
+    fn spawn_daemon(&mut self) -> anyhow::Result<()> {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("containerd.log"))
+            .context("opening containerd.log")?;
         let path = format!(
             "{}:{}",
-            shim_dir.display(),
+            self.shim_dir.display(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
         );
         let mut command = Command::new("containerd");
@@ -142,13 +159,30 @@ disabled_plugins = [{disabled}]
         unsafe {
             command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(Into::into));
         }
-        let daemon = command.spawn().context("starting containerd")?;
-        let mut me = Self {
-            dir,
-            daemon: Some(daemon),
-        };
-        me.wait_ready()?;
-        Ok(me)
+        self.daemon = Some(command.spawn().context("starting containerd")?);
+        Ok(())
+    }
+
+    /// Stops the daemon by PID (TERM, then KILL after 10 s), leaving shims running.
+    fn stop_daemon(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+    }
+
+    /// Restarts containerd as an operator would: the daemon stops, its shims keep
+    /// running, and the new daemon reconnects to them.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop_daemon();
+        self.spawn_daemon()?;
+        self.wait_ready()
     }
 
     fn wait_ready(&mut self) -> anyhow::Result<()> {
@@ -261,16 +295,7 @@ disabled_plugins = [{disabled}]
     /// Stops containerd by PID (TERM, then KILL), kills shims it left, and unmounts
     /// everything under its directory. Called on drop.
     pub fn stop(&mut self) {
-        if let Some(mut daemon) = self.daemon.take() {
-            let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = daemon.kill();
-            let _ = daemon.wait();
-        }
+        self.stop_daemon();
         crate::host::kill_processes_mentioning(&self.socket().display().to_string());
         crate::host::unmount_under(self.dir.path());
     }

@@ -143,16 +143,21 @@ impl CriClient {
             .context("ContainerStatus without a status")
     }
 
-    /// Polls ContainerStatus until the container runs (deadline 30 s).
+    /// Polls ContainerStatus until the container runs (deadline 30 s). Errors count as
+    /// "not yet", as kubelet treats them: after a containerd restart CRI answers "not
+    /// initialized" until it has recovered its state.
     pub fn wait_running(&mut self, id: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let status = self.container_status(id)?;
-            if status.state == api::ContainerState::ContainerRunning as i32 {
-                return Ok(());
-            }
+            let last = match self.container_status(id) {
+                Ok(status) if status.state == api::ContainerState::ContainerRunning as i32 => {
+                    return Ok(())
+                }
+                Ok(status) => format!("{status:?}"),
+                Err(e) => format!("{e:#}"),
+            };
             if Instant::now() > deadline {
-                bail!("container {id} is not running: {status:?}");
+                bail!("container {id} is not running: {last}");
             }
             std::thread::sleep(Duration::from_millis(25));
         }

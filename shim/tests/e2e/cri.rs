@@ -21,23 +21,6 @@ fn cri_containerd(test: &str) -> Option<PrivateContainerd> {
     Some(ctd)
 }
 
-/// Shim daemons serving namespace `k8s.io` for this containerd.
-fn pod_shims(ctd: &PrivateContainerd) -> usize {
-    let address = format!("-address {}", ctd.socket().display());
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
-        .filter(|cmd| {
-            cmd.contains("containerd-shim-triage-v1 -namespace k8s.io")
-                && cmd.contains(&address)
-                && cmd.contains(" -socket ")
-        })
-        .count()
-}
-
 #[test]
 fn pod_runs_wasm_and_native_containers_in_one_shim_and_logs_for_kubectl() {
     let Some(ctd) =
@@ -84,7 +67,7 @@ fn pod_runs_wasm_and_native_containers_in_one_shim_and_logs_for_kubectl() {
     assert_eq!(cri.wait_exited(&native).unwrap().exit_code, 4);
 
     // The pause container and both workloads share the pod's one shim.
-    assert_eq!(pod_shims(&ctd), 1, "{}", ctd.log());
+    assert_eq!(pod_shim_pids(&ctd).len(), 1, "{}", ctd.log());
     assert!(shim_log(&ctd, &wasm).contains("workload decision kind=\"wasm\""));
     assert!(shim_log(&ctd, &native).contains("workload decision kind=\"native\""));
     assert!(shim_log(&ctd, &pod).contains("workload decision kind=\"native\""));
@@ -119,7 +102,7 @@ fn pod_runs_wasm_and_native_containers_in_one_shim_and_logs_for_kubectl() {
     for id in [&wasm, &native, &pod] {
         assert_clean_in(&ctd, CRI_NAMESPACE, id);
     }
-    assert_eq!(pod_shims(&ctd), 0);
+    assert!(pod_shim_pids(&ctd).is_empty());
 }
 
 /// The first line of a cgroup v1 control file of container `id` under `parent`.
@@ -232,4 +215,70 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup() {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+#[test]
+fn a_pod_survives_a_containerd_restart_and_can_be_stopped_after() {
+    let Some(mut ctd) =
+        cri_containerd("a_pod_survives_a_containerd_restart_and_can_be_stopped_after")
+    else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = host_network_pod("restart-pod", "uid-restart-pod", logs.path());
+    let mut cri = CriClient::connect(&ctd).expect("CRI client");
+    let pod = cri
+        .run_pod(&pod_config, "triage")
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let wasm = cri
+        .create_container(
+            &pod,
+            container("wasm", WASM_IMAGE, &["/sleeper.wasm"], "wasm.log"),
+            &pod_config,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    cri.start_container(&wasm).unwrap();
+    cri.wait_running(&wasm).unwrap();
+    let shim_before = pod_shim_pids(&ctd);
+    assert_eq!(shim_before.len(), 1);
+
+    ctd.restart().expect("restart containerd");
+    let mut cri = CriClient::connect(&ctd).expect("CRI client after restart");
+    // The same shim still serves the pod, and containerd found it again.
+    assert_eq!(pod_shim_pids(&ctd), shim_before);
+    cri.wait_running(&wasm)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    // containerd rebuilt the container's state from the shim (State) and now stops it
+    // through the same shim (Kill, Wait, Delete).
+    cri.stop_container(&wasm, 10).unwrap();
+    assert_eq!(cri.wait_exited(&wasm).unwrap().exit_code, 143);
+    cri.remove_container(&wasm).unwrap();
+    cri.stop_pod(&pod).unwrap();
+    cri.remove_pod(&pod).unwrap();
+    for id in [&wasm, &pod] {
+        assert_clean_in(&ctd, CRI_NAMESPACE, id);
+    }
+}
+
+/// Pids of the shim daemons serving `k8s.io` for this containerd.
+fn pod_shim_pids(ctd: &PrivateContainerd) -> Vec<u32> {
+    let address = format!("-address {}", ctd.socket().display());
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&raw).replace('\0', " ")))
+        })
+        .filter(|(_, cmd)| {
+            cmd.contains("containerd-shim-triage-v1 -namespace k8s.io")
+                && cmd.contains(&address)
+                && cmd.contains(" -socket ")
+        })
+        .map(|(pid, _)| pid)
+        .collect();
+    pids.sort();
+    pids
 }
