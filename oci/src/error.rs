@@ -69,4 +69,14 @@ pub enum PlanError {
         /// The first argument.
         arg0: String,
     },
+    /// The runtime handler's `options` ask for something Triage does not do.
+    #[error("container {id}: runtime options from {source_name}: {reason}")]
+    RuntimeOptions {
+        /// Container id.
+        id: String,
+        /// Where the options came from (`config_body`, or the `ConfigPath` file).
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
 }

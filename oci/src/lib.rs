@@ -13,6 +13,7 @@ pub mod error;
 pub mod image;
 pub mod plan;
 pub mod rootfs_path;
+pub mod runtime_options;
 
 mod decide;
 
@@ -23,6 +24,7 @@ pub use entrypoint::{Entrypoint, EntrypointKind};
 pub use error::PlanError;
 pub use image::ImageFacts;
 pub use plan::{DecisionReason, ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
+pub use runtime_options::RuntimeOptions;
 
 /// The OCI runtime-spec types Triage works with (re-exported so that every crate uses one version).
 pub use oci_spec::runtime::Spec;

@@ -6,6 +6,7 @@ mod events;
 mod helper;
 mod image;
 mod logging;
+mod options;
 mod reaper;
 mod task;
 

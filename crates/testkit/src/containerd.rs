@@ -68,6 +68,16 @@ fn cri_config(d: &Path) -> String {
     runtime_type = "io.containerd.wasmedge.v1"
     pod_annotations = ["triage.io/*", "module.wasm.image/*", "run.oci.handler"]
     container_annotations = ["triage.io/*", "module.wasm.image/*", "run.oci.handler"]
+  # Handlers whose `options` Triage must honour or refuse (containerd 1.6 passes a
+  # non-runc runtime's options as a ConfigPath).
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.triage-cgroupfs]
+    runtime_type = "io.containerd.triage.v1"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.triage-cgroupfs.options]
+      ConfigPath = "{d}/options-cgroupfs.toml"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.triage-systemd]
+    runtime_type = "io.containerd.triage.v1"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.triage-systemd.options]
+      ConfigPath = "{d}/options-systemd.toml"
 "#,
         d = d.display()
     )
@@ -120,6 +130,8 @@ disabled_plugins = [{disabled}]
         );
         if cri {
             config.push_str(&cri_config(d));
+            std::fs::write(d.join("options-cgroupfs.toml"), "SystemdCgroup = false\n")?;
+            std::fs::write(d.join("options-systemd.toml"), "SystemdCgroup = true\n")?;
             std::fs::create_dir_all(d.join("cni")).context("creating the CNI config dir")?;
         }
         std::fs::write(d.join("config.toml"), config).context("writing config.toml")?;

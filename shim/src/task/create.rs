@@ -36,6 +36,10 @@ impl TaskService {
                 what: "restoring from a checkpoint".to_owned(),
             });
         }
+        let options = crate::options::runtime_options(&id, req.options.as_ref())?;
+        if let Some(binary) = &options.binary_name {
+            tracing::debug!(%binary, "runtime option BinaryName (this shim is already running)");
+        }
         let bundle = PathBuf::from(&req.bundle);
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),

@@ -282,3 +282,31 @@ fn pod_shim_pids(ctd: &PrivateContainerd) -> Vec<u32> {
     pids.sort();
     pids
 }
+
+#[test]
+fn handler_options_are_honoured_or_refused_clearly() {
+    let Some(ctd) = cri_containerd("handler_options_are_honoured_or_refused_clearly") else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let mut cri = CriClient::connect(&ctd).expect("CRI client");
+
+    let refused = host_network_pod("systemd-pod", "uid-systemd-pod", logs.path());
+    let err = cri.run_pod(&refused, "triage-systemd").unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("options-systemd.toml: SystemdCgroup = true is not supported"),
+        "{message}"
+    );
+    assert!(ctd.log().contains("SystemdCgroup = true is not supported"));
+
+    let accepted = host_network_pod("cgroupfs-pod", "uid-cgroupfs-pod", logs.path());
+    let pod = cri
+        .run_pod(&accepted, "triage-cgroupfs")
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    cri.stop_pod(&pod).unwrap();
+    cri.remove_pod(&pod).unwrap();
+    assert_clean_in(&ctd, CRI_NAMESPACE, &pod);
+    // Nothing of the refused sandbox is left either: no shim, mount or bundle.
+    assert!(pod_shim_pids(&ctd).is_empty(), "{}", ctd.log());
+}
