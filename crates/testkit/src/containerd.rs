@@ -83,6 +83,51 @@ fn cri_config(d: &Path) -> String {
     )
 }
 
+/// The bridge and subnet of this daemon's pod network, unique per temp dir so that
+/// parallel daemons do not collide: (`trg` + 6 characters of the dir name, 10.223.N.0/24).
+pub fn pod_network(dir: &Path) -> (String, String) {
+    let tag: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().rev().take(6).collect())
+        .unwrap_or_default();
+    let n = tag
+        .bytes()
+        .fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(b as u32))
+        % 250
+        + 1;
+    (format!("trg{tag}"), format!("10.223.{n}.0/24"))
+}
+
+/// A bridge + host-local CNI network for pods that do not use the node's network.
+fn write_cni_config(d: &Path) -> anyhow::Result<()> {
+    let (bridge, subnet) = pod_network(d);
+    let conflist = format!(
+        r#"{{
+  "cniVersion": "0.4.0",
+  "name": "triage-test",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "{bridge}",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {{
+        "type": "host-local",
+        "ranges": [[{{"subnet": "{subnet}"}}]],
+        "dataDir": "{d}/cni-ipam"
+      }}
+    }},
+    {{"type": "loopback"}}
+  ]
+}}
+"#,
+        d = d.display()
+    );
+    std::fs::write(d.join("cni/10-triage-test.conflist"), conflist)
+        .context("writing the CNI config")?;
+    Ok(())
+}
+
 impl PrivateContainerd {
     /// Starts containerd (CRI plugin off) with `shim_dir` first on its PATH, and waits
     /// until it answers.
@@ -130,9 +175,10 @@ disabled_plugins = [{disabled}]
         );
         if cri {
             config.push_str(&cri_config(d));
+            std::fs::create_dir_all(d.join("cni")).context("creating the CNI config dir")?;
+            write_cni_config(d)?;
             std::fs::write(d.join("options-cgroupfs.toml"), "SystemdCgroup = false\n")?;
             std::fs::write(d.join("options-systemd.toml"), "SystemdCgroup = true\n")?;
-            std::fs::create_dir_all(d.join("cni")).context("creating the CNI config dir")?;
         }
         std::fs::write(d.join("config.toml"), config).context("writing config.toml")?;
         let mut me = Self {
@@ -310,6 +356,12 @@ disabled_plugins = [{disabled}]
         self.stop_daemon();
         crate::host::kill_processes_mentioning(&self.socket().display().to_string());
         crate::host::unmount_under(self.dir.path());
+        // The CNI bridge outlives its pods by design; this daemon's network goes with it.
+        let (bridge, _) = pod_network(self.dir.path());
+        let _ = Command::new("ip")
+            .args(["link", "delete", &bridge])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

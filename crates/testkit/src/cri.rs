@@ -127,6 +127,24 @@ impl CriClient {
         Ok(())
     }
 
+    /// The pod's IP on its network (empty for host-network pods).
+    pub fn pod_ip(&mut self, pod: &str) -> anyhow::Result<String> {
+        let request = api::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.to_owned(),
+            verbose: false,
+        };
+        let response = self
+            .runtime
+            .block_on(self.client.pod_sandbox_status(request))
+            .context("PodSandboxStatus")?;
+        Ok(response
+            .into_inner()
+            .status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .unwrap_or_default())
+    }
+
     /// ContainerStatus.
     pub fn container_status(&mut self, id: &str) -> anyhow::Result<api::ContainerStatus> {
         let request = api::ContainerStatusRequest {

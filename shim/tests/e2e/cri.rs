@@ -310,3 +310,86 @@ fn handler_options_are_honoured_or_refused_clearly() {
     // Nothing of the refused sandbox is left either: no shim, mount or bundle.
     assert!(pod_shim_pids(&ctd).is_empty(), "{}", ctd.log());
 }
+
+#[test]
+fn a_bridge_network_pod_gets_its_own_address_for_both_kinds_of_container() {
+    let Some(ctd) =
+        cri_containerd("a_bridge_network_pod_gets_its_own_address_for_both_kinds_of_container")
+    else {
+        return;
+    };
+    let (bridge, subnet) = triage_testkit::pod_network(ctd.dir());
+    let prefix = subnet.trim_end_matches("0/24");
+    let logs = tempfile::tempdir().unwrap();
+    let mut pod_config = host_network_pod("bridge-pod", "uid-bridge-pod", logs.path());
+    // The pod's own network namespace, set up by CNI (bridge + host-local).
+    pod_config.hostname = "bridge-pod".into();
+    let options = pod_config
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
+    options.namespace_options.as_mut().unwrap().network =
+        triage_testkit::cri::api::NamespaceMode::Pod as i32;
+    let mut cri = CriClient::connect(&ctd).expect("CRI client");
+    let pod = cri
+        .run_pod(&pod_config, "triage")
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let ip = cri.pod_ip(&pod).unwrap();
+    assert!(ip.starts_with(prefix), "pod IP {ip:?} not in {subnet}");
+
+    // A native container sees the pod's interface and address; a Wasm container runs
+    // in the same network namespace.
+    let native = cri
+        .create_container(
+            &pod,
+            container(
+                "native",
+                BUSYBOX_IMAGE,
+                &["busybox", "ip", "-4", "addr", "show", "eth0"],
+                "native.log",
+            ),
+            &pod_config,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let wasm = cri
+        .create_container(
+            &pod,
+            container("wasm", WASM_IMAGE, &["/hello.wasm"], "wasm.log"),
+            &pod_config,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    for id in [&native, &wasm] {
+        cri.start_container(id)
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        assert_eq!(cri.wait_exited(id).unwrap().exit_code, 0);
+    }
+    let native_log = std::fs::read_to_string(logs.path().join("native.log")).unwrap();
+    assert!(
+        native_log.contains(&format!("inet {ip}/24")),
+        "{native_log}"
+    );
+    let wasm_log = std::fs::read_to_string(logs.path().join("wasm.log")).unwrap();
+    assert!(wasm_log.contains("stdout F hello from wasm"), "{wasm_log}");
+
+    for id in [&native, &wasm] {
+        cri.remove_container(id).unwrap();
+    }
+    cri.stop_pod(&pod).unwrap();
+    cri.remove_pod(&pod).unwrap();
+    for id in [&native, &wasm, &pod] {
+        assert_clean_in(&ctd, CRI_NAMESPACE, id);
+    }
+    // The pod's network namespace is gone; the bridge goes with this containerd.
+    let netns = std::fs::read_dir("/var/run/netns")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let _ = netns;
+    drop(ctd);
+    assert!(
+        !std::path::Path::new(&format!("/sys/class/net/{bridge}")).exists(),
+        "bridge {bridge} left behind"
+    );
+}
