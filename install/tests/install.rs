@@ -246,3 +246,85 @@ fn runtimeclass_manifest_names_every_handler() {
         }
     }
 }
+
+/// Starts containerd on `config` (which names its own sockets under `dir`), returns the
+/// STATUS of its CRI plugin in `ctr plugins ls` (`ok` or `error`), and stops it.
+fn cri_plugin_status(dir: &Path, config: &Path) -> String {
+    let socket = dir.join("containerd.sock");
+    let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
+    let mut daemon = Command::new("containerd")
+        .arg("--config")
+        .arg(config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start containerd");
+    let ctr = |args: &[&str]| {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("run ctr")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ctr(&["version"]).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containerd did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let plugins = String::from_utf8_lossy(&ctr(&["plugins", "ls"]).stdout).into_owned();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    plugins
+        .lines()
+        .find(|l| l.contains("io.containerd.grpc.v1") && l.split_whitespace().nth(1) == Some("cri"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or("missing")
+        .to_owned()
+}
+
+#[test]
+fn containerds_cri_plugin_loads_with_the_edited_config() {
+    if Command::new("containerd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI must have containerd"
+        );
+        eprintln!("SKIPPED: containerd is not installed");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path();
+    let dest = d.join("dest");
+    let config = dest.join("etc/containerd/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    // A site config that lists no runtimes, relying on containerd's built-in runc.
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\n[grpc]\n  address = \"{d}/containerd.sock\"\n\n\
+             [ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\n[debug]\n  address = \"{d}/debug.sock\"\n\n\
+             [plugins.\"io.containerd.grpc.v1.cri\"]\n  restrict_oom_score_adj = true\n  stream_server_port = \"0\"\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+    let before = cri_plugin_status(d, &config);
+    assert_eq!(before, "ok", "the CRI plugin should load before the edit");
+    triage_install(&dest, &["install", "--containerd-version", "1"]);
+    let after = cri_plugin_status(d, &config);
+    assert_eq!(
+        after,
+        "ok",
+        "the CRI plugin must still load after the edit:\n{}",
+        std::fs::read_to_string(d.join("containerd.log")).unwrap_or_default()
+    );
+}

@@ -393,3 +393,46 @@ fn a_bridge_network_pod_gets_its_own_address_for_both_kinds_of_container() {
         "bridge {bridge} left behind"
     );
 }
+
+#[test]
+fn the_wasmedge_runtime_class_runs_pods_through_triage() {
+    if !require_host("the_wasmedge_runtime_class_runs_pods_through_triage") {
+        return;
+    }
+    // As `make install` lays it out: both shim names lead to Triage.
+    let bin = tempfile::tempdir().unwrap();
+    let shim = env!("CARGO_BIN_EXE_containerd-shim-triage-v1");
+    for name in ["containerd-shim-triage-v1", "containerd-shim-wasmedge-v1"] {
+        std::os::unix::fs::symlink(shim, bin.path().join(name)).unwrap();
+    }
+    let ctd = PrivateContainerd::start_with_cri(bin.path()).expect("containerd with CRI");
+    for image in ["pause", "wasm"] {
+        ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
+            .expect("import");
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let pod_config = host_network_pod("wasmedge-pod", "uid-wasmedge-pod", logs.path());
+    let mut cri = CriClient::connect(&ctd).expect("CRI client");
+    // `runtimeClassName: wasmedge` reaches CRI as the handler name.
+    let pod = cri
+        .run_pod(&pod_config, "wasmedge")
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let wasm = cri
+        .create_container(
+            &pod,
+            container("app", WASM_IMAGE, &["/hello.wasm"], "app.log"),
+            &pod_config,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    cri.start_container(&wasm).unwrap();
+    assert_eq!(cri.wait_exited(&wasm).unwrap().exit_code, 0);
+    let log = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
+    assert!(log.contains("stdout F hello from wasm"), "{log}");
+    assert!(shim_log(&ctd, &wasm).contains("workload decision kind=\"wasm\""));
+    cri.remove_container(&wasm).unwrap();
+    cri.stop_pod(&pod).unwrap();
+    cri.remove_pod(&pod).unwrap();
+    for id in [&wasm, &pod] {
+        assert_clean_in(&ctd, CRI_NAMESPACE, id);
+    }
+}
