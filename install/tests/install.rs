@@ -26,6 +26,20 @@ fn fake_shim(dir: &Path) -> String {
     shim.display().to_string()
 }
 
+/// Whether containerd is installed; prints why a test skips, and fails under `CI=true`.
+fn have_containerd() -> bool {
+    if Command::new("containerd").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "CI must have containerd"
+    );
+    eprintln!("SKIPPED: containerd is not installed");
+    false
+}
+
 /// Everything below `root`, as sorted relative paths.
 fn tree(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -187,17 +201,7 @@ fn k3s_template_gets_the_triage_handler_and_loses_it_again() {
 
 #[test]
 fn the_installed_containerd_version_is_detected() {
-    if Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must have containerd"
-        );
-        eprintln!("SKIPPED: containerd is not installed");
+    if !have_containerd() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -288,17 +292,7 @@ fn cri_plugin_status(dir: &Path, config: &Path) -> String {
 
 #[test]
 fn containerds_cri_plugin_loads_with_the_edited_config() {
-    if Command::new("containerd")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "CI must have containerd"
-        );
-        eprintln!("SKIPPED: containerd is not installed");
+    if !have_containerd() {
         return;
     }
     let work = tempfile::tempdir().unwrap();

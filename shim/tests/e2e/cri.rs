@@ -5,6 +5,29 @@ use triage_testkit::{images_dir, require_host, shim_dir, CRI_NAMESPACE};
 
 use crate::support::*;
 
+/// Unwraps a CRI call's result, failing the test with containerd's log.
+trait OrLog<T> {
+    fn or_log(self, ctd: &PrivateContainerd) -> T;
+}
+
+impl<T> OrLog<T> for anyhow::Result<T> {
+    fn or_log(self, ctd: &PrivateContainerd) -> T {
+        self.unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()))
+    }
+}
+
+/// Removes `containers`, stops and removes `pod`, and asserts nothing of them is left.
+fn tear_down(cri: &mut CriClient, ctd: &PrivateContainerd, pod: &str, containers: &[&String]) {
+    for id in containers {
+        cri.remove_container(id).or_log(ctd);
+    }
+    cri.stop_pod(pod).or_log(ctd);
+    cri.remove_pod(pod).or_log(ctd);
+    for id in containers.iter().map(|c| c.as_str()).chain([pod]) {
+        assert_clean_in(ctd, CRI_NAMESPACE, id);
+    }
+}
+
 /// A CRI-enabled private containerd with the test images in `k8s.io`.
 fn cri_containerd(test: &str) -> Option<PrivateContainerd> {
     if !require_host(test) {
@@ -31,9 +54,7 @@ fn pod_runs_wasm_and_native_containers_in_one_shim_and_logs_for_kubectl() {
     let logs = tempfile::tempdir().unwrap();
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
     let pod_config = host_network_pod("edge-pod", "uid-edge-pod", logs.path());
-    let pod = cri
-        .run_pod(&pod_config, "triage")
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let pod = cri.run_pod(&pod_config, "triage").or_log(&ctd);
 
     let wasm = cri
         .create_container(
@@ -46,7 +67,7 @@ fn pod_runs_wasm_and_native_containers_in_one_shim_and_logs_for_kubectl() {
             ),
             &pod_config,
         )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        .or_log(&ctd);
     let native = cri
         .create_container(
             &pod,
@@ -58,11 +79,9 @@ fn pod_runs_wasm_and_native_containers_in_one_shim_and_logs_for_kubectl() {
             ),
             &pod_config,
         )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
-    cri.start_container(&wasm)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
-    cri.start_container(&native)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        .or_log(&ctd);
+    cri.start_container(&wasm).or_log(&ctd);
+    cri.start_container(&native).or_log(&ctd);
     assert_eq!(cri.wait_exited(&wasm).unwrap().exit_code, 0);
     assert_eq!(cri.wait_exited(&native).unwrap().exit_code, 4);
 
@@ -94,14 +113,7 @@ fn pod_runs_wasm_and_native_containers_in_one_shim_and_logs_for_kubectl() {
         "{native_log}"
     );
 
-    for id in [&wasm, &native] {
-        cri.remove_container(id).unwrap();
-    }
-    cri.stop_pod(&pod).unwrap();
-    cri.remove_pod(&pod).unwrap();
-    for id in [&wasm, &native, &pod] {
-        assert_clean_in(&ctd, CRI_NAMESPACE, id);
-    }
+    tear_down(&mut cri, &ctd, &pod, &[&wasm, &native]);
     assert!(pod_shim_pids(&ctd).is_empty());
 }
 
@@ -133,9 +145,7 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup() {
         .insert("module.wasm.image/variant".into(), "compat-smart".into());
     pod_config.linux.as_mut().unwrap().cgroup_parent = parent.into();
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
-    let pod = cri
-        .run_pod(&pod_config, "triage")
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let pod = cri.run_pod(&pod_config, "triage").or_log(&ctd);
 
     let limits = triage_testkit::cri::api::LinuxContainerResources {
         cpu_period: 100_000,
@@ -154,11 +164,8 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup() {
             resources: Some(limits.clone()),
             ..Default::default()
         });
-        let id = cri
-            .create_container(&pod, config, &pod_config)
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
-        cri.start_container(&id)
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        let id = cri.create_container(&pod, config, &pod_config).or_log(&ctd);
+        cri.start_container(&id).or_log(&ctd);
         cri.wait_running(&id).unwrap();
         ids.push(id);
     }
@@ -196,14 +203,7 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup() {
     }
     assert_eq!(cri.wait_exited(wasm).unwrap().exit_code, 143);
     assert_eq!(cri.wait_exited(native).unwrap().exit_code, 143);
-    for id in [wasm, native] {
-        cri.remove_container(id).unwrap();
-    }
-    cri.stop_pod(&pod).unwrap();
-    cri.remove_pod(&pod).unwrap();
-    for id in [wasm, native, &pod] {
-        assert_clean_in(&ctd, CRI_NAMESPACE, id);
-    }
+    tear_down(&mut cri, &ctd, &pod, &[wasm, native]);
     // The pod-level parents are kubelet's to manage; remove what this test made.
     for controller in [
         "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids",
@@ -227,16 +227,14 @@ fn a_pod_survives_a_containerd_restart_and_can_be_stopped_after() {
     let logs = tempfile::tempdir().unwrap();
     let pod_config = host_network_pod("restart-pod", "uid-restart-pod", logs.path());
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
-    let pod = cri
-        .run_pod(&pod_config, "triage")
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let pod = cri.run_pod(&pod_config, "triage").or_log(&ctd);
     let wasm = cri
         .create_container(
             &pod,
             container("wasm", WASM_IMAGE, &["/sleeper.wasm"], "wasm.log"),
             &pod_config,
         )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        .or_log(&ctd);
     cri.start_container(&wasm).unwrap();
     cri.wait_running(&wasm).unwrap();
     let shim_before = pod_shim_pids(&ctd);
@@ -246,18 +244,12 @@ fn a_pod_survives_a_containerd_restart_and_can_be_stopped_after() {
     let mut cri = CriClient::connect(&ctd).expect("CRI client after restart");
     // The same shim still serves the pod, and containerd found it again.
     assert_eq!(pod_shim_pids(&ctd), shim_before);
-    cri.wait_running(&wasm)
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    cri.wait_running(&wasm).or_log(&ctd);
     // containerd rebuilt the container's state from the shim (State) and now stops it
     // through the same shim (Kill, Wait, Delete).
     cri.stop_container(&wasm, 10).unwrap();
     assert_eq!(cri.wait_exited(&wasm).unwrap().exit_code, 143);
-    cri.remove_container(&wasm).unwrap();
-    cri.stop_pod(&pod).unwrap();
-    cri.remove_pod(&pod).unwrap();
-    for id in [&wasm, &pod] {
-        assert_clean_in(&ctd, CRI_NAMESPACE, id);
-    }
+    tear_down(&mut cri, &ctd, &pod, &[&wasm]);
 }
 
 /// Pids of the shim daemons serving `k8s.io` for this containerd.
@@ -301,12 +293,8 @@ fn handler_options_are_honoured_or_refused_clearly() {
     assert!(ctd.log().contains("SystemdCgroup = true is not supported"));
 
     let accepted = host_network_pod("cgroupfs-pod", "uid-cgroupfs-pod", logs.path());
-    let pod = cri
-        .run_pod(&accepted, "triage-cgroupfs")
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
-    cri.stop_pod(&pod).unwrap();
-    cri.remove_pod(&pod).unwrap();
-    assert_clean_in(&ctd, CRI_NAMESPACE, &pod);
+    let pod = cri.run_pod(&accepted, "triage-cgroupfs").or_log(&ctd);
+    tear_down(&mut cri, &ctd, &pod, &[]);
     // Nothing of the refused sandbox is left either: no shim, mount or bundle.
     assert!(pod_shim_pids(&ctd).is_empty(), "{}", ctd.log());
 }
@@ -334,9 +322,7 @@ fn a_bridge_network_pod_gets_its_own_address_for_both_kinds_of_container() {
     options.namespace_options.as_mut().unwrap().network =
         triage_testkit::cri::api::NamespaceMode::Pod as i32;
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
-    let pod = cri
-        .run_pod(&pod_config, "triage")
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let pod = cri.run_pod(&pod_config, "triage").or_log(&ctd);
     let ip = cri.pod_ip(&pod).unwrap();
     assert!(ip.starts_with(prefix), "pod IP {ip:?} not in {subnet}");
 
@@ -353,17 +339,16 @@ fn a_bridge_network_pod_gets_its_own_address_for_both_kinds_of_container() {
             ),
             &pod_config,
         )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        .or_log(&ctd);
     let wasm = cri
         .create_container(
             &pod,
             container("wasm", WASM_IMAGE, &["/hello.wasm"], "wasm.log"),
             &pod_config,
         )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        .or_log(&ctd);
     for id in [&native, &wasm] {
-        cri.start_container(id)
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        cri.start_container(id).or_log(&ctd);
         assert_eq!(cri.wait_exited(id).unwrap().exit_code, 0);
     }
     let native_log = std::fs::read_to_string(logs.path().join("native.log")).unwrap();
@@ -374,14 +359,7 @@ fn a_bridge_network_pod_gets_its_own_address_for_both_kinds_of_container() {
     let wasm_log = std::fs::read_to_string(logs.path().join("wasm.log")).unwrap();
     assert!(wasm_log.contains("stdout F hello from wasm"), "{wasm_log}");
 
-    for id in [&native, &wasm] {
-        cri.remove_container(id).unwrap();
-    }
-    cri.stop_pod(&pod).unwrap();
-    cri.remove_pod(&pod).unwrap();
-    for id in [&native, &wasm, &pod] {
-        assert_clean_in(&ctd, CRI_NAMESPACE, id);
-    }
+    tear_down(&mut cri, &ctd, &pod, &[&native, &wasm]);
     // The pod's network namespace is gone; the bridge goes with this containerd.
     let netns = std::fs::read_dir("/var/run/netns")
         .map(|d| d.count())
@@ -400,11 +378,7 @@ fn the_wasmedge_runtime_class_runs_pods_through_triage() {
         return;
     }
     // As `make install` lays it out: both shim names lead to Triage.
-    let bin = tempfile::tempdir().unwrap();
-    let shim = env!("CARGO_BIN_EXE_containerd-shim-triage-v1");
-    for name in ["containerd-shim-triage-v1", "containerd-shim-wasmedge-v1"] {
-        std::os::unix::fs::symlink(shim, bin.path().join(name)).unwrap();
-    }
+    let bin = installed_shim_dir();
     let ctd = PrivateContainerd::start_with_cri(bin.path()).expect("containerd with CRI");
     for image in ["pause", "wasm"] {
         ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
@@ -414,25 +388,18 @@ fn the_wasmedge_runtime_class_runs_pods_through_triage() {
     let pod_config = host_network_pod("wasmedge-pod", "uid-wasmedge-pod", logs.path());
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
     // `runtimeClassName: wasmedge` reaches CRI as the handler name.
-    let pod = cri
-        .run_pod(&pod_config, "wasmedge")
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+    let pod = cri.run_pod(&pod_config, "wasmedge").or_log(&ctd);
     let wasm = cri
         .create_container(
             &pod,
             container("app", WASM_IMAGE, &["/hello.wasm"], "app.log"),
             &pod_config,
         )
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", ctd.log()));
+        .or_log(&ctd);
     cri.start_container(&wasm).unwrap();
     assert_eq!(cri.wait_exited(&wasm).unwrap().exit_code, 0);
     let log = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
     assert!(log.contains("stdout F hello from wasm"), "{log}");
     assert!(shim_log(&ctd, &wasm).contains("workload decision kind=\"wasm\""));
-    cri.remove_container(&wasm).unwrap();
-    cri.stop_pod(&pod).unwrap();
-    cri.remove_pod(&pod).unwrap();
-    for id in [&wasm, &pod] {
-        assert_clean_in(&ctd, CRI_NAMESPACE, id);
-    }
+    tear_down(&mut cri, &ctd, &pod, &[&wasm]);
 }

@@ -177,3 +177,14 @@ pub fn shim_log(ctd: &PrivateContainerd, id: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A directory holding the shim under both names `make install` gives it
+/// (`containerd-shim-triage-v1`, `containerd-shim-wasmedge-v1`), for containerd's PATH.
+pub fn installed_shim_dir() -> tempfile::TempDir {
+    let bin = tempfile::tempdir().expect("temp dir");
+    let shim = env!("CARGO_BIN_EXE_containerd-shim-triage-v1");
+    for name in ["containerd-shim-triage-v1", "containerd-shim-wasmedge-v1"] {
+        std::os::unix::fs::symlink(shim, bin.path().join(name)).expect("link the shim");
+    }
+    bin
+}

@@ -154,12 +154,8 @@ fn the_wasmedge_runtime_name_runs_triage() {
     if !triage_testkit::require_host("the_wasmedge_runtime_name_runs_triage") {
         return;
     }
-    // As `make install` lays it out: the wasmedge shim name is a link to Triage.
-    let bin = tempfile::tempdir().unwrap();
-    let shim = env!("CARGO_BIN_EXE_containerd-shim-triage-v1");
-    for name in ["containerd-shim-triage-v1", "containerd-shim-wasmedge-v1"] {
-        std::os::unix::fs::symlink(shim, bin.path().join(name)).unwrap();
-    }
+    // As `make install` lays it out: both shim names lead to Triage.
+    let bin = installed_shim_dir();
     let ctd = PrivateContainerd::start(bin.path()).expect("start containerd");
     ctd.import(&triage_testkit::images_dir().join("wasm.tar"))
         .expect("import");
