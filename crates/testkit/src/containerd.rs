@@ -235,6 +235,33 @@ disabled_plugins = [{disabled}]
         }
     }
 
+    /// Runs the shim's `delete` action (containerd's clean-up for a dead shim) on every
+    /// bundle still present, so that a test that failed half-way leaves no container
+    /// process, cgroup or mount behind.
+    fn clean_up_left_tasks(&self) {
+        let tasks = self.dir.path().join("state/io.containerd.runtime.v2.task");
+        let Ok(namespaces) = std::fs::read_dir(&tasks) else {
+            return;
+        };
+        for namespace in namespaces.filter_map(|e| e.ok()) {
+            let Ok(bundles) = std::fs::read_dir(namespace.path()) else {
+                continue;
+            };
+            for bundle in bundles.filter_map(|e| e.ok()) {
+                let _ = Command::new(self.shim_dir.join("containerd-shim-triage-v1"))
+                    .args(["-namespace", &namespace.file_name().to_string_lossy()])
+                    .args(["-id", &bundle.file_name().to_string_lossy()])
+                    .arg("-bundle")
+                    .arg(bundle.path())
+                    .arg("delete")
+                    .current_dir(bundle.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+
     /// Restarts containerd as an operator would: the daemon stops, its shims keep
     /// running, and the new daemon reconnects to them.
     pub fn restart(&mut self) -> anyhow::Result<()> {
@@ -355,6 +382,7 @@ disabled_plugins = [{disabled}]
     pub fn stop(&mut self) {
         self.stop_daemon();
         crate::host::kill_processes_mentioning(&self.socket().display().to_string());
+        self.clean_up_left_tasks();
         crate::host::unmount_under(self.dir.path());
         // The CNI bridge outlives its pods by design; this daemon's network goes with it.
         let (bridge, _) = pod_network(self.dir.path());
