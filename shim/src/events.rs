@@ -3,7 +3,9 @@
 use std::sync::mpsc::{channel, Sender};
 use std::time::{Duration, SystemTime};
 
-use containerd_shim_protos::events::task::{TaskCreate, TaskDelete, TaskExit, TaskStart};
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExit, TaskPaused, TaskResumed, TaskStart,
+};
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::MessageDyn;
@@ -22,6 +24,10 @@ pub enum TaskEvent {
     Exit(TaskExit),
     /// `/tasks/delete`.
     Delete(TaskDelete),
+    /// `/tasks/paused`.
+    Paused(TaskPaused),
+    /// `/tasks/resumed`.
+    Resumed(TaskResumed),
 }
 
 impl TaskEvent {
@@ -31,6 +37,8 @@ impl TaskEvent {
             Self::Start(_) => "/tasks/start",
             Self::Exit(_) => "/tasks/exit",
             Self::Delete(_) => "/tasks/delete",
+            Self::Paused(_) => "/tasks/paused",
+            Self::Resumed(_) => "/tasks/resumed",
         }
     }
 
@@ -40,6 +48,8 @@ impl TaskEvent {
             Self::Start(e) => &e.container_id,
             Self::Exit(e) => &e.container_id,
             Self::Delete(e) => &e.container_id,
+            Self::Paused(e) => &e.container_id,
+            Self::Resumed(e) => &e.container_id,
         }
     }
 
@@ -49,6 +59,8 @@ impl TaskEvent {
             Self::Start(e) => e,
             Self::Exit(e) => e,
             Self::Delete(e) => e,
+            Self::Paused(e) => e,
+            Self::Resumed(e) => e,
         }
     }
 }

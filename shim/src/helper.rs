@@ -44,6 +44,20 @@ pub enum HelperRequest {
         /// Bundle directory.
         bundle: PathBuf,
     },
+    /// Freeze a running container.
+    Pause {
+        /// Container id.
+        id: String,
+        /// Bundle directory.
+        bundle: PathBuf,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// Container id.
+        id: String,
+        /// Bundle directory.
+        bundle: PathBuf,
+    },
     /// Signal every process of a container (`kill --all`).
     KillAll {
         /// Container id.
@@ -66,7 +80,11 @@ impl HelperRequest {
     fn id(&self) -> &str {
         match self {
             Self::Create { plan, .. } => &plan.id,
-            Self::Start { id, .. } | Self::KillAll { id, .. } | Self::Delete { id, .. } => id,
+            Self::Start { id, .. }
+            | Self::Pause { id, .. }
+            | Self::Resume { id, .. }
+            | Self::KillAll { id, .. }
+            | Self::Delete { id, .. } => id,
         }
     }
 
@@ -74,6 +92,8 @@ impl HelperRequest {
         match self {
             Self::Create { .. } => "create",
             Self::Start { .. } => "start",
+            Self::Pause { .. } => "pause",
+            Self::Resume { .. } => "resume",
             Self::KillAll { .. } => "kill",
             Self::Delete { .. } => "delete",
         }
@@ -213,6 +233,8 @@ pub fn main(args: &[String]) -> i32 {
             container::create(plan, bundle, Some(REPORT_FD)).map(Some)
         }
         HelperRequest::Start { id, bundle } => container::start(id, bundle).map(|()| None),
+        HelperRequest::Pause { id, bundle } => container::pause(id, bundle).map(|()| None),
+        HelperRequest::Resume { id, bundle } => container::resume(id, bundle).map(|()| None),
         HelperRequest::KillAll { id, bundle, signal } => {
             container::kill_all(id, bundle, *signal).map(|()| None)
         }

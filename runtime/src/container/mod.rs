@@ -93,6 +93,22 @@ pub fn start(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
         .map_err(|e| container_error(id, "start", e))
 }
 
+/// Freezes every process of the container (cgroup freezer).
+pub fn pause(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+    Container::load(state_root(bundle).join(id))
+        .map_err(|e| container_error(id, "load", e))?
+        .pause()
+        .map_err(|e| container_error(id, "pause", e))
+}
+
+/// Thaws a paused container.
+pub fn resume(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+    Container::load(state_root(bundle).join(id))
+        .map_err(|e| container_error(id, "load", e))?
+        .resume()
+        .map_err(|e| container_error(id, "resume", e))
+}
+
 /// Sends `signal` to every process in the container's cgroup (`kill --all`).
 pub fn kill_all(id: &str, bundle: &Path, signal: i32) -> Result<(), RuntimeError> {
     let signal = libcontainer::signal::Signal::try_from(signal)

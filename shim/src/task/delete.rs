@@ -23,7 +23,7 @@ impl TaskService {
             (life.status, life.pid)
         };
         match status {
-            Status::Starting | Status::Running => {
+            Status::Starting | Status::Running | Status::Paused => {
                 return Err(TaskError::FailedPrecondition(format!(
                     "container {}: cannot delete a running task; kill it first",
                     req.id

@@ -8,6 +8,7 @@ mod create;
 mod delete;
 mod error;
 mod kill;
+mod pause;
 mod query;
 mod start;
 mod state;
@@ -181,11 +182,11 @@ impl Task for TaskApi {
     }
 
     fn pause(&self, _: &TtrpcContext, req: api::PauseRequest) -> ttrpc::Result<api::Empty> {
-        unsupported("pause", &req.id)
+        handle("pause", &req.id, || self.0.task_pause(&req.id))
     }
 
     fn resume(&self, _: &TtrpcContext, req: api::ResumeRequest) -> ttrpc::Result<api::Empty> {
-        unsupported("resume", &req.id)
+        handle("resume", &req.id, || self.0.task_resume(&req.id))
     }
 
     fn checkpoint(

@@ -18,6 +18,7 @@ impl TaskService {
         let status = match life.status {
             Status::Created | Status::Starting => api::Status::CREATED,
             Status::Running => api::Status::RUNNING,
+            Status::Paused => api::Status::PAUSED,
             Status::Stopped => api::Status::STOPPED,
         };
         Ok(api::StateResponse {

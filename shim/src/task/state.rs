@@ -17,6 +17,8 @@ pub enum Status {
     Starting,
     /// The workload runs.
     Running,
+    /// The workload is frozen (Pause).
+    Paused,
     /// The init process has exited.
     Stopped,
 }
@@ -87,6 +89,29 @@ impl Container {
                 self.id
             ))),
         }
+    }
+
+    /// Moves the task from `from` to `to` (Pause, Resume) under the lock, running
+    /// `change` (the cgroup change) only if the task is in state `from`.
+    pub fn transition<E>(
+        &self,
+        from: Status,
+        to: Status,
+        change: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), TaskError>
+    where
+        TaskError: From<E>,
+    {
+        let mut life = self.lock();
+        if life.status != from {
+            return Err(TaskError::FailedPrecondition(format!(
+                "container {}: task is {:?}, not {from:?}",
+                self.id, life.status
+            )));
+        }
+        change()?;
+        life.status = to;
+        Ok(())
     }
 
     /// Ends a start: Running on success (unless it already exited), back to Created on

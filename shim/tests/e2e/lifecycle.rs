@@ -178,3 +178,49 @@ fn a_killed_shim_is_cleaned_up_through_the_delete_action() {
         .contains("crash-wasm"));
     assert_clean(&ctd, "crash-wasm");
 }
+
+#[test]
+fn pause_freezes_and_resume_thaws_wasm_and_native_tasks() {
+    let Some(ctd) = containerd("pause_freezes_and_resume_thaws_wasm_and_native_tasks") else {
+        return;
+    };
+    for (image, id, args) in [
+        (WASM_IMAGE, "pause-wasm", vec!["/sleeper.wasm"]),
+        (BUSYBOX_IMAGE, "pause-native", vec!["sleep", "600"]),
+    ] {
+        let child = spawn_run(&ctd, image, id, &args, &[]);
+        wait_for_status(&ctd, id, "RUNNING");
+        let freezer = format!("/sys/fs/cgroup/freezer/triage-test/{id}/freezer.state");
+        let freezer_state = || {
+            std::fs::read_to_string(&freezer)
+                .ok()
+                .map(|s| s.trim().to_owned())
+        };
+
+        let out = ctd.ctr(&["task", "pause", id]);
+        assert_eq!(out.code, 0, "{out:?}\n{}", ctd.log());
+        assert_eq!(task_status(&ctd, id).as_deref(), Some("PAUSED"));
+        if let Some(state) = freezer_state() {
+            assert_eq!(state, "FROZEN");
+        }
+        // Pausing twice is refused with the reason.
+        let again = ctd.ctr(&["task", "pause", id]);
+        assert_ne!(again.code, 0);
+        assert!(
+            again.stderr.contains("task is Paused, not Running"),
+            "{again:?}"
+        );
+
+        assert_eq!(ctd.ctr(&["task", "resume", id]).code, 0);
+        assert_eq!(task_status(&ctd, id).as_deref(), Some("RUNNING"));
+        if let Some(state) = freezer_state() {
+            assert_eq!(state, "THAWED");
+        }
+        assert_eq!(
+            ctd.ctr(&["task", "kill", "--signal", "SIGKILL", id]).code,
+            0
+        );
+        assert_eq!(finish(child).code, 137);
+        assert_clean(&ctd, id);
+    }
+}
