@@ -52,10 +52,13 @@ impl TaskService {
         let processes = if life.status == Status::Stopped {
             vec![]
         } else {
-            vec![api::ProcessInfo {
-                pid: life.pid,
-                ..Default::default()
-            }]
+            triage_runtime::cgroup_procs::container_pids(life.pid)
+                .into_iter()
+                .map(|pid| api::ProcessInfo {
+                    pid,
+                    ..Default::default()
+                })
+                .collect()
         };
         Ok(api::PidsResponse {
             processes,

@@ -78,7 +78,18 @@ fn native_signals_give_137_and_143() {
         &[],
     );
     wait_for_status(&ctd, "native-all", "RUNNING");
-    wait_for_child_of(task_pid(&ctd, "native-all").expect("pid of native-all"));
+    let init = task_pid(&ctd, "native-all").expect("pid of native-all");
+    wait_for_child_of(init);
+    // `ctr task ps` lists every process of the container: the shell and its sleep.
+    let ps = ctd.ctr(&["task", "ps", "native-all"]);
+    let pids: Vec<&str> = ps
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(pids.len(), 2, "{ps:?}");
+    assert!(pids.contains(&init.to_string().as_str()), "{ps:?}");
     assert_eq!(ctd.ctr(&["task", "kill", "--all", "native-all"]).code, 0);
     assert_eq!(finish(child).code, 143);
     assert_clean(&ctd, "native-all");
