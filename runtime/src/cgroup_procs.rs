@@ -1,4 +1,5 @@
-//! Lists the processes of a container from its cgroup, found through its init process.
+//! Reads a container's cgroup, found through its init process: its processes, and the
+//! usage figures `ctr task metrics` shows.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,95 @@ pub fn procs_file(cgroup_root: &Path, proc_cgroup: &str) -> Option<PathBuf> {
         }
     }
     v2
+}
+
+/// The v1 directory of `controller` for a process, from its `/proc/PID/cgroup` text:
+/// `<root>/<controllers as mounted>/<path>` (e.g. `cpu,cpuacct` where co-mounted).
+pub fn v1_dir(cgroup_root: &Path, proc_cgroup: &str, controller: &str) -> Option<PathBuf> {
+    proc_cgroup.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers.split(',').any(|c| c == controller).then(|| {
+            cgroup_root
+                .join(controllers)
+                .join(path.trim_start_matches('/'))
+        })
+    })
+}
+
+/// Usage figures of a cgroup v1 container (zero where a file is missing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupV1Usage {
+    /// `memory.usage_in_bytes`.
+    pub memory_usage: u64,
+    /// `memory.limit_in_bytes`.
+    pub memory_limit: u64,
+    /// `memory.max_usage_in_bytes`.
+    pub memory_max: u64,
+    /// `cache` from `memory.stat`.
+    pub memory_cache: u64,
+    /// `rss` from `memory.stat`.
+    pub memory_rss: u64,
+    /// `cpuacct.usage`, nanoseconds.
+    pub cpu_total_ns: u64,
+    /// `cpuacct.usage_percpu`, nanoseconds.
+    pub cpu_per_cpu_ns: Vec<u64>,
+    /// `pids.current`.
+    pub pids_current: u64,
+    /// `pids.max` (0 for `max`).
+    pub pids_limit: u64,
+}
+
+fn read_u64(dir: &Option<PathBuf>, file: &str) -> u64 {
+    dir.as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join(file)).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads the v1 usage of the cgroups `proc_cgroup` names, under `cgroup_root`.
+/// `None` when the process is not in v1 memory/cpuacct/pids hierarchies.
+pub fn v1_usage(cgroup_root: &Path, proc_cgroup: &str) -> Option<CgroupV1Usage> {
+    let memory = v1_dir(cgroup_root, proc_cgroup, "memory");
+    let cpuacct = v1_dir(cgroup_root, proc_cgroup, "cpuacct");
+    let pids = v1_dir(cgroup_root, proc_cgroup, "pids");
+    if memory.is_none() && cpuacct.is_none() && pids.is_none() {
+        return None;
+    }
+    let stat = memory
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join("memory.stat")).ok())
+        .unwrap_or_default();
+    let stat_value = |key: &str| {
+        stat.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Some(CgroupV1Usage {
+        memory_usage: read_u64(&memory, "memory.usage_in_bytes"),
+        memory_limit: read_u64(&memory, "memory.limit_in_bytes"),
+        memory_max: read_u64(&memory, "memory.max_usage_in_bytes"),
+        memory_cache: stat_value("cache"),
+        memory_rss: stat_value("rss"),
+        cpu_total_ns: read_u64(&cpuacct, "cpuacct.usage"),
+        cpu_per_cpu_ns: cpuacct
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("cpuacct.usage_percpu")).ok())
+            .map(|t| {
+                t.split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        pids_current: read_u64(&pids, "pids.current"),
+        pids_limit: read_u64(&pids, "pids.max"),
+    })
+}
+
+/// The v1 usage of the container whose init process is `init_pid`.
+pub fn container_v1_usage(init_pid: u32) -> Option<CgroupV1Usage> {
+    let proc_cgroup = std::fs::read_to_string(format!("/proc/{init_pid}/cgroup")).ok()?;
+    v1_usage(Path::new("/sys/fs/cgroup"), &proc_cgroup)
 }
 
 /// The pids in the cgroup of `init_pid`; just `init_pid` when it cannot be read.
@@ -63,6 +153,49 @@ mod tests {
             ))
         );
         assert_eq!(procs_file(Path::new("/sys/fs/cgroup"), ""), None);
+    }
+
+    #[test]
+    fn v1_usage_reads_each_controller_where_it_is_mounted() {
+        let root = tempfile::tempdir().unwrap();
+        let put = |dir: &str, file: &str, text: &str| {
+            let d = root.path().join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(file), text).unwrap();
+        };
+        put("memory/ns/c", "memory.usage_in_bytes", "4096\n");
+        put("memory/ns/c", "memory.limit_in_bytes", "67108864\n");
+        put(
+            "memory/ns/c",
+            "memory.stat",
+            "cache 1024\nrss 2048\ntotal_cache 1\n",
+        );
+        put("cpu,cpuacct/ns/c", "cpuacct.usage", "123456\n");
+        put(
+            "cpu,cpuacct/ns/c",
+            "cpuacct.usage_percpu",
+            "100000 23456 \n",
+        );
+        put("pids/ns/c", "pids.current", "3\n");
+        put("pids/ns/c", "pids.max", "max\n");
+        let proc_cgroup =
+            "9:pids:/ns/c\n4:memory:/ns/c\n3:cpu,cpuacct:/ns/c\n1:name=systemd:/ns/c\n";
+        let usage = v1_usage(root.path(), proc_cgroup).unwrap();
+        assert_eq!(
+            usage,
+            CgroupV1Usage {
+                memory_usage: 4096,
+                memory_limit: 67108864,
+                memory_max: 0,
+                memory_cache: 1024,
+                memory_rss: 2048,
+                cpu_total_ns: 123456,
+                cpu_per_cpu_ns: vec![100000, 23456],
+                pids_current: 3,
+                pids_limit: 0,
+            }
+        );
+        assert_eq!(v1_usage(root.path(), "0::/ns/c\n"), None);
     }
 
     #[test]

@@ -230,7 +230,7 @@ impl Task for TaskApi {
     }
 
     fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> ttrpc::Result<api::StatsResponse> {
-        unsupported("stats", &req.id)
+        handle("stats", &req.id, || self.0.task_stats(&req))
     }
 
     fn connect(

@@ -224,3 +224,44 @@ fn pause_freezes_and_resume_thaws_wasm_and_native_tasks() {
         assert_clean(&ctd, id);
     }
 }
+
+#[test]
+fn task_metrics_report_the_containers_cgroup() {
+    let Some(ctd) = containerd("task_metrics_report_the_containers_cgroup") else {
+        return;
+    };
+    if !std::path::Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists() {
+        eprintln!("SKIPPED: Stats reads cgroup v1 files; this host has no v1 memory hierarchy");
+        return;
+    }
+    let mut child = spawn_run(
+        &ctd,
+        WASM_IMAGE,
+        "metrics-wasm",
+        &["/sleeper.wasm"],
+        &["--memory-limit", "67108864"],
+    );
+    assert_eq!(first_line(&mut child), "sleeper ready");
+    let out = ctd.ctr(&["task", "metrics", "metrics-wasm"]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", ctd.log());
+    let value = |metric: &str| -> u64 {
+        out.stdout
+            .lines()
+            .find_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some(metric)).then(|| words.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("{metric} missing from {}", out.stdout))
+    };
+    assert_eq!(value("memory.limit_in_bytes"), 67108864);
+    assert!(value("memory.usage_in_bytes") > 0);
+    assert!(value("cpuacct.usage") > 0);
+    assert!(value("pids.current") >= 1);
+    assert_eq!(
+        ctd.ctr(&["task", "kill", "--signal", "SIGKILL", "metrics-wasm"])
+            .code,
+        0
+    );
+    assert_eq!(finish(child).code, 137);
+    assert_clean(&ctd, "metrics-wasm");
+}
