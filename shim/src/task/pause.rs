@@ -10,36 +10,46 @@ use crate::helper::{self, HelperRequest};
 
 impl TaskService {
     pub(super) fn task_pause(&self, id: &str) -> Result<api::Empty, TaskError> {
-        let container = self.container(id)?;
-        let request = HelperRequest::Pause {
-            id: container.id.clone(),
-            bundle: container.bundle.clone(),
-        };
-        container.transition(Status::Running, Status::Paused, || {
-            helper::call(&request, None, self.log.as_ref(), &self.exits).map(drop)
-        })?;
-        self.events.publish(TaskEvent::Paused(TaskPaused {
-            container_id: container.id.clone(),
-            ..Default::default()
-        }));
-        tracing::info!("paused");
-        Ok(api::Empty::new())
+        self.freeze(id, true)
     }
 
     pub(super) fn task_resume(&self, id: &str) -> Result<api::Empty, TaskError> {
+        self.freeze(id, false)
+    }
+
+    /// Freezes (Running → Paused) or thaws (Paused → Running), then publishes the event.
+    fn freeze(&self, id: &str, freeze: bool) -> Result<api::Empty, TaskError> {
         let container = self.container(id)?;
-        let request = HelperRequest::Resume {
-            id: container.id.clone(),
-            bundle: container.bundle.clone(),
+        let (id, bundle) = (container.id.clone(), container.bundle.clone());
+        let (from, to, request) = if freeze {
+            (
+                Status::Running,
+                Status::Paused,
+                HelperRequest::Pause { id, bundle },
+            )
+        } else {
+            (
+                Status::Paused,
+                Status::Running,
+                HelperRequest::Resume { id, bundle },
+            )
         };
-        container.transition(Status::Paused, Status::Running, || {
+        container.transition(from, to, || {
             helper::call(&request, None, self.log.as_ref(), &self.exits).map(drop)
         })?;
-        self.events.publish(TaskEvent::Resumed(TaskResumed {
-            container_id: container.id.clone(),
-            ..Default::default()
-        }));
-        tracing::info!("resumed");
+        let container_id = container.id.clone();
+        self.events.publish(if freeze {
+            TaskEvent::Paused(TaskPaused {
+                container_id,
+                ..Default::default()
+            })
+        } else {
+            TaskEvent::Resumed(TaskResumed {
+                container_id,
+                ..Default::default()
+            })
+        });
+        tracing::info!(paused = freeze, "freezer changed");
         Ok(api::Empty::new())
     }
 }

@@ -16,6 +16,19 @@ impl<T> OrLog<T> for anyhow::Result<T> {
     }
 }
 
+/// CreateContainer + StartContainer in `pod`; returns the container id.
+fn start_in_pod(
+    cri: &mut CriClient,
+    ctd: &PrivateContainerd,
+    pod: &str,
+    config: triage_testkit::cri::api::ContainerConfig,
+    sandbox: &triage_testkit::cri::api::PodSandboxConfig,
+) -> String {
+    let id = cri.create_container(pod, config, sandbox).or_log(ctd);
+    cri.start_container(&id).or_log(ctd);
+    id
+}
+
 /// Removes `containers`, stops and removes `pod`, and asserts nothing of them is left.
 fn tear_down(cri: &mut CriClient, ctd: &PrivateContainerd, pod: &str, containers: &[&String]) {
     for id in containers {
@@ -164,8 +177,7 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup() {
             resources: Some(limits.clone()),
             ..Default::default()
         });
-        let id = cri.create_container(&pod, config, &pod_config).or_log(&ctd);
-        cri.start_container(&id).or_log(&ctd);
+        let id = start_in_pod(&mut cri, &ctd, &pod, config, &pod_config);
         cri.wait_running(&id).unwrap();
         ids.push(id);
     }
@@ -228,14 +240,13 @@ fn a_pod_survives_a_containerd_restart_and_can_be_stopped_after() {
     let pod_config = host_network_pod("restart-pod", "uid-restart-pod", logs.path());
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
     let pod = cri.run_pod(&pod_config, "triage").or_log(&ctd);
-    let wasm = cri
-        .create_container(
-            &pod,
-            container("wasm", WASM_IMAGE, &["/sleeper.wasm"], "wasm.log"),
-            &pod_config,
-        )
-        .or_log(&ctd);
-    cri.start_container(&wasm).unwrap();
+    let wasm = start_in_pod(
+        &mut cri,
+        &ctd,
+        &pod,
+        container("wasm", WASM_IMAGE, &["/sleeper.wasm"], "wasm.log"),
+        &pod_config,
+    );
     cri.wait_running(&wasm).unwrap();
     let shim_before = pod_shim_pids(&ctd);
     assert_eq!(shim_before.len(), 1);
@@ -389,14 +400,13 @@ fn the_wasmedge_runtime_class_runs_pods_through_triage() {
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
     // `runtimeClassName: wasmedge` reaches CRI as the handler name.
     let pod = cri.run_pod(&pod_config, "wasmedge").or_log(&ctd);
-    let wasm = cri
-        .create_container(
-            &pod,
-            container("app", WASM_IMAGE, &["/hello.wasm"], "app.log"),
-            &pod_config,
-        )
-        .or_log(&ctd);
-    cri.start_container(&wasm).unwrap();
+    let wasm = start_in_pod(
+        &mut cri,
+        &ctd,
+        &pod,
+        container("app", WASM_IMAGE, &["/hello.wasm"], "app.log"),
+        &pod_config,
+    );
     assert_eq!(cri.wait_exited(&wasm).unwrap().exit_code, 0);
     let log = std::fs::read_to_string(logs.path().join("app.log")).unwrap();
     assert!(log.contains("stdout F hello from wasm"), "{log}");
