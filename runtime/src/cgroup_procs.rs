@@ -114,6 +114,66 @@ pub fn container_v1_usage(init_pid: u32) -> Option<CgroupV1Usage> {
     v1_usage(Path::new("/sys/fs/cgroup"), &proc_cgroup)
 }
 
+/// A container's memory cgroup, v1 (`memory` hierarchy) or v2 (unified), remembered at
+/// Create so it can still be read after the init process is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryCgroup {
+    /// A directory in the v1 `memory` hierarchy.
+    V1(PathBuf),
+    /// A directory in the unified hierarchy with the `memory` controller.
+    V2(PathBuf),
+}
+
+impl MemoryCgroup {
+    /// The memory cgroup named in a `/proc/PID/cgroup` text, under `cgroup_root`. The
+    /// v2 directory counts only where its parent delegates the `memory` controller.
+    pub fn from_proc(cgroup_root: &Path, proc_cgroup: &str) -> Option<Self> {
+        if let Some(dir) = v1_dir(cgroup_root, proc_cgroup, "memory") {
+            return Some(Self::V1(dir));
+        }
+        let path = proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let dir = cgroup_root.join(path.trim_start_matches('/'));
+        dir.join("memory.max").exists().then_some(Self::V2(dir))
+    }
+
+    /// The memory cgroup of a live process.
+    pub fn of_process(pid: u32) -> Option<Self> {
+        let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        Self::from_proc(Path::new("/sys/fs/cgroup"), &proc_cgroup)
+    }
+
+    /// How many processes the kernel's OOM killer has killed in this cgroup.
+    pub fn oom_kills(&self) -> u64 {
+        let (dir, file) = match self {
+            Self::V1(dir) => (dir, "memory.oom_control"),
+            Self::V2(dir) => (dir, "memory.events"),
+        };
+        std::fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|v| v.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// The memory limit in bytes, `None` when unlimited or unreadable.
+    pub fn limit(&self) -> Option<u64> {
+        let (dir, file) = match self {
+            Self::V1(dir) => (dir, "memory.limit_in_bytes"),
+            Self::V2(dir) => (dir, "memory.max"),
+        };
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        // v1 reports "no limit" as the largest page-aligned i64.
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&l| l < (i64::MAX as u64) & !0xfff)
+    }
+}
+
 /// The pids in the cgroup of `init_pid`; just `init_pid` when it cannot be read.
 pub fn container_pids(init_pid: u32) -> Vec<u32> {
     let proc_cgroup =
@@ -196,6 +256,37 @@ mod tests {
             }
         );
         assert_eq!(v1_usage(root.path(), "0::/ns/c\n"), None);
+    }
+
+    #[test]
+    fn memory_cgroup_counts_oom_kills_on_v1_and_v2() {
+        let root = tempfile::tempdir().unwrap();
+        let v1 = root.path().join("memory/ns/c");
+        std::fs::create_dir_all(&v1).unwrap();
+        std::fs::write(
+            v1.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        std::fs::write(v1.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        let cgroup = MemoryCgroup::from_proc(root.path(), "4:memory:/ns/c\n0::/ns/c\n").unwrap();
+        assert_eq!(cgroup, MemoryCgroup::V1(v1));
+        assert_eq!(cgroup.oom_kills(), 2);
+        assert_eq!(cgroup.limit(), None);
+
+        let v2 = root.path().join("kubepods/c2");
+        std::fs::create_dir_all(&v2).unwrap();
+        std::fs::write(v2.join("memory.max"), "67108864\n").unwrap();
+        std::fs::write(
+            v2.join("memory.events"),
+            "low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .unwrap();
+        let cgroup = MemoryCgroup::from_proc(root.path(), "0::/kubepods/c2\n").unwrap();
+        assert_eq!(cgroup.oom_kills(), 1);
+        assert_eq!(cgroup.limit(), Some(67108864));
+        // A v2 directory without the memory controller is not a memory cgroup.
+        assert_eq!(MemoryCgroup::from_proc(root.path(), "0::/ns/c\n"), None);
     }
 
     #[test]

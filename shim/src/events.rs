@@ -4,7 +4,7 @@ use std::sync::mpsc::{channel, Sender};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -24,6 +24,8 @@ pub enum TaskEvent {
     Exit(TaskExit),
     /// `/tasks/delete`.
     Delete(TaskDelete),
+    /// `/tasks/oom`.
+    Oom(TaskOOM),
     /// `/tasks/paused`.
     Paused(TaskPaused),
     /// `/tasks/resumed`.
@@ -37,6 +39,7 @@ impl TaskEvent {
             Self::Start(_) => "/tasks/start",
             Self::Exit(_) => "/tasks/exit",
             Self::Delete(_) => "/tasks/delete",
+            Self::Oom(_) => "/tasks/oom",
             Self::Paused(_) => "/tasks/paused",
             Self::Resumed(_) => "/tasks/resumed",
         }
@@ -48,6 +51,7 @@ impl TaskEvent {
             Self::Start(e) => &e.container_id,
             Self::Exit(e) => &e.container_id,
             Self::Delete(e) => &e.container_id,
+            Self::Oom(e) => &e.container_id,
             Self::Paused(e) => &e.container_id,
             Self::Resumed(e) => &e.container_id,
         }
@@ -59,6 +63,7 @@ impl TaskEvent {
             Self::Start(e) => e,
             Self::Exit(e) => e,
             Self::Delete(e) => e,
+            Self::Oom(e) => e,
             Self::Paused(e) => e,
             Self::Resumed(e) => e,
         }

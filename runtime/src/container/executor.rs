@@ -1,7 +1,9 @@
 //! The workload step inside the container: exec the native entrypoint or run the Wasm guest.
 
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::default::DefaultExecutor;
@@ -11,7 +13,7 @@ use std::path::PathBuf;
 use triage_oci::{ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
 
 use super::reply::Reply;
-use crate::engine::{self, GuestExit, GuestInvocation, PreparedGuest};
+use crate::engine::{self, GuestExit, GuestInterrupt, GuestInvocation, PreparedGuest};
 
 /// Signals whose default action ends a process. A Wasm guest cannot handle signals, so
 /// its process ends with status 128+signal for each, even as PID 1 of its namespace.
@@ -28,6 +30,17 @@ const TERMINATING_SIGNALS: &[libc::c_int] = &[
 /// The guest prepared in `validate` (before the start signal), run in `exec`.
 /// One per init process: this code runs in the container's own process.
 static PREPARED: Mutex<Option<Box<dyn PreparedGuest + Send>>> = Mutex::new(None);
+
+/// How a terminating signal reaches the guest: its interrupter (epoch), the first signal
+/// received, whether wasm code is running, and the pipe that wakes the kill watchdog.
+static INTERRUPT: OnceLock<Box<dyn GuestInterrupt>> = OnceLock::new();
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+static GUEST_RUNNING: AtomicBool = AtomicBool::new(false);
+static WATCHDOG_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// How long an interrupted guest has to unwind before its process ends anyway (a guest
+/// blocked in a host call, e.g. a read, never reaches an epoch check).
+const INTERRUPT_GRACE: Duration = Duration::from_millis(50);
 
 /// libcontainer's executor for Triage: native workloads exec as crun/runc would, Wasm
 /// workloads run in the engine inside the container's namespaces, cgroup and root.
@@ -56,7 +69,7 @@ impl TriageExecutor {
         }
     }
 
-    fn prepare_wasm(&self, wasm: &WasmPlan) -> Result<(), String> {
+    fn prepare_wasm(&self, wasm: &WasmPlan, spec: &Spec) -> Result<(), String> {
         let module_path = match &wasm.module {
             ModuleSource::File { container_path, .. } => container_path.clone(),
             ModuleSource::OciLayer { digest, .. } => {
@@ -67,6 +80,7 @@ impl TriageExecutor {
             }
         };
         let invocation = GuestInvocation {
+            memory_limit: memory_limit(spec),
             id: self.plan.id.clone(),
             module_path,
             export: wasm.export.clone(),
@@ -77,9 +91,10 @@ impl TriageExecutor {
         };
         // From here on this process is the guest's: a terminating signal ends it with
         // 128+signal, also while it still waits for Start (PID 1 would ignore it).
-        exit_on_terminating_signals();
+        end_on_terminating_signals();
         let engine = engine::default_engine(&self.plan.id).map_err(|e| e.to_string())?;
         let guest = engine.prepare(&invocation).map_err(|e| e.to_string())?;
+        let _ = INTERRUPT.set(guest.interrupter());
         *PREPARED.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);
         Ok(())
     }
@@ -94,8 +109,19 @@ impl TriageExecutor {
             std::process::exit(1);
         };
         tracing::debug!(container = %self.plan.id, "entering wasm guest");
-        let status = match guest.run() {
+        GUEST_RUNNING.store(true, Ordering::SeqCst);
+        let outcome = guest.run();
+        GUEST_RUNNING.store(false, Ordering::SeqCst);
+        let status = match outcome {
             Ok(GuestExit::Exited(code)) => code,
+            Ok(GuestExit::Interrupted) => {
+                let signal = SIGNALLED.load(Ordering::SeqCst);
+                tracing::info!(
+                    container = %self.plan.id,
+                    "wasm guest interrupted by signal {signal} at its next epoch check"
+                );
+                128 + signal
+            }
             Ok(GuestExit::Trapped(message)) => {
                 eprintln!("wasm guest trapped: {message}");
                 // One log line per event, so every line carries the container id.
@@ -144,7 +170,7 @@ impl TriageExecutor {
                 self.report(&format!("container {}: {e}", self.plan.id));
                 e
             }),
-            WorkloadKind::Wasm(wasm) => self.prepare_wasm(wasm).map_err(|message| {
+            WorkloadKind::Wasm(wasm) => self.prepare_wasm(wasm, spec).map_err(|message| {
                 self.report(&message);
                 ExecutorValidationError::ArgValidationError(message)
             }),
@@ -169,18 +195,61 @@ fn directory_preopens(preopens: &[Preopen]) -> Vec<(PathBuf, String, bool)> {
         .collect()
 }
 
-extern "C" fn exit_with_signal_status(signal: libc::c_int) {
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(128 + signal) }
+/// `linux.resources.memory.limit`, when the spec sets a positive one.
+fn memory_limit(spec: &Spec) -> Option<u64> {
+    let limit = spec
+        .linux()
+        .as_ref()?
+        .resources()
+        .as_ref()?
+        .memory()
+        .as_ref()?
+        .limit()?;
+    u64::try_from(limit).ok().filter(|&l| l > 0)
 }
 
-fn exit_on_terminating_signals() {
+/// Records the first terminating signal, interrupts running wasm code through the
+/// engine's epoch and wakes the watchdog. Only async-signal-safe calls.
+extern "C" fn interrupt_guest(signal: libc::c_int) {
+    let _ = SIGNALLED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+    if let Some(interrupt) = INTERRUPT.get() {
+        interrupt.interrupt();
+    }
+    let fd = WATCHDOG_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: write(2) on our own pipe is async-signal-safe.
+        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    }
+}
+
+/// Ends the process with 128+signal once a signal arrived: at once when no wasm code
+/// runs (still waiting for Start), else after [`INTERRUPT_GRACE`] if the guest has not
+/// unwound through its epoch check by then.
+fn watch_for_signals(read_fd: RawFd) {
+    let mut byte = [0u8; 1];
+    // SAFETY: reads our own pipe into a local buffer.
+    while unsafe { libc::read(read_fd, byte.as_mut_ptr().cast(), 1) } < 0 {}
+    if GUEST_RUNNING.load(Ordering::SeqCst) {
+        std::thread::sleep(INTERRUPT_GRACE);
+    }
+    // SAFETY: ends the process without running destructors other threads may be using.
+    unsafe { libc::_exit(128 + SIGNALLED.load(Ordering::SeqCst)) }
+}
+
+fn end_on_terminating_signals() {
+    let mut fds = [-1; 2];
+    // SAFETY: creates a close-on-exec pipe into a local array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0 {
+        WATCHDOG_FD.store(fds[1], Ordering::SeqCst);
+        let read_fd = fds[0];
+        std::thread::spawn(move || watch_for_signals(read_fd));
+    }
     for &signal in TERMINATING_SIGNALS {
         // SAFETY: installs an async-signal-safe handler; the previous disposition is
         // not needed.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = exit_with_signal_status as *const () as usize;
+            action.sa_sigaction = interrupt_guest as *const () as usize;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }

@@ -25,6 +25,9 @@ pub struct GuestInvocation {
     pub env: Vec<(String, String)>,
     /// (directory in this process's view, path the guest sees, read-only).
     pub preopens: Vec<(PathBuf, String, bool)>,
+    /// The container's memory limit in bytes (`linux.resources.memory.limit`), which the
+    /// guest's linear memories must fit in beside the engine itself.
+    pub memory_limit: Option<u64>,
 }
 
 /// How a guest ended.
@@ -34,6 +37,8 @@ pub enum GuestExit {
     Exited(i32),
     /// It trapped; the message says where and why.
     Trapped(String),
+    /// It was interrupted through [`GuestInterrupt`] (a Kill) while running wasm code.
+    Interrupted,
 }
 
 impl GuestExit {
@@ -41,7 +46,7 @@ impl GuestExit {
     pub fn status(&self) -> i32 {
         match self {
             Self::Exited(code) => *code,
-            Self::Trapped(_) => TRAP_EXIT_STATUS,
+            Self::Trapped(_) | Self::Interrupted => TRAP_EXIT_STATUS,
         }
     }
 }
@@ -101,8 +106,18 @@ pub enum EngineError {
     },
 }
 
+/// Stops a running guest at its next loop head or call, from any thread or a signal
+/// handler: [`PreparedGuest::run`] then returns [`GuestExit::Interrupted`].
+pub trait GuestInterrupt: Send + Sync {
+    /// Asks the guest to stop. Async-signal-safe: no allocation, lock or syscall.
+    fn interrupt(&self);
+}
+
 /// A guest that is compiled, linked and ready: running it does no further preparation.
 pub trait PreparedGuest {
+    /// The handle that interrupts this guest once it runs.
+    fn interrupter(&self) -> Box<dyn GuestInterrupt>;
+
     /// Instantiates and runs the guest to completion in the calling thread.
     fn run(self: Box<Self>) -> Result<GuestExit, EngineError>;
 }
@@ -128,6 +143,33 @@ pub trait WasmEngine: Send + Sync {
         &self,
         invocation: &GuestInvocation,
     ) -> Result<Box<dyn PreparedGuest + Send>, EngineError>;
+}
+
+/// How much of a container's memory limit a guest's linear memories may use: the limit
+/// less what this process already holds (the engine, the compiled module) and a margin
+/// for the host calls' own buffers.
+pub fn guest_memory_budget(container_limit: u64, resident: u64) -> u64 {
+    const HOST_MARGIN: u64 = 4 << 20;
+    container_limit.saturating_sub(resident.saturating_add(HOST_MARGIN))
+}
+
+/// This process's resident memory (`VmRSS`), if `/proc` says.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Bytes as MiB with one decimal, for messages.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// The names of the engines compiled into this build.
@@ -167,4 +209,22 @@ pub fn validate_module_file(
         source,
     })?;
     default_engine(id)?.validate(id, path, &bytes, export)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_leaves_the_engine_and_a_margin_out() {
+        assert_eq!(guest_memory_budget(64 << 20, 10 << 20), 50 << 20);
+        assert_eq!(guest_memory_budget(8 << 20, 10 << 20), 0);
+    }
+
+    #[test]
+    fn resident_memory_of_this_process_is_known() {
+        let rss = resident_bytes().unwrap();
+        assert!(rss > 0 && rss.is_multiple_of(1024), "{rss}");
+        assert_eq!(mib(64 << 20), "64.0 MiB");
+    }
 }

@@ -3,11 +3,14 @@
 use std::path::Path;
 
 use wasmtime::wasmparser::{ExternalKind, Parser, Payload};
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use super::{EngineError, GuestExit, GuestInvocation, PreparedGuest, WasmEngine};
+use super::{
+    guest_memory_budget, mib, resident_bytes, EngineError, GuestExit, GuestInterrupt,
+    GuestInvocation, PreparedGuest, WasmEngine,
+};
 
 /// wasmtime with Cranelift, one `Engine` per instance of this type.
 pub struct WasmtimeEngine {
@@ -19,6 +22,9 @@ impl WasmtimeEngine {
     pub fn new() -> Self {
         let mut config = Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // Compiled code checks the epoch at loop heads and calls, so a Kill stops a
+        // guest that never returns to the host.
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).expect("wasmtime default configuration is valid");
         Self { engine }
     }
@@ -86,8 +92,8 @@ impl WasmEngine for WasmtimeEngine {
             });
         }
 
-        let mut linker: Linker<WasiP1Ctx> = Linker::new(&self.engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |cx| cx)
+        let mut linker: Linker<GuestState> = Linker::new(&self.engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state| &mut state.wasi)
             .map_err(|e| setup("linking WASI", e))?;
         let pre = linker
             .instantiate_pre(&module)
@@ -104,7 +110,27 @@ impl WasmEngine for WasmtimeEngine {
             wasi.preopened_dir(dir, guest, perms)
                 .map_err(|e| setup(&format!("preopening {}", dir.display()), e))?;
         }
-        let store = Store::new(&self.engine, wasi.build_p1());
+        let memory = inv.memory_limit.map(|limit| {
+            // Measured after compiling: the engine and the module's code are resident now.
+            let resident = resident_bytes().unwrap_or(16 << 20);
+            MemoryBudget {
+                id: inv.id.clone(),
+                container_limit: limit,
+                engine_resident: resident,
+                budget: guest_memory_budget(limit, resident),
+                refused: None,
+            }
+        });
+        let mut store = Store::new(
+            &self.engine,
+            GuestState {
+                wasi: wasi.build_p1(),
+                memory,
+            },
+        );
+        store.limiter(|state| state as &mut dyn ResourceLimiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
         Ok(Box::new(WasmtimeGuest {
             pre,
             store,
@@ -114,15 +140,91 @@ impl WasmEngine for WasmtimeEngine {
     }
 }
 
+/// What a guest's store holds: its WASI context and its share of the memory limit.
+struct GuestState {
+    wasi: WasiP1Ctx,
+    memory: Option<MemoryBudget>,
+}
+
+/// The part of a container's memory limit left to the guest's linear memories.
+struct MemoryBudget {
+    id: String,
+    container_limit: u64,
+    engine_resident: u64,
+    budget: u64,
+    /// The size a refused `memory.grow` asked for, for the trap message that may follow.
+    refused: Option<u64>,
+}
+
+impl MemoryBudget {
+    fn refusal(&self, desired: u64) -> String {
+        format!(
+            "container {}: memory.grow to {} refused: the container's memory limit is {} ({} bytes), of which the engine holds {}, leaving {} for the guest",
+            self.id,
+            mib(desired),
+            mib(self.container_limit),
+            self.container_limit,
+            mib(self.engine_resident),
+            mib(self.budget)
+        )
+    }
+}
+
+impl ResourceLimiter for GuestState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let Some(memory) = self.memory.as_mut() else {
+            return Ok(true);
+        };
+        let desired = desired as u64;
+        if desired <= memory.budget {
+            return Ok(true);
+        }
+        let message = memory.refusal(desired);
+        tracing::warn!(container = %memory.id, "{message}");
+        eprintln!("{message}");
+        memory.refused = Some(desired);
+        // memory.grow returns -1: the guest decides how to fail.
+        Ok(false)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Bumps the engine's epoch: every store's deadline is one tick away.
+struct EpochInterrupt(Engine);
+
+impl GuestInterrupt for EpochInterrupt {
+    fn interrupt(&self) {
+        // Signal-safe per wasmtime's documentation: a relaxed atomic increment.
+        self.0.increment_epoch();
+    }
+}
+
 /// A wasmtime guest with its module linked and its WASI context built.
 struct WasmtimeGuest {
-    pre: InstancePre<WasiP1Ctx>,
-    store: Store<WasiP1Ctx>,
+    pre: InstancePre<GuestState>,
+    store: Store<GuestState>,
     export: String,
     id: String,
 }
 
 impl PreparedGuest for WasmtimeGuest {
+    fn interrupter(&self) -> Box<dyn GuestInterrupt> {
+        Box::new(EpochInterrupt(self.store.engine().clone()))
+    }
+
     fn run(self: Box<Self>) -> Result<GuestExit, EngineError> {
         let Self {
             pre,
@@ -133,7 +235,9 @@ impl PreparedGuest for WasmtimeGuest {
         let instance = match pre.instantiate(&mut store) {
             Ok(instance) => instance,
             // A trap in a start function is the guest's own failure.
-            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => return Ok(outcome(e)),
+            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => {
+                return Ok(outcome(&store, e))
+            }
             Err(e) => {
                 return Err(EngineError::Setup {
                     id,
@@ -145,7 +249,7 @@ impl PreparedGuest for WasmtimeGuest {
         if export != "_start" {
             if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
                 if let Err(e) = init.call(&mut store, ()) {
-                    return Ok(outcome(e));
+                    return Ok(outcome(&store, e));
                 }
             }
         }
@@ -159,15 +263,27 @@ impl PreparedGuest for WasmtimeGuest {
             })?;
         Ok(match func.call(&mut store, ()) {
             Ok(()) => GuestExit::Exited(0),
-            Err(e) => outcome(e),
+            Err(e) => outcome(&store, e),
         })
     }
 }
 
-fn outcome(e: wasmtime::Error) -> GuestExit {
-    match e.downcast_ref::<I32Exit>() {
-        Some(exit) => GuestExit::Exited(exit.0),
-        None => GuestExit::Trapped(format!("{e:?}")),
+fn outcome(store: &Store<GuestState>, e: wasmtime::Error) -> GuestExit {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return GuestExit::Exited(exit.0);
+    }
+    if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return GuestExit::Interrupted;
+    }
+    match store.data().memory.as_ref() {
+        // A guest that cannot handle a failed allocation traps right after it.
+        Some(
+            memory @ MemoryBudget {
+                refused: Some(desired),
+                ..
+            },
+        ) => GuestExit::Trapped(format!("{e:?}\nafter {}", memory.refusal(*desired))),
+        _ => GuestExit::Trapped(format!("{e:?}")),
     }
 }
 

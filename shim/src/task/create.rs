@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use containerd_shim_protos::api;
-use containerd_shim_protos::events::task::{TaskCreate, TaskExit, TaskIO};
+use containerd_shim_protos::events::task::{TaskCreate, TaskExit, TaskIO, TaskOOM};
 use triage_oci::{plan_workload, Bundle, DecisionReason, ModuleSource, PlanError, WorkloadPlan};
 use triage_runtime::engine::validate_module_file;
 use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
@@ -176,7 +176,26 @@ impl TaskService {
                 let span = tracing::info_span!("task", verb = "exit", id = %container.id);
                 let _guard = span.enter();
                 tracing::info!(pid, status = exit.status, "container exited");
+                let oom = container
+                    .memory_cgroup
+                    .as_ref()
+                    .filter(|cgroup| cgroup.oom_kills() > 0);
                 container.record_exit(exit, |_| {
+                    if let Some(cgroup) = oom {
+                        let limit = cgroup
+                            .limit()
+                            .map(triage_runtime::engine::mib)
+                            .unwrap_or_else(|| "unlimited".to_owned());
+                        tracing::error!(
+                            "container {}: the kernel's OOM killer killed a process of the container (memory limit {limit}); exit status {}",
+                            container.id,
+                            exit.status
+                        );
+                        events.publish(TaskEvent::Oom(TaskOOM {
+                            container_id: container.id.clone(),
+                            ..Default::default()
+                        }));
+                    }
                     events.publish(TaskEvent::Exit(TaskExit {
                         container_id: container.id.clone(),
                         id: container.id.clone(),

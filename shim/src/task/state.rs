@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use triage_runtime::cgroup_procs::MemoryCgroup;
 use triage_runtime::stdio::StdioPaths;
 
 use super::error::TaskError;
@@ -44,6 +45,8 @@ pub struct Container {
     pub stdio: StdioPaths,
     /// Whether the shim mounted `bundle/rootfs` (and must unmount it).
     pub owns_rootfs: bool,
+    /// The container's memory cgroup, read while the init process lived (for OOM).
+    pub memory_cgroup: Option<MemoryCgroup>,
     lifecycle: Mutex<Lifecycle>,
     changed: Condvar,
 }
@@ -62,6 +65,7 @@ impl Container {
             bundle,
             stdio,
             owns_rootfs,
+            memory_cgroup: MemoryCgroup::of_process(pid),
             lifecycle: Mutex::new(Lifecycle {
                 status: Status::Created,
                 pid,

@@ -1,8 +1,5 @@
 //! Task states as `ctr task ls` shows them, and the order of task events.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -44,56 +41,10 @@ fn task_events_arrive_in_lifecycle_order() {
     let Some(ctd) = containerd("task_events_arrive_in_lifecycle_order") else {
         return;
     };
-    let mut events = ctd
-        .ctr_command(&["events"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ctr events");
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = events.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    // `ctr events` subscribes asynchronously: run probes until one is seen, so the
-    // container under test runs while the subscription is certainly live.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    'subscribed: for n in 0.. {
-        assert!(
-            Instant::now() < deadline,
-            "ctr events never reported anything"
-        );
-        let probe = format!("events-probe-{n}");
-        assert_eq!(
-            run(&ctd, &[], WASM_IMAGE, &probe, &["/exit.wasm", "0"]).code,
-            0
-        );
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            if line.contains(&probe) {
-                break 'subscribed;
-            }
-        }
-    }
+    let events = EventStream::subscribe(&ctd);
     let out = run(&ctd, &[], WASM_IMAGE, "events-wasm", &["/exit.wasm", "3"]);
     assert_eq!(out.code, 3);
-    let mut topics = Vec::new();
-    while topics.last().map(String::as_str) != Some("/tasks/delete") {
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("events so far: {topics:?}\n{}", ctd.log()));
-        if line.contains("events-wasm") {
-            topics.extend(
-                line.split_whitespace()
-                    .find(|w| w.starts_with("/tasks/"))
-                    .map(str::to_owned),
-            );
-        }
-    }
-    let _ = events.kill();
-    let _ = events.wait();
+    let topics = events.topics_until_delete(&ctd, "events-wasm");
     assert_eq!(
         topics,
         vec![

@@ -8,6 +8,7 @@
 mod cri;
 mod errors;
 mod lifecycle;
+mod limits;
 mod native;
 mod support;
 mod wasm;

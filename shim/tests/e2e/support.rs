@@ -1,6 +1,8 @@
 //! Shared set-up for the end-to-end tests.
 
-use std::process::Child;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use triage_testkit::{images_dir, leftovers, require_host, shim_dir};
@@ -187,4 +189,75 @@ pub fn installed_shim_dir() -> tempfile::TempDir {
         std::os::unix::fs::symlink(shim, bin.path().join(name)).expect("link the shim");
     }
     bin
+}
+
+/// `ctr events`, subscribed and known to be live.
+pub struct EventStream {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl EventStream {
+    /// Starts `ctr events` and runs probe containers until one is seen: the
+    /// subscription is asynchronous, so only then is it certainly live.
+    pub fn subscribe(ctd: &PrivateContainerd) -> Self {
+        let mut child = ctd
+            .ctr_command(&["events"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("ctr events");
+        let (tx, lines) = mpsc::channel::<String>();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in 0.. {
+            assert!(
+                Instant::now() < deadline,
+                "ctr events never reported anything"
+            );
+            let probe = format!("events-probe-{n}");
+            assert_eq!(
+                run(ctd, &[], WASM_IMAGE, &probe, &["/exit.wasm", "0"]).code,
+                0
+            );
+            while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+                if line.contains(&probe) {
+                    return Self { child, lines };
+                }
+            }
+        }
+        unreachable!("the loop returns or fails its deadline")
+    }
+
+    /// The topics of `id`'s events, in order, up to and including `/tasks/delete`.
+    pub fn topics_until_delete(&self, ctd: &PrivateContainerd, id: &str) -> Vec<String> {
+        let mut topics = Vec::new();
+        while topics.last().map(String::as_str) != Some("/tasks/delete") {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("events so far: {topics:?}\n{}", ctd.log()));
+            if line.contains(id) {
+                topics.extend(
+                    line.split_whitespace()
+                        .find(|w| w.starts_with("/tasks/"))
+                        .map(str::to_owned),
+                );
+            }
+        }
+        topics
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -50,11 +50,13 @@ pub struct Image {
 }
 
 /// The Wasm workloads the image carries, as `NAME.wasm` at its root.
-pub const WASM_WORKLOADS: &[&str] = &["hello", "exit", "trap", "sleeper", "fsprobe", "reactor"];
+pub const WASM_WORKLOADS: &[&str] = &[
+    "hello", "exit", "trap", "sleeper", "fsprobe", "reactor", "spin", "memhog",
+];
 
 /// Applets linked to busybox in the native image.
 const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "echo", "true", "false", "sleep", "cat", "ls", "env", "id", "kill", "ps", "test",
+    "sh", "echo", "true", "false", "sleep", "cat", "ls", "env", "id", "kill", "ps", "test", "dd",
 ];
 
 /// Not a module: the magic is right, the rest is garbage.
