@@ -201,13 +201,16 @@ impl EventStream {
     /// Starts `ctr events` and runs probe containers until one is seen: the
     /// subscription is asynchronous, so only then is it certainly live.
     pub fn subscribe(ctd: &PrivateContainerd) -> Self {
-        let mut child = ctd
-            .ctr_command(&["events"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ctr events");
         let (tx, lines) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stream = Self {
+            child: ctd
+                .ctr_command(&["events"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("ctr events"),
+            lines,
+        };
+        let stdout = stream.child.stdout.take().expect("piped stdout");
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if tx.send(line).is_err() {
@@ -226,9 +229,9 @@ impl EventStream {
                 run(ctd, &[], WASM_IMAGE, &probe, &["/exit.wasm", "0"]).code,
                 0
             );
-            while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            while let Ok(line) = stream.lines.recv_timeout(Duration::from_millis(200)) {
                 if line.contains(&probe) {
-                    return Self { child, lines };
+                    return stream;
                 }
             }
         }
