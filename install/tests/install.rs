@@ -226,11 +226,17 @@ fn the_installed_containerd_version_is_detected() {
 
 #[test]
 fn runtimeclass_manifest_names_every_handler() {
-    let manifest = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/kubernetes/runtimeclass.yaml"
-    ))
-    .unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/kubernetes/runtimeclass.yaml");
+    let manifest = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{path}: {e}; cwd {:?}; dir has {:?}",
+            std::env::current_dir(),
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/kubernetes")).map(|d| d
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect::<Vec<_>>())
+        )
+    });
     let handlers: Vec<&str> = manifest
         .lines()
         .filter_map(|l| l.strip_prefix("handler: "))

@@ -79,4 +79,18 @@ pub enum PlanError {
         /// What is wrong.
         reason: String,
     },
+    /// The container asks for more than the node profile allows one container.
+    #[error("container {id}: asks for {what} of {asked}, more than this node can give a container: {allocatable} allocatable (node profile: {profile})")]
+    OverCapacity {
+        /// Container id.
+        id: String,
+        /// Which resource (`a memory limit`, `a CPU request`, ...).
+        what: &'static str,
+        /// The amount asked for, as text.
+        asked: String,
+        /// What one container may have.
+        allocatable: String,
+        /// The node's capacity and reserve, as text.
+        profile: String,
+    },
 }

@@ -11,7 +11,9 @@ pub mod bundle;
 pub mod entrypoint;
 pub mod error;
 pub mod image;
+pub mod node_profile;
 pub mod plan;
+pub mod quota;
 pub mod rootfs_path;
 pub mod runtime_options;
 
@@ -23,8 +25,10 @@ pub use decide::plan_workload;
 pub use entrypoint::{Entrypoint, EntrypointKind};
 pub use error::PlanError;
 pub use image::ImageFacts;
+pub use node_profile::{NodeProfile, ProfileError, Resources};
 pub use plan::{DecisionReason, ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
+pub use quota::{admit, CgroupQuota};
 pub use runtime_options::RuntimeOptions;
 
 /// The OCI runtime-spec types Triage works with (re-exported so that every crate uses one version).
-pub use oci_spec::runtime::Spec;
+pub use oci_spec::runtime::{LinuxResources, Spec};

@@ -1,6 +1,7 @@
 //! Reads a container's cgroup, found through its init process: its processes, and the
 //! usage figures `ctr task metrics` shows.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The `cgroup.procs` file of the cgroup `init_pid` belongs to, under `cgroup_root`
@@ -108,10 +109,89 @@ pub fn v1_usage(cgroup_root: &Path, proc_cgroup: &str) -> Option<CgroupV1Usage> 
     })
 }
 
-/// The v1 usage of the container whose init process is `init_pid`.
-pub fn container_v1_usage(init_pid: u32) -> Option<CgroupV1Usage> {
+/// Usage figures of a cgroup v2 container, as its interface files give them (missing
+/// files read as empty or zero: a controller not enabled for the cgroup).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupV2Usage {
+    /// `memory.current`.
+    pub memory_current: u64,
+    /// `memory.max` (0 for `max`).
+    pub memory_max: u64,
+    /// `memory.peak`, where the kernel has it.
+    pub memory_peak: u64,
+    /// `memory.swap.current`.
+    pub swap_current: u64,
+    /// `memory.swap.max` (0 for `max`).
+    pub swap_max: u64,
+    /// `memory.stat`, key by key.
+    pub memory_stat: BTreeMap<String, u64>,
+    /// `memory.events` (`oom`, `oom_kill`, ...).
+    pub memory_events: BTreeMap<String, u64>,
+    /// `cpu.stat` (`usage_usec`, `nr_throttled`, ...); present without the cpu controller.
+    pub cpu_stat: BTreeMap<String, u64>,
+    /// `pids.current`.
+    pub pids_current: u64,
+    /// `pids.max` (0 for `max`).
+    pub pids_max: u64,
+}
+
+/// A flat-keyed cgroup file (`key value` per line).
+fn read_keyed(dir: &Path, file: &str) -> BTreeMap<String, u64> {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once(' ')?;
+            Some((key.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Reads the v2 usage of the cgroup directory `dir`.
+pub fn v2_usage(dir: &Path) -> CgroupV2Usage {
+    let dir = Some(dir.to_path_buf());
+    let read = |file: &str| read_u64(&dir, file);
+    let dir = dir.as_deref().unwrap_or(Path::new("/"));
+    CgroupV2Usage {
+        memory_current: read("memory.current"),
+        memory_max: read("memory.max"),
+        memory_peak: read("memory.peak"),
+        swap_current: read("memory.swap.current"),
+        swap_max: read("memory.swap.max"),
+        memory_stat: read_keyed(dir, "memory.stat"),
+        memory_events: read_keyed(dir, "memory.events"),
+        cpu_stat: read_keyed(dir, "cpu.stat"),
+        pids_current: read("pids.current"),
+        pids_max: read("pids.max"),
+    }
+}
+
+/// The usage of a container's cgroups, in the version the host runs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupUsage {
+    /// cgroup v1 hierarchies (memory, cpuacct, pids).
+    V1(CgroupV1Usage),
+    /// The unified hierarchy.
+    V2(CgroupV2Usage),
+}
+
+/// The usage of the container whose init process is `init_pid`: v1 where the process
+/// is in v1 memory/cpuacct/pids hierarchies, else its unified cgroup.
+pub fn container_usage(init_pid: u32) -> Option<CgroupUsage> {
     let proc_cgroup = std::fs::read_to_string(format!("/proc/{init_pid}/cgroup")).ok()?;
-    v1_usage(Path::new("/sys/fs/cgroup"), &proc_cgroup)
+    usage_under(Path::new("/sys/fs/cgroup"), &proc_cgroup)
+}
+
+/// [`container_usage`] for a `/proc/PID/cgroup` text under `cgroup_root`.
+pub fn usage_under(cgroup_root: &Path, proc_cgroup: &str) -> Option<CgroupUsage> {
+    if let Some(v1) = v1_usage(cgroup_root, proc_cgroup) {
+        return Some(CgroupUsage::V1(v1));
+    }
+    let path = proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let dir = cgroup_root.join(path.trim_start_matches('/'));
+    dir.join("cgroup.procs")
+        .exists()
+        .then(|| CgroupUsage::V2(v2_usage(&dir)))
 }
 
 /// A container's memory cgroup, v1 (`memory` hierarchy) or v2 (unified), remembered at
@@ -256,6 +336,45 @@ mod tests {
             }
         );
         assert_eq!(v1_usage(root.path(), "0::/ns/c\n"), None);
+    }
+
+    #[test]
+    fn v2_usage_reads_the_unified_interface_files() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("kubepods/pod1/c2");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in [
+            ("cgroup.procs", "42\n"),
+            ("memory.current", "5242880\n"),
+            ("memory.max", "67108864\n"),
+            ("memory.swap.current", "0\n"),
+            ("memory.swap.max", "max\n"),
+            ("memory.stat", "anon 4194304\nfile 1048576\npgfault 900\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            ("cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 900\n"),
+            ("pids.current", "3\n"),
+            ("pids.max", "64\n"),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let Some(CgroupUsage::V2(usage)) = usage_under(root.path(), "0::/kubepods/pod1/c2\n")
+        else {
+            panic!("not read as v2");
+        };
+        assert_eq!(usage.memory_current, 5242880);
+        assert_eq!(usage.memory_max, 67108864);
+        assert_eq!(usage.swap_max, 0);
+        assert_eq!(usage.memory_stat["anon"], 4194304);
+        assert_eq!(usage.memory_events["oom_kill"], 1);
+        assert_eq!(usage.cpu_stat["usage_usec"], 1500);
+        assert_eq!(usage.cpu_stat["nr_throttled"], 4);
+        assert_eq!((usage.pids_current, usage.pids_max), (3, 64));
+        // v1 wins where the process is in v1 hierarchies (a hybrid host).
+        std::fs::create_dir_all(root.path().join("memory/x")).unwrap();
+        assert!(matches!(
+            usage_under(root.path(), "4:memory:/x\n0::/kubepods/pod1/c2\n"),
+            Some(CgroupUsage::V1(_))
+        ));
     }
 
     #[test]

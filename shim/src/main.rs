@@ -7,6 +7,7 @@ mod helper;
 mod image;
 mod logging;
 mod options;
+mod profile;
 mod reaper;
 mod task;
 

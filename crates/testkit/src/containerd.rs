@@ -191,6 +191,13 @@ disabled_plugins = [{disabled}]
         Ok(me)
     }
 
+    /// Writes the node profile the shims of this containerd read (`TRIAGE_CONFIG`); without
+    /// one they use the built-in profile.
+    pub fn write_node_profile(&self, toml: &str) -> anyhow::Result<()> {
+        std::fs::write(self.dir.path().join("triage-config.toml"), toml)
+            .context("writing the node profile")
+    }
+
     /// Starts the daemon on the existing config; its output is appended to the log.
     fn spawn_daemon(&mut self) -> anyhow::Result<()> {
         let d = self.dir.path();
@@ -209,6 +216,7 @@ disabled_plugins = [{disabled}]
             .arg("--config")
             .arg(d.join("config.toml"))
             .env("PATH", path)
+            .env("TRIAGE_CONFIG", d.join("triage-config.toml"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

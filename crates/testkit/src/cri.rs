@@ -208,6 +208,23 @@ impl CriClient {
         Ok(())
     }
 
+    /// UpdateContainerResources (Linux resources only).
+    pub fn update_resources(
+        &mut self,
+        id: &str,
+        resources: api::LinuxContainerResources,
+    ) -> anyhow::Result<()> {
+        let request = api::UpdateContainerResourcesRequest {
+            container_id: id.to_owned(),
+            linux: Some(resources),
+            ..Default::default()
+        };
+        self.runtime
+            .block_on(self.client.update_container_resources(request))
+            .context("UpdateContainerResources")?;
+        Ok(())
+    }
+
     /// RemoveContainer.
     pub fn remove_container(&mut self, id: &str) -> anyhow::Result<()> {
         let request = api::RemoveContainerRequest {

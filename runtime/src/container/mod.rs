@@ -109,6 +109,37 @@ pub fn resume(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
         .map_err(|e| container_error(id, "resume", e))
 }
 
+/// Applies new resource limits to a running container's cgroup (CRI
+/// `UpdateContainerResources`, containerd's task Update). Only the fields set in
+/// `resources` change. Writes cgroup files only: it needs no helper process.
+pub fn update(
+    id: &str,
+    bundle: &Path,
+    resources: &libcontainer::oci_spec::runtime::LinuxResources,
+) -> Result<(), RuntimeError> {
+    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt};
+
+    let container =
+        Container::load(state_root(bundle).join(id)).map_err(|e| container_error(id, "load", e))?;
+    let config = container
+        .spec()
+        .map_err(|e| container_error(id, "update", e))?;
+    let manager = create_cgroup_manager(CgroupConfig {
+        cgroup_path: config.cgroup_path,
+        systemd_cgroup: false,
+        container_name: id.to_owned(),
+    })
+    .map_err(|e| container_error(id, "update", e))?;
+    manager
+        .apply(&ControllerOpt {
+            resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| container_error(id, "update", e))
+}
+
 /// Sends `signal` to every process in the container's cgroup (`kill --all`).
 pub fn kill_all(id: &str, bundle: &Path, signal: i32) -> Result<(), RuntimeError> {
     let signal = libcontainer::signal::Signal::try_from(signal)

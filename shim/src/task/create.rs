@@ -120,7 +120,8 @@ impl TaskService {
         bundle: &std::path::Path,
         stdio: &StdioPaths,
     ) -> Result<i32, TaskError> {
-        let spec = Bundle::load(id, bundle)?;
+        let mut spec = Bundle::load(id, bundle)?;
+        admit_resources(&mut spec)?;
         let plan = self.plan(&spec)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
         if let Some(wasm) = plan.wasm() {
@@ -210,4 +211,25 @@ impl TaskService {
             tracing::error!(pid, "cannot start exit watcher: {e}");
         }
     }
+}
+
+/// Checks the container's resources against the node profile and, where the spec sets
+/// no limit, writes the profile's defaults into the bundle's `config.json` (which
+/// libcontainer reads to build the cgroup).
+fn admit_resources(bundle: &mut Bundle) -> Result<(), TaskError> {
+    let id = bundle.id.clone();
+    let profile = crate::profile::load()
+        .map_err(|e| TaskError::FailedPrecondition(format!("container {id}: {e}")))?;
+    let defaulted = triage_oci::admit(&id, &mut bundle.spec, &profile)?;
+    if !defaulted.is_empty() {
+        let path = bundle.dir.join("config.json");
+        bundle.spec.save(&path).map_err(|e| {
+            TaskError::Internal(format!("container {id}: writing {}: {e}", path.display()))
+        })?;
+        tracing::info!(
+            "node profile defaults applied where the spec sets no limit: {}",
+            defaulted.join(", ")
+        );
+    }
+    Ok(())
 }

@@ -12,6 +12,8 @@ mod pause;
 mod query;
 mod start;
 mod state;
+mod stats;
+mod update;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -222,7 +224,7 @@ impl Task for TaskApi {
     }
 
     fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<api::Empty> {
-        unsupported("update", &req.id)
+        handle("update", &req.id, || self.0.task_update(&req))
     }
 
     fn wait(&self, _: &TtrpcContext, req: api::WaitRequest) -> ttrpc::Result<api::WaitResponse> {

@@ -66,62 +66,6 @@ impl TaskService {
         })
     }
 
-    pub(super) fn task_stats(
-        &self,
-        req: &api::StatsRequest,
-    ) -> Result<api::StatsResponse, TaskError> {
-        use containerd_shim_protos::cgroups::metrics::{
-            CPUStat, CPUUsage, MemoryEntry, MemoryStat, Metrics, PidsStat,
-        };
-        use containerd_shim_protos::protobuf::well_known_types::any::Any;
-        use containerd_shim_protos::protobuf::{Message, MessageDyn, MessageField};
-
-        let container = self.container(&req.id)?;
-        let pid = container.lock().pid;
-        let usage = triage_runtime::cgroup_procs::container_v1_usage(pid).ok_or_else(|| {
-            TaskError::Unimplemented {
-                id: req.id.clone(),
-                what: "stats outside cgroup v1 hierarchies".to_owned(),
-            }
-        })?;
-        let metrics = Metrics {
-            memory: MessageField::some(MemoryStat {
-                cache: usage.memory_cache,
-                rss: usage.memory_rss,
-                usage: MessageField::some(MemoryEntry {
-                    limit: usage.memory_limit,
-                    usage: usage.memory_usage,
-                    max: usage.memory_max,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            cpu: MessageField::some(CPUStat {
-                usage: MessageField::some(CPUUsage {
-                    total: usage.cpu_total_ns,
-                    per_cpu: usage.cpu_per_cpu_ns,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            pids: MessageField::some(PidsStat {
-                current: usage.pids_current,
-                limit: usage.pids_limit,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let mut stats = Any::new();
-        stats.type_url = metrics.descriptor_dyn().full_name().to_owned();
-        stats.value = metrics.write_to_bytes().map_err(|e| {
-            TaskError::Internal(format!("container {}: encoding metrics: {e}", req.id))
-        })?;
-        Ok(api::StatsResponse {
-            stats: MessageField::some(stats),
-            ..Default::default()
-        })
-    }
-
     pub(super) fn task_connect(
         &self,
         req: &api::ConnectRequest,

@@ -140,8 +140,9 @@ fn cgroup_value(controller: &str, parent: &str, id: &str, file: &str) -> String 
 }
 
 #[test]
-fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup() {
-    let Some(ctd) = cri_containerd("pod_annotations_decide_and_cri_limits_land_in_each_cgroup")
+fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup_and_update() {
+    let Some(ctd) =
+        cri_containerd("pod_annotations_decide_and_cri_limits_land_in_each_cgroup_and_update")
     else {
         return;
     };
@@ -205,6 +206,42 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup() {
             "100000"
         );
         assert_eq!(cgroup_value("cpu", parent, id, "cpu.shares"), "512");
+    }
+
+    // UpdateContainerResources reaches the shim's Update: the running containers'
+    // cgroups show the new limits; a request beyond the node is refused and changes
+    // nothing.
+    let raised = triage_testkit::cri::api::LinuxContainerResources {
+        cpu_quota: 150_000,
+        memory_limit_in_bytes: 128 << 20,
+        ..limits.clone()
+    };
+    for id in [wasm, native] {
+        cri.update_resources(id, raised.clone()).or_log(&ctd);
+        assert_eq!(
+            cgroup_value("memory", parent, id, "memory.limit_in_bytes"),
+            "134217728"
+        );
+        assert_eq!(
+            cgroup_value("cpu", parent, id, "cpu.cfs_quota_us"),
+            "150000"
+        );
+        let too_big = triage_testkit::cri::api::LinuxContainerResources {
+            memory_limit_in_bytes: 16 << 30,
+            ..limits.clone()
+        };
+        let err = format!("{:#}", cri.update_resources(id, too_big).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "container {id}: asks for a memory limit of 16 GiB, more than this node can give a container"
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            cgroup_value("memory", parent, id, "memory.limit_in_bytes"),
+            "134217728"
+        );
+        assert!(shim_log(&ctd, id).contains("resources updated"));
     }
 
     // StopContainer sends SIGTERM: the Wasm guest (its container's PID 1) ends with 143;

@@ -179,3 +179,118 @@ fn spinners_at_half_a_cpu_use_half_a_cpu() {
         assert_clean(&ctd, id);
     }
 }
+
+#[test]
+fn requests_beyond_the_node_profile_are_refused_at_create() {
+    let Some(ctd) = containerd("requests_beyond_the_node_profile_are_refused_at_create") else {
+        return;
+    };
+    // The built-in edge profile: 4 CPU / 8 GiB, 250m / 512 MiB reserved.
+    let out = run(
+        &ctd,
+        &["--memory-limit", "17179869184"],
+        BUSYBOX_IMAGE,
+        "cap-memory",
+        &["true"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(
+            "container cap-memory: asks for a memory limit of 16 GiB, more than this node can \
+             give a container: 7.5 GiB allocatable (node profile: capacity 4 CPU / 8 GiB, \
+             reserve 250m CPU / 512 MiB)"
+        ),
+        "{out:?}"
+    );
+    let out = run(
+        &ctd,
+        &["--cpus", "6"],
+        WASM_IMAGE,
+        "cap-cpu",
+        &["/hello.wasm"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("container cap-cpu: asks for a CPU limit of 6, more than this node"),
+        "{out:?}"
+    );
+    assert!(shim_log(&ctd, "cap-cpu").contains("asks for a CPU limit of 6"));
+
+    // The profile file is read at each Create.
+    ctd.write_node_profile(
+        "[capacity]\ncpu = 2\nmemory = \"1Gi\"\n[reserve]\nmemory = \"128Mi\"\n",
+    )
+    .unwrap();
+    let out = run(
+        &ctd,
+        &["--memory-limit", "1073741824"],
+        WASM_IMAGE,
+        "cap-small",
+        &["/hello.wasm"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("a memory limit of 1 GiB, more than this node can give a container: 896 MiB allocatable"),
+        "{out:?}"
+    );
+    ctd.write_node_profile("[capacity]\nmemory = \"lots\"\n")
+        .unwrap();
+    let out = run(&ctd, &[], WASM_IMAGE, "cap-broken", &["/hello.wasm"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("container cap-broken: node profile ")
+            && out
+                .stderr
+                .contains("triage-config.toml: capacity.memory: \"lots\" is not a memory quantity"),
+        "{out:?}"
+    );
+    for id in ["cap-memory", "cap-cpu", "cap-small", "cap-broken"] {
+        assert_clean(&ctd, id);
+    }
+}
+
+#[test]
+fn containers_without_limits_get_the_profile_defaults() {
+    let Some(ctd) = containerd("containers_without_limits_get_the_profile_defaults") else {
+        return;
+    };
+    if !std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        eprintln!("SKIPPED: reads cgroup v1 limit files; this host has no v1 memory hierarchy");
+        return;
+    }
+    ctd.write_node_profile("[defaults]\ncpu = \"500m\"\nmemory = \"128Mi\"\n")
+        .unwrap();
+    for (image, id, args) in [
+        (WASM_IMAGE, "default-wasm", vec!["/sleeper.wasm"]),
+        (
+            BUSYBOX_IMAGE,
+            "default-native",
+            vec!["sh", "-c", "echo sleeper ready; exec sleep 600"],
+        ),
+    ] {
+        let mut child = spawn_run(&ctd, image, id, &args, &[]);
+        assert_eq!(first_line(&mut child), "sleeper ready");
+        let pid = task_pid(&ctd, id).unwrap();
+        let read = |controller: &str, file: &str| {
+            std::fs::read_to_string(format!("{}/{file}", v1_dir(pid, controller)))
+                .unwrap()
+                .trim()
+                .to_owned()
+        };
+        assert_eq!(read("memory", "memory.limit_in_bytes"), "134217728", "{id}");
+        assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000", "{id}");
+        assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000", "{id}");
+        let log = shim_log(&ctd, id);
+        assert!(
+            log.contains("node profile defaults applied where the spec sets no limit: CPU 0.5, memory 128 MiB"),
+            "{log}"
+        );
+        assert_eq!(
+            ctd.ctr(&["task", "kill", "--signal", "SIGKILL", id]).code,
+            0
+        );
+        assert_eq!(finish(child).code, 137);
+        assert_clean(&ctd, id);
+    }
+}

@@ -1,0 +1,289 @@
+//! The node profile (`/etc/triage/config.toml`): capacity, system reserve, and the limits
+//! given to containers that set none.
+
+use toml_edit::{DocumentMut, Item};
+
+/// An amount of CPU and memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// CPU in thousandths of a core (Kubernetes' `m`).
+    pub cpu_millis: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+}
+
+impl Resources {
+    /// `self − other`, floored at zero.
+    pub fn saturating_sub(self, other: Self) -> Self {
+        Self {
+            cpu_millis: self.cpu_millis.saturating_sub(other.cpu_millis),
+            memory_bytes: self.memory_bytes.saturating_sub(other.memory_bytes),
+        }
+    }
+}
+
+impl std::fmt::Display for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} CPU / {}",
+            cpu_text(self.cpu_millis),
+            bytes_text(self.memory_bytes)
+        )
+    }
+}
+
+/// The node as Triage sizes containers against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeProfile {
+    /// What the node has (the edge profile: 4 CPU, 8 GiB).
+    pub capacity: Resources,
+    /// What is kept for the OS, kubelet and containerd.
+    pub reserve: Resources,
+    /// Limits for a container whose spec sets none.
+    pub defaults: Resources,
+}
+
+impl Default for NodeProfile {
+    fn default() -> Self {
+        Self {
+            capacity: Resources {
+                cpu_millis: 4000,
+                memory_bytes: 8 << 30,
+            },
+            reserve: Resources {
+                cpu_millis: 250,
+                memory_bytes: 512 << 20,
+            },
+            defaults: Resources {
+                cpu_millis: 1000,
+                memory_bytes: 256 << 20,
+            },
+        }
+    }
+}
+
+/// Why a node profile could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("node profile {source_name}: {reason}")]
+pub struct ProfileError {
+    /// The file (or other source) it came from.
+    pub source_name: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl NodeProfile {
+    /// What containers may use: capacity less the reserve.
+    pub fn allocatable(&self) -> Resources {
+        self.capacity.saturating_sub(self.reserve)
+    }
+
+    /// Parses a profile; keys left out keep [`NodeProfile::default`]'s values.
+    ///
+    /// ```toml
+    /// [capacity]
+    /// cpu = 4            # cores: 4, 0.5, "500m"
+    /// memory = "8Gi"     # bytes, or Ki/Mi/Gi/Ti, k/M/G/T suffixes
+    /// [reserve]
+    /// cpu = "250m"
+    /// memory = "512Mi"
+    /// [defaults]
+    /// cpu = 1
+    /// memory = "256Mi"
+    /// ```
+    pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ProfileError> {
+        let error = |reason: String| ProfileError {
+            source_name: source_name.to_owned(),
+            reason,
+        };
+        let doc: DocumentMut = text
+            .parse()
+            .map_err(|e| error(format!("not valid TOML: {e}")))?;
+        let mut profile = Self::default();
+        for (section, item) in doc.iter() {
+            let target = match section {
+                "capacity" => &mut profile.capacity,
+                "reserve" => &mut profile.reserve,
+                "defaults" => &mut profile.defaults,
+                other => {
+                    return Err(error(format!(
+                        "unknown section [{other}] (expected [capacity], [reserve], [defaults])"
+                    )))
+                }
+            };
+            let Some(table) = item.as_table_like() else {
+                return Err(error(format!("[{section}] must be a table")));
+            };
+            for (key, value) in table.iter() {
+                let place = format!("{section}.{key}");
+                match key {
+                    "cpu" => {
+                        target.cpu_millis =
+                            cpu_value(value).map_err(|r| error(format!("{place}: {r}")))?
+                    }
+                    "memory" => {
+                        target.memory_bytes =
+                            memory_value(value).map_err(|r| error(format!("{place}: {r}")))?
+                    }
+                    other => {
+                        return Err(error(format!(
+                            "unknown key {section}.{other} (expected cpu, memory)"
+                        )))
+                    }
+                }
+            }
+        }
+        if profile.reserve.cpu_millis >= profile.capacity.cpu_millis
+            || profile.reserve.memory_bytes >= profile.capacity.memory_bytes
+        {
+            return Err(error(format!(
+                "the reserve ({}) leaves nothing of the capacity ({})",
+                profile.reserve, profile.capacity
+            )));
+        }
+        Ok(profile)
+    }
+}
+
+fn cpu_value(item: &Item) -> Result<u64, String> {
+    if let Some(n) = item.as_integer() {
+        return u64::try_from(n)
+            .map(|n| n * 1000)
+            .map_err(|_| format!("{n} is negative"));
+    }
+    if let Some(f) = item.as_float() {
+        return if f >= 0.0 {
+            Ok((f * 1000.0).round() as u64)
+        } else {
+            Err(format!("{f} is negative"))
+        };
+    }
+    let text = item
+        .as_str()
+        .ok_or("expected a number of cores or a string like \"500m\"")?;
+    parse_cpu(text).ok_or_else(|| format!("{text:?} is not a CPU quantity (e.g. 2, 0.5, \"500m\")"))
+}
+
+fn memory_value(item: &Item) -> Result<u64, String> {
+    if let Some(n) = item.as_integer() {
+        return u64::try_from(n).map_err(|_| format!("{n} is negative"));
+    }
+    let text = item
+        .as_str()
+        .ok_or("expected bytes or a string like \"256Mi\"")?;
+    parse_memory(text)
+        .ok_or_else(|| format!("{text:?} is not a memory quantity (e.g. \"256Mi\", \"8Gi\")"))
+}
+
+/// A Kubernetes CPU quantity (`"2"`, `"0.5"`, `"500m"`) in millicores.
+pub fn parse_cpu(text: &str) -> Option<u64> {
+    let text = text.trim();
+    if let Some(millis) = text.strip_suffix('m') {
+        return millis.parse().ok();
+    }
+    let cores: f64 = text.parse().ok()?;
+    (cores >= 0.0 && cores.is_finite()).then(|| (cores * 1000.0).round() as u64)
+}
+
+/// A Kubernetes memory quantity (`"256Mi"`, `"8Gi"`, `"1G"`, `"1048576"`) in bytes.
+pub fn parse_memory(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let factor: u64 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    (value >= 0.0).then(|| (value * factor as f64).round() as u64)
+}
+
+/// Millicores as people write them: `4`, `0.5`, `250m`.
+pub fn cpu_text(millis: u64) -> String {
+    if millis.is_multiple_of(1000) {
+        format!("{}", millis / 1000)
+    } else if millis.is_multiple_of(100) {
+        format!("{}", millis as f64 / 1000.0)
+    } else {
+        format!("{millis}m")
+    }
+}
+
+/// Bytes in the largest binary unit that keeps one decimal honest: `8 GiB`, `256 MiB`.
+pub fn bytes_text(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if bytes >= size {
+            let value = bytes as f64 / size as f64;
+            return if bytes.is_multiple_of(size) {
+                format!("{} {unit}", bytes / size)
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+    }
+    format!("{bytes} B")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_profile_is_the_edge_node() {
+        let profile = NodeProfile::from_toml("empty", "").unwrap();
+        assert_eq!(profile, NodeProfile::default());
+        assert_eq!(profile.capacity.to_string(), "4 CPU / 8 GiB");
+        assert_eq!(profile.allocatable().to_string(), "3750m CPU / 7.5 GiB");
+        assert_eq!(profile.defaults.to_string(), "1 CPU / 256 MiB");
+    }
+
+    #[test]
+    fn quantities_in_kubernetes_notation() {
+        let profile = NodeProfile::from_toml(
+            "t",
+            "[capacity]\ncpu = 8\nmemory = \"16Gi\"\n[reserve]\ncpu = \"500m\"\nmemory = 1073741824\n[defaults]\ncpu = 0.5\nmemory = \"128Mi\"\n",
+        )
+        .unwrap();
+        assert_eq!(profile.capacity.cpu_millis, 8000);
+        assert_eq!(profile.capacity.memory_bytes, 16 << 30);
+        assert_eq!(profile.reserve.cpu_millis, 500);
+        assert_eq!(profile.reserve.memory_bytes, 1 << 30);
+        assert_eq!(profile.defaults.cpu_millis, 500);
+        assert_eq!(profile.defaults.memory_bytes, 128 << 20);
+        assert_eq!(parse_memory("1G"), Some(1_000_000_000));
+        assert_eq!(parse_memory("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_memory("12Qi"), None);
+        assert_eq!(parse_cpu("200m"), Some(200));
+        assert_eq!(parse_cpu("-1"), None);
+        assert_eq!(cpu_text(500), "0.5");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |text: &str| {
+            NodeProfile::from_toml("/etc/triage/config.toml", text)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("[capacity]\nmemory = \"8 gigs\"\n"),
+            "node profile /etc/triage/config.toml: capacity.memory: \"8 gigs\" is not a memory quantity (e.g. \"256Mi\", \"8Gi\")"
+        );
+        assert!(err("[limits]\ncpu = 1\n").contains("unknown section [limits]"));
+        assert!(err("[defaults]\ncpus = 1\n").contains("unknown key defaults.cpus"));
+        assert!(err("[reserve]\ncpu = 4\n").contains("leaves nothing of the capacity"));
+        assert!(err("capacity = 3").contains("[capacity] must be a table"));
+    }
+}
