@@ -4,7 +4,8 @@ use std::sync::mpsc::{channel, Sender};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExit, TaskOOM, TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -26,6 +27,10 @@ pub enum TaskEvent {
     Delete(TaskDelete),
     /// `/tasks/oom`.
     Oom(TaskOOM),
+    /// `/tasks/exec-added`.
+    ExecAdded(TaskExecAdded),
+    /// `/tasks/exec-started`.
+    ExecStarted(TaskExecStarted),
     /// `/tasks/paused`.
     Paused(TaskPaused),
     /// `/tasks/resumed`.
@@ -40,6 +45,8 @@ impl TaskEvent {
             Self::Exit(_) => "/tasks/exit",
             Self::Delete(_) => "/tasks/delete",
             Self::Oom(_) => "/tasks/oom",
+            Self::ExecAdded(_) => "/tasks/exec-added",
+            Self::ExecStarted(_) => "/tasks/exec-started",
             Self::Paused(_) => "/tasks/paused",
             Self::Resumed(_) => "/tasks/resumed",
         }
@@ -52,6 +59,8 @@ impl TaskEvent {
             Self::Exit(e) => &e.container_id,
             Self::Delete(e) => &e.container_id,
             Self::Oom(e) => &e.container_id,
+            Self::ExecAdded(e) => &e.container_id,
+            Self::ExecStarted(e) => &e.container_id,
             Self::Paused(e) => &e.container_id,
             Self::Resumed(e) => &e.container_id,
         }
@@ -64,6 +73,8 @@ impl TaskEvent {
             Self::Exit(e) => e,
             Self::Delete(e) => e,
             Self::Oom(e) => e,
+            Self::ExecAdded(e) => e,
+            Self::ExecStarted(e) => e,
             Self::Paused(e) => e,
             Self::Resumed(e) => e,
         }

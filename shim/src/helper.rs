@@ -44,6 +44,15 @@ pub enum HelperRequest {
         /// Bundle directory.
         bundle: PathBuf,
     },
+    /// Run a process (runtime-spec `Process` JSON in a file) in a running container.
+    Exec {
+        /// Container id.
+        id: String,
+        /// Bundle directory.
+        bundle: PathBuf,
+        /// The process file.
+        process: PathBuf,
+    },
     /// Freeze a running container.
     Pause {
         /// Container id.
@@ -81,6 +90,7 @@ impl HelperRequest {
         match self {
             Self::Create { plan, .. } => &plan.id,
             Self::Start { id, .. }
+            | Self::Exec { id, .. }
             | Self::Pause { id, .. }
             | Self::Resume { id, .. }
             | Self::KillAll { id, .. }
@@ -92,6 +102,7 @@ impl HelperRequest {
         match self {
             Self::Create { .. } => "create",
             Self::Start { .. } => "start",
+            Self::Exec { .. } => "exec",
             Self::Pause { .. } => "pause",
             Self::Resume { .. } => "resume",
             Self::KillAll { .. } => "kill",
@@ -233,6 +244,11 @@ pub fn main(args: &[String]) -> i32 {
             container::create(plan, bundle, Some(REPORT_FD)).map(Some)
         }
         HelperRequest::Start { id, bundle } => container::start(id, bundle).map(|()| None),
+        HelperRequest::Exec {
+            id,
+            bundle,
+            process,
+        } => container::exec(id, bundle, process).map(Some),
         HelperRequest::Pause { id, bundle } => container::pause(id, bundle).map(|()| None),
         HelperRequest::Resume { id, bundle } => container::resume(id, bundle).map(|()| None),
         HelperRequest::KillAll { id, bundle, signal } => {

@@ -84,6 +84,23 @@ pub fn create(
     }
 }
 
+/// Runs the process described in `process` (a runtime-spec `Process` JSON file) in the
+/// running container's namespaces and cgroup, with this process's stdio; returns its pid.
+/// For native containers: a Wasm container has no environment a process can join.
+pub fn exec(id: &str, bundle: &Path, process: &Path) -> Result<i32, RuntimeError> {
+    ContainerBuilder::new(id.to_owned(), SyscallType::default())
+        .with_root_path(state_root(bundle))
+        .and_then(|b| {
+            b.with_executor(libcontainer::workload::default::DefaultExecutor {})
+                .as_tenant()
+                .with_process(Some(process))
+                .with_detach(true)
+                .build()
+        })
+        .map(|pid| pid.as_raw())
+        .map_err(|e| container_error(id, "exec", e))
+}
+
 /// Lets a created container's init process run its workload.
 pub fn start(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
     let mut container =

@@ -10,7 +10,7 @@ use triage_runtime::engine::validate_module_file;
 use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
 use triage_runtime::stdio::{ContainerStdio, StdioPaths};
 
-use super::state::Container;
+use super::state::{Container, ExecProcess, Process};
 use super::{TaskError, TaskService};
 use crate::events::{timestamp, TaskEvent};
 use crate::helper::{self, HelperRequest};
@@ -67,8 +67,8 @@ impl TaskService {
             mount_rootfs(&id, &mounts, &rootfs)?;
         }
 
-        let pid = match self.build(&id, &bundle, &stdio) {
-            Ok(pid) => pid,
+        let (pid, is_wasm) = match self.build(&id, &bundle, &stdio) {
+            Ok(built) => built,
             Err(e) => {
                 if owns_rootfs {
                     if let Err(unmount) = unmount_rootfs(&id, &rootfs) {
@@ -84,13 +84,14 @@ impl TaskService {
             bundle.clone(),
             stdio.clone(),
             owns_rootfs,
+            is_wasm,
             pid as u32,
         ));
         self.containers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone(), Arc::clone(&container));
-        self.watch_exit(container, pid);
+        self.watch_exit(container, None, pid);
 
         self.events.publish(TaskEvent::Create(TaskCreate {
             container_id: id,
@@ -113,13 +114,14 @@ impl TaskService {
         })
     }
 
-    /// Plans, validates and creates the container; returns its init pid.
+    /// Plans, validates and creates the container; returns its init pid and whether it
+    /// runs a Wasm guest.
     fn build(
         &self,
         id: &str,
         bundle: &std::path::Path,
         stdio: &StdioPaths,
-    ) -> Result<i32, TaskError> {
+    ) -> Result<(i32, bool), TaskError> {
         let mut spec = Bundle::load(id, bundle)?;
         admit_resources(&mut spec)?;
         let plan = self.plan(&spec)?;
@@ -131,13 +133,15 @@ impl TaskService {
             }
         }
         let stdio = ContainerStdio::open(id, stdio)?;
+        let is_wasm = plan.wasm().is_some();
         let request = HelperRequest::Create {
             plan: Box::new(plan),
             bundle: bundle.to_path_buf(),
         };
-        helper::call(&request, Some(stdio), self.log.as_ref(), &self.exits)?.ok_or_else(|| {
-            TaskError::Internal(format!("container {id}: create reported no init pid"))
-        })
+        let pid = helper::call(&request, Some(stdio), self.log.as_ref(), &self.exits)?.ok_or_else(
+            || TaskError::Internal(format!("container {id}: create reported no init pid")),
+        )?;
+        Ok((pid, is_wasm))
     }
 
     /// Decides Wasm or native. The image is read from containerd only when it could
@@ -166,22 +170,33 @@ impl TaskService {
         }
     }
 
-    /// Publishes the exit of `pid` once the reaper sees it.
-    fn watch_exit(&self, container: Arc<Container>, pid: i32) {
+    /// Publishes the exit of `pid` (the init process, or `exec`) once the reaper sees it.
+    pub(super) fn watch_exit(
+        &self,
+        container: Arc<Container>,
+        exec: Option<Arc<ExecProcess>>,
+        pid: i32,
+    ) {
         let exits = Arc::clone(&self.exits);
         let events = self.events.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("exit-{pid}"))
             .spawn(move || {
                 let exit = exits.wait(pid);
-                let span = tracing::info_span!("task", verb = "exit", id = %container.id);
+                let exec_id = exec.as_ref().map(|e| e.exec_id.as_str()).unwrap_or("");
+                let span = tracing::info_span!("task", verb = "exit", id = %container.id, exec_id);
                 let _guard = span.enter();
-                tracing::info!(pid, status = exit.status, "container exited");
+                tracing::info!(pid, status = exit.status, "process exited");
+                let process: &Process = match &exec {
+                    Some(exec) => &exec.process,
+                    None => &container,
+                };
+                // Only the init's exit can be the container's OOM kill.
                 let oom = container
                     .memory_cgroup
                     .as_ref()
-                    .filter(|cgroup| cgroup.oom_kills() > 0);
-                container.record_exit(exit, |_| {
+                    .filter(|cgroup| exec.is_none() && cgroup.oom_kills() > 0);
+                process.record_exit(exit, |_| {
                     if let Some(cgroup) = oom {
                         let limit = cgroup
                             .limit()
@@ -199,7 +214,11 @@ impl TaskService {
                     }
                     events.publish(TaskEvent::Exit(TaskExit {
                         container_id: container.id.clone(),
-                        id: container.id.clone(),
+                        id: if exec_id.is_empty() {
+                            container.id.clone()
+                        } else {
+                            exec_id.to_owned()
+                        },
                         pid: pid as u32,
                         exit_status: exit.status,
                         exited_at: Some(timestamp(exit.at)).into(),

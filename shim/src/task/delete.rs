@@ -1,4 +1,5 @@
-//! Delete: remove a stopped (or never started) container and everything it left.
+//! Delete: remove a stopped (or never started) container and everything it left, or
+//! forget a finished exec process.
 
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::TaskDelete;
@@ -16,7 +17,9 @@ impl TaskService {
         &self,
         req: &api::DeleteRequest,
     ) -> Result<api::DeleteResponse, TaskError> {
-        Self::no_exec(&req.id, &req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.delete_exec(&req.id, &req.exec_id);
+        }
         let container = self.container(&req.id)?;
         let (status, pid) = {
             let life = container.lock();
@@ -70,6 +73,43 @@ impl TaskService {
             pid,
             exit_status: exit.status,
             exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    /// Forgets a finished (or never started) exec process; the container stays.
+    fn delete_exec(&self, id: &str, exec_id: &str) -> Result<api::DeleteResponse, TaskError> {
+        let container = self.container(id)?;
+        let exec = container.exec(exec_id)?;
+        let (status, pid, exit) = {
+            let life = exec.process.lock();
+            (life.status, life.pid, life.exit)
+        };
+        if matches!(status, Status::Starting | Status::Running | Status::Paused) {
+            return Err(TaskError::FailedPrecondition(format!(
+                "{}: cannot delete a running process; kill it first",
+                exec.process.label()
+            )));
+        }
+        let exit = match (status, exit) {
+            (_, Some(exit)) => Some(exit),
+            // Never started: release any Wait on it.
+            _ => {
+                let exit = super::start::never_ran();
+                exec.process.record_exit(exit, |_| {});
+                Some(exit)
+            }
+        };
+        container
+            .execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(exec_id);
+        tracing::info!(exec_id, pid, "exec process deleted");
+        Ok(api::DeleteResponse {
+            pid,
+            exit_status: exit.map(|e| e.status).unwrap_or_default(),
+            exited_at: exit.map(|e| timestamp(e.at)).into(),
             ..Default::default()
         })
     }

@@ -1,4 +1,4 @@
-//! Kill: deliver a signal to the container's init process.
+//! Kill: deliver a signal to the container's init process, an exec process, or all.
 
 use containerd_shim_protos::api;
 use nix::sys::signal::{kill, Signal};
@@ -10,20 +10,31 @@ use crate::helper::{self, HelperRequest};
 
 impl TaskService {
     pub(super) fn task_kill(&self, req: &api::KillRequest) -> Result<api::Empty, TaskError> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.container(&req.id)?;
+        let target = container.process(&req.exec_id)?;
+        let process = target.get(&container);
         let signal = Signal::try_from(req.signal as i32).map_err(|_| {
             TaskError::InvalidArgument(format!(
                 "container {}: invalid signal number {}",
                 req.id, req.signal
             ))
         })?;
-        let life = container.lock();
-        if life.status == Status::Stopped {
-            return Err(TaskError::NotFound(format!(
-                "{}: process already finished",
-                req.id
-            )));
+        let life = process.lock();
+        match life.status {
+            Status::Stopped => {
+                return Err(TaskError::NotFound(format!(
+                    "{}: process already finished",
+                    process.label()
+                )))
+            }
+            // An exec process that was never started has no pid to signal.
+            Status::Created | Status::Starting if life.pid == 0 => {
+                return Err(TaskError::FailedPrecondition(format!(
+                    "{}: process is not started",
+                    process.label()
+                )))
+            }
+            _ => {}
         }
         if req.all {
             drop(life);
@@ -43,11 +54,12 @@ impl TaskService {
             }
             Err(nix::Error::ESRCH) => Err(TaskError::NotFound(format!(
                 "{}: process already finished",
-                req.id
+                process.label()
             ))),
             Err(e) => Err(TaskError::Internal(format!(
-                "container {}: kill {signal} to pid {}: {e}",
-                req.id, life.pid
+                "{}: kill {signal} to pid {}: {e}",
+                process.label(),
+                life.pid
             ))),
         }
     }

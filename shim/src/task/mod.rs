@@ -7,6 +7,7 @@
 mod create;
 mod delete;
 mod error;
+mod exec;
 mod kill;
 mod pause;
 mod query;
@@ -92,17 +93,6 @@ impl TaskService {
             .get(id)
             .cloned()
             .ok_or_else(|| TaskError::NotFound(id.to_owned()))
-    }
-
-    fn no_exec(id: &str, exec_id: &str) -> Result<(), TaskError> {
-        if exec_id.is_empty() {
-            Ok(())
-        } else {
-            Err(TaskError::Unimplemented {
-                id: id.to_owned(),
-                what: format!("exec process {exec_id:?}"),
-            })
-        }
     }
 }
 
@@ -204,7 +194,7 @@ impl Task for TaskApi {
     }
 
     fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<api::Empty> {
-        unsupported("exec", &req.id)
+        handle("exec", &req.id, || self.0.task_exec(&req))
     }
 
     fn resize_pty(
@@ -212,13 +202,23 @@ impl Task for TaskApi {
         _: &TtrpcContext,
         req: api::ResizePtyRequest,
     ) -> ttrpc::Result<api::Empty> {
-        unsupported("resize_pty", &req.id)
+        handle("resize_pty", &req.id, || {
+            let container = self.0.container(&req.id)?;
+            let target = container.process(&req.exec_id)?;
+            // Create and Exec refuse terminals, so no process of this shim has one.
+            Err(TaskError::FailedPrecondition(format!(
+                "{}: has no terminal to resize (Triage runs processes without a tty)",
+                target.get(&container).label()
+            )))
+        })
     }
 
     fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<api::Empty> {
-        // stdin is the container's own FIFO end; there is nothing held open to close.
+        // Each process opens its stdin FIFO itself and the shim holds no copy: the
+        // process sees EOF as soon as containerd closes the writing end.
         handle("close_io", &req.id, || {
-            self.0.container(&req.id)?;
+            let container = self.0.container(&req.id)?;
+            container.process(&req.exec_id)?;
             Ok(api::Empty::new())
         })
     }

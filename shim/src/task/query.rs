@@ -12,9 +12,10 @@ impl TaskService {
         &self,
         req: &api::StateRequest,
     ) -> Result<api::StateResponse, TaskError> {
-        Self::no_exec(&req.id, &req.exec_id)?;
         let container = self.container(&req.id)?;
-        let life = container.lock();
+        let target = container.process(&req.exec_id)?;
+        let stdio = target.stdio(&container);
+        let life = target.get(&container).lock();
         let status = match life.status {
             Status::Created | Status::Starting => api::Status::CREATED,
             Status::Running => api::Status::RUNNING,
@@ -26,9 +27,10 @@ impl TaskService {
             bundle: container.bundle.display().to_string(),
             pid: life.pid,
             status: EnumOrUnknown::new(status),
-            stdin: container.stdio.stdin.clone(),
-            stdout: container.stdio.stdout.clone(),
-            stderr: container.stdio.stderr.clone(),
+            exec_id: req.exec_id.clone(),
+            stdin: stdio.stdin.clone(),
+            stdout: stdio.stdout.clone(),
+            stderr: stdio.stderr.clone(),
             terminal: false,
             exit_status: life.exit.map(|e| e.status).unwrap_or_default(),
             exited_at: life.exit.map(|e| timestamp(e.at)).into(),
@@ -37,8 +39,8 @@ impl TaskService {
     }
 
     pub(super) fn task_wait(&self, req: &api::WaitRequest) -> Result<api::WaitResponse, TaskError> {
-        Self::no_exec(&req.id, &req.exec_id)?;
-        let exit = self.container(&req.id)?.wait_exit();
+        let container = self.container(&req.id)?;
+        let exit = container.process(&req.exec_id)?.get(&container).wait_exit();
         Ok(api::WaitResponse {
             exit_status: exit.status,
             exited_at: Some(timestamp(exit.at)).into(),

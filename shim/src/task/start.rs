@@ -1,9 +1,19 @@
-//! Start: release a created container's init process into its workload.
+//! Start: release a created container's init process into its workload, or run a
+//! process added by Exec.
 
 use containerd_shim_protos::api;
-use containerd_shim_protos::events::task::TaskStart;
+use containerd_shim_protos::events::task::{TaskExecStarted, TaskStart};
 
 use super::{TaskError, TaskService};
+use crate::reaper::ProcessExit;
+
+/// The exit recorded for an exec process that failed to start or was deleted unstarted.
+pub(super) fn never_ran() -> ProcessExit {
+    ProcessExit {
+        status: 255,
+        at: std::time::SystemTime::now(),
+    }
+}
 use crate::events::TaskEvent;
 use crate::helper::{self, HelperRequest};
 
@@ -12,7 +22,9 @@ impl TaskService {
         &self,
         req: &api::StartRequest,
     ) -> Result<api::StartResponse, TaskError> {
-        Self::no_exec(&req.id, &req.exec_id)?;
+        if !req.exec_id.is_empty() {
+            return self.start_exec(&req.id, &req.exec_id);
+        }
         let container = self.container(&req.id)?;
         let pid = container.begin_start()?;
         let request = HelperRequest::Start {
@@ -20,7 +32,7 @@ impl TaskService {
             bundle: container.bundle.clone(),
         };
         let result = helper::call(&request, None, self.log.as_ref(), &self.exits);
-        container.finish_start(result.is_ok(), || {
+        container.finish_start(result.is_ok().then_some(pid), || {
             self.events.publish(TaskEvent::Start(TaskStart {
                 container_id: container.id.clone(),
                 pid,
@@ -29,6 +41,36 @@ impl TaskService {
         });
         result?;
         tracing::info!(pid, "started");
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    /// Runs exec process `exec_id` in the container's namespaces and cgroup.
+    fn start_exec(&self, id: &str, exec_id: &str) -> Result<api::StartResponse, TaskError> {
+        let container = self.container(id)?;
+        let exec = container.exec(exec_id)?;
+        exec.process.begin_start()?;
+        let result = self.spawn_exec(&container.id, &container.bundle, &exec);
+        let started = result.as_ref().ok().map(|&pid| pid as u32);
+        if let Ok(pid) = result {
+            self.watch_exit(std::sync::Arc::clone(&container), Some(exec.clone()), pid);
+        }
+        exec.process.finish_start(started, || {
+            self.events.publish(TaskEvent::ExecStarted(TaskExecStarted {
+                container_id: container.id.clone(),
+                exec_id: exec_id.to_owned(),
+                pid: started.unwrap_or_default(),
+                ..Default::default()
+            }))
+        });
+        if started.is_none() {
+            // It will never run: release any Wait on it (runc's shim reports 255 too).
+            exec.process.record_exit(never_ran(), |_| {});
+        }
+        let pid = result? as u32;
+        tracing::info!(exec_id, pid, "exec process started");
         Ok(api::StartResponse {
             pid,
             ..Default::default()

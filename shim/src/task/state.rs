@@ -1,7 +1,8 @@
 //! One task's lifecycle: its states, the allowed transitions, and waiting for exit.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use triage_runtime::cgroup_procs::MemoryCgroup;
 use triage_runtime::stdio::StdioPaths;
@@ -35,44 +36,31 @@ pub struct Lifecycle {
     pub exit: Option<ProcessExit>,
 }
 
-/// One container held by this shim.
-pub struct Container {
-    /// Container id.
-    pub id: String,
-    /// Bundle directory.
-    pub bundle: PathBuf,
-    /// stdio FIFOs, for State.
-    pub stdio: StdioPaths,
-    /// Whether the shim mounted `bundle/rootfs` (and must unmount it).
-    pub owns_rootfs: bool,
-    /// The container's memory cgroup, read while the init process lived (for OOM).
-    pub memory_cgroup: Option<MemoryCgroup>,
+/// One process of a task (the init process, or one started by Exec): its lifecycle and
+/// the condition that announces changes to it.
+pub struct Process {
+    /// How errors name it: `container ID` or `container ID exec EXEC`.
+    label: String,
     lifecycle: Mutex<Lifecycle>,
     changed: Condvar,
 }
 
-impl Container {
-    /// A created container whose init process is `pid`.
-    pub fn new(
-        id: String,
-        bundle: PathBuf,
-        stdio: StdioPaths,
-        owns_rootfs: bool,
-        pid: u32,
-    ) -> Self {
+impl Process {
+    fn new(label: String, status: Status, pid: u32) -> Self {
         Self {
-            id,
-            bundle,
-            stdio,
-            owns_rootfs,
-            memory_cgroup: MemoryCgroup::of_process(pid),
+            label,
             lifecycle: Mutex::new(Lifecycle {
-                status: Status::Created,
+                status,
                 pid,
                 exit: None,
             }),
             changed: Condvar::new(),
         }
+    }
+
+    /// How errors name it.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Locks the lifecycle.
@@ -89,8 +77,8 @@ impl Container {
                 Ok(life.pid)
             }
             other => Err(TaskError::FailedPrecondition(format!(
-                "container {}: cannot start a task that is {other:?}",
-                self.id
+                "{}: cannot start a task that is {other:?}",
+                self.label
             ))),
         }
     }
@@ -109,8 +97,8 @@ impl Container {
         let mut life = self.lock();
         if life.status != from {
             return Err(TaskError::FailedPrecondition(format!(
-                "container {}: task is {:?}, not {from:?}",
-                self.id, life.status
+                "{}: task is {:?}, not {from:?}",
+                self.label, life.status
             )));
         }
         change()?;
@@ -118,21 +106,29 @@ impl Container {
         Ok(())
     }
 
-    /// Ends a start: Running on success (unless it already exited), back to Created on
-    /// failure. `publish` runs under the lock so the start event precedes the exit event.
-    pub fn finish_start(&self, ok: bool, publish: impl FnOnce()) {
+    /// Ends a start: Running (with its pid, for an exec) on success unless it already
+    /// exited, back to Created on failure. `publish` runs under the lock so the start
+    /// event precedes the exit event.
+    pub fn finish_start(&self, started: Option<u32>, publish: impl FnOnce()) {
         let mut life = self.lock();
-        if life.status == Status::Starting {
-            life.status = if ok { Status::Running } else { Status::Created };
+        if let Some(pid) = started {
+            life.pid = pid;
         }
-        if ok {
+        if life.status == Status::Starting {
+            life.status = if started.is_some() {
+                Status::Running
+            } else {
+                Status::Created
+            };
+        }
+        if started.is_some() {
             publish();
         }
         self.changed.notify_all();
     }
 
-    /// Records the init's exit; waits while a start is in flight so events stay ordered.
-    /// `publish` runs under the lock.
+    /// Records the process's exit; waits while a start is in flight so events stay
+    /// ordered. `publish` runs under the lock.
     pub fn record_exit(&self, exit: ProcessExit, publish: impl FnOnce(&Lifecycle)) {
         let mut life = self.lock();
         while life.status == Status::Starting {
@@ -144,7 +140,7 @@ impl Container {
         self.changed.notify_all();
     }
 
-    /// Blocks until the init process has exited.
+    /// Blocks until the process has exited.
     pub fn wait_exit(&self) -> ProcessExit {
         let mut life = self.lock();
         loop {
@@ -152,6 +148,141 @@ impl Container {
                 return exit;
             }
             life = self.changed.wait(life).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// A process added to a running container by Exec.
+pub struct ExecProcess {
+    /// The exec id containerd gave it.
+    pub exec_id: String,
+    /// Its stdio FIFOs.
+    pub stdio: StdioPaths,
+    /// The runtime-spec `Process` (JSON) to run.
+    pub spec: Vec<u8>,
+    /// Its lifecycle (pid 0 until started).
+    pub process: Process,
+}
+
+/// One container held by this shim. It derefs to its init process.
+pub struct Container {
+    /// Container id.
+    pub id: String,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// stdio FIFOs, for State.
+    pub stdio: StdioPaths,
+    /// Whether the shim mounted `bundle/rootfs` (and must unmount it).
+    pub owns_rootfs: bool,
+    /// Whether the workload is a Wasm guest (no process environment to exec into).
+    pub is_wasm: bool,
+    /// The container's memory cgroup, read while the init process lived (for OOM).
+    pub memory_cgroup: Option<MemoryCgroup>,
+    /// Processes added by Exec, by exec id.
+    pub execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
+    init: Process,
+}
+
+impl std::ops::Deref for Container {
+    type Target = Process;
+
+    fn deref(&self) -> &Process {
+        &self.init
+    }
+}
+
+impl Container {
+    /// A created container whose init process is `pid`.
+    pub fn new(
+        id: String,
+        bundle: PathBuf,
+        stdio: StdioPaths,
+        owns_rootfs: bool,
+        is_wasm: bool,
+        pid: u32,
+    ) -> Self {
+        Self {
+            init: Process::new(format!("container {id}"), Status::Created, pid),
+            id,
+            bundle,
+            stdio,
+            owns_rootfs,
+            is_wasm,
+            memory_cgroup: MemoryCgroup::of_process(pid),
+            execs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a process for Exec; it starts with Start(exec id).
+    pub fn add_exec(
+        &self,
+        exec_id: &str,
+        stdio: StdioPaths,
+        spec: Vec<u8>,
+    ) -> Result<Arc<ExecProcess>, TaskError> {
+        let mut execs = self.execs.lock().unwrap_or_else(|p| p.into_inner());
+        if execs.contains_key(exec_id) {
+            return Err(TaskError::AlreadyExists(format!(
+                "{} exec {exec_id}",
+                self.id
+            )));
+        }
+        let exec = Arc::new(ExecProcess {
+            exec_id: exec_id.to_owned(),
+            stdio,
+            spec,
+            process: Process::new(
+                format!("container {} exec {exec_id}", self.id),
+                Status::Created,
+                0,
+            ),
+        });
+        execs.insert(exec_id.to_owned(), Arc::clone(&exec));
+        Ok(exec)
+    }
+
+    /// The exec process `exec_id`.
+    pub fn exec(&self, exec_id: &str) -> Result<Arc<ExecProcess>, TaskError> {
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| TaskError::NotFound(format!("{} exec {exec_id}", self.id)))
+    }
+
+    /// The init process (empty `exec_id`) or an exec process.
+    pub fn process(&self, exec_id: &str) -> Result<ProcessRef, TaskError> {
+        if exec_id.is_empty() {
+            Ok(ProcessRef::Init)
+        } else {
+            self.exec(exec_id).map(ProcessRef::Exec)
+        }
+    }
+}
+
+/// The process a request names.
+pub enum ProcessRef {
+    /// The container's init process.
+    Init,
+    /// A process added by Exec.
+    Exec(Arc<ExecProcess>),
+}
+
+impl ProcessRef {
+    /// Its lifecycle.
+    pub fn get<'a>(&'a self, container: &'a Container) -> &'a Process {
+        match self {
+            Self::Init => container,
+            Self::Exec(exec) => &exec.process,
+        }
+    }
+
+    /// Its stdio FIFOs.
+    pub fn stdio<'a>(&'a self, container: &'a Container) -> &'a StdioPaths {
+        match self {
+            Self::Init => &container.stdio,
+            Self::Exec(exec) => &exec.stdio,
         }
     }
 }
@@ -168,6 +299,7 @@ mod tests {
             "/b".into(),
             StdioPaths::default(),
             false,
+            false,
             10,
         ))
     }
@@ -178,7 +310,7 @@ mod tests {
         assert_eq!(c.begin_start().unwrap(), 10);
         let err = c.begin_start().unwrap_err();
         assert!(err.to_string().contains("Starting"), "{err}");
-        c.finish_start(true, || {});
+        c.finish_start(Some(10), || {});
         assert_eq!(c.lock().status, Status::Running);
         assert!(c.begin_start().is_err());
     }
@@ -187,7 +319,7 @@ mod tests {
     fn failed_start_returns_to_created() {
         let c = container();
         c.begin_start().unwrap();
-        c.finish_start(false, || panic!("no event on failure"));
+        c.finish_start(None, || panic!("no event on failure"));
         assert_eq!(c.lock().status, Status::Created);
     }
 
@@ -209,7 +341,7 @@ mod tests {
         // Whatever the scheduling, "exit" cannot be recorded while Starting.
         std::thread::yield_now();
         assert!(order.lock().unwrap().is_empty());
-        c.finish_start(true, || order.lock().unwrap().push("start"));
+        c.finish_start(Some(10), || order.lock().unwrap().push("start"));
         exit_thread.join().unwrap();
         assert_eq!(*order.lock().unwrap(), vec!["start", "exit"]);
         assert_eq!(c.wait_exit().status, 0);

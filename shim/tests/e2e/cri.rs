@@ -42,19 +42,21 @@ fn tear_down(cri: &mut CriClient, ctd: &PrivateContainerd, pod: &str, containers
 }
 
 /// A CRI-enabled private containerd with the test images in `k8s.io`.
-fn cri_containerd(test: &str) -> Option<PrivateContainerd> {
+fn cri_containerd(test: &str) -> Option<TestContainerd> {
     if !require_host(test) {
         return None;
     }
-    let ctd = PrivateContainerd::start_with_cri(&shim_dir(env!(
-        "CARGO_BIN_EXE_containerd-shim-triage-v1"
-    )))
-    .expect("start a private containerd with CRI");
-    for image in ["pause", "wasm", "busybox"] {
-        ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
-            .expect("import into k8s.io");
-    }
-    Some(ctd)
+    Some(TestContainerd::shared(|| {
+        let ctd = PrivateContainerd::start_with_cri(&shim_dir(env!(
+            "CARGO_BIN_EXE_containerd-shim-triage-v1"
+        )))
+        .expect("start a private containerd with CRI");
+        for image in ["pause", "wasm", "busybox"] {
+            ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
+                .expect("import into k8s.io");
+        }
+        ctd
+    }))
 }
 
 #[test]
@@ -427,7 +429,9 @@ fn the_wasmedge_runtime_class_runs_pods_through_triage() {
     }
     // As `make install` lays it out: both shim names lead to Triage.
     let bin = installed_shim_dir();
-    let ctd = PrivateContainerd::start_with_cri(bin.path()).expect("containerd with CRI");
+    let ctd = TestContainerd::shared(|| {
+        PrivateContainerd::start_with_cri(bin.path()).expect("containerd with CRI")
+    });
     for image in ["pause", "wasm"] {
         ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
             .expect("import");

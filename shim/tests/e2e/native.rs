@@ -94,3 +94,107 @@ fn native_signals_give_137_and_143() {
     assert_eq!(finish(child).code, 143);
     assert_clean(&ctd, "native-all");
 }
+
+#[test]
+fn exec_adds_a_process_to_a_native_container_and_is_refused_for_wasm() {
+    let Some(ctd) = containerd("exec_adds_a_process_to_a_native_container_and_is_refused_for_wasm")
+    else {
+        return;
+    };
+    let mut native = spawn_run(
+        &ctd,
+        BUSYBOX_IMAGE,
+        "exec-native",
+        &["sh", "-c", "echo ready; exec sleep 600"],
+        &[],
+    );
+    assert_eq!(first_line(&mut native), "ready");
+
+    // The exec'd process runs in the container's cgroup, with its own stdio and status.
+    let out = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "exec-native",
+        "sh",
+        "-c",
+        "echo hello from exec; cat /proc/self/cgroup; echo to stderr >&2; exit 7",
+    ]);
+    assert_eq!(out.code, 7, "{out:?}\n{}", ctd.log());
+    assert!(out.stdout.starts_with("hello from exec\n"), "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains(":memory:") && l.ends_with("/triage-test/exec-native")),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("to stderr"), "{out:?}");
+
+    // Kill with an exec id signals that process only; the container keeps running.
+    let sleeper = ctd
+        .ctr_command(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e2",
+            "exec-native",
+            "sleep",
+            "600",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let init = task_pid(&ctd, "exec-native").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while ctd
+        .ctr(&["task", "ps", "exec-native"])
+        .stdout
+        .lines()
+        .count()
+        < 3
+    {
+        assert!(std::time::Instant::now() < deadline, "exec e2 never ran");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let out = ctd.ctr(&["task", "kill", "--exec-id", "e2", "exec-native"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(finish(sleeper).code, 143);
+    assert_eq!(task_status(&ctd, "exec-native").as_deref(), Some("RUNNING"));
+    assert_eq!(task_pid(&ctd, "exec-native"), Some(init));
+
+    // A command that does not exist fails the exec's start, with the reason.
+    let out = ctd.ctr(&["task", "exec", "--exec-id", "e3", "exec-native", "/no/such"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("/no/such"), "{out:?}");
+
+    // A Wasm container has no process environment to join: a clear refusal.
+    let mut wasm = spawn_run(&ctd, WASM_IMAGE, "exec-wasm", &["/sleeper.wasm"], &[]);
+    assert_eq!(first_line(&mut wasm), "sleeper ready");
+    let out = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "exec-wasm",
+        "/hello.wasm",
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(
+            "container exec-wasm: exec (process \"e1\") in a Wasm container: its workload is \
+             one Wasm instance, with no process environment to add to is not supported by Triage"
+        ),
+        "{out:?}"
+    );
+
+    for (id, child) in [("exec-native", native), ("exec-wasm", wasm)] {
+        assert_eq!(
+            ctd.ctr(&["task", "kill", "--signal", "SIGKILL", id]).code,
+            0
+        );
+        assert_eq!(finish(child).code, 137);
+        assert_clean(&ctd, id);
+    }
+}

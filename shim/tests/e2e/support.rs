@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use triage_testkit::{images_dir, leftovers, require_host, shim_dir};
@@ -12,19 +12,75 @@ pub const WASM_IMAGE: &str = "triage.test/wasm:latest";
 pub const NOARGS_IMAGE: &str = "triage.test/wasm-noargs:latest";
 pub const BUSYBOX_IMAGE: &str = "triage.test/busybox:latest";
 
-/// A private containerd with the test images imported; `None` when the host cannot run
-/// end-to-end tests (the reason is printed).
-pub fn containerd(test: &str) -> Option<PrivateContainerd> {
-    if !require_host(test) {
-        return None;
+/// Tests run two at a time; one that measures CPU shares takes this exclusively so
+/// that no other test's containers compete with its own.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// A test's private containerd, holding its share of the machine.
+pub struct TestContainerd {
+    ctd: PrivateContainerd,
+    _share: Share,
+}
+
+enum Share {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+}
+
+impl std::ops::Deref for TestContainerd {
+    type Target = PrivateContainerd;
+
+    fn deref(&self) -> &PrivateContainerd {
+        &self.ctd
     }
+}
+
+impl std::ops::DerefMut for TestContainerd {
+    fn deref_mut(&mut self) -> &mut PrivateContainerd {
+        &mut self.ctd
+    }
+}
+
+impl TestContainerd {
+    /// Wraps a started containerd, sharing the machine with other tests.
+    pub fn shared(start: impl FnOnce() -> PrivateContainerd) -> Self {
+        let share = Share::Shared(MACHINE.read().unwrap_or_else(|p| p.into_inner()));
+        Self {
+            ctd: start(),
+            _share: share,
+        }
+    }
+}
+
+fn start_with_images() -> PrivateContainerd {
     let ctd = PrivateContainerd::start(&shim_dir(env!("CARGO_BIN_EXE_containerd-shim-triage-v1")))
         .expect("start a private containerd");
     for image in ["wasm", "wasm-noargs", "busybox"] {
         ctd.import(&images_dir().join(format!("{image}.tar")))
             .expect("import test image");
     }
-    Some(ctd)
+    ctd
+}
+
+/// A private containerd with the test images imported; `None` when the host cannot run
+/// end-to-end tests (the reason is printed).
+pub fn containerd(test: &str) -> Option<TestContainerd> {
+    if !require_host(test) {
+        return None;
+    }
+    Some(TestContainerd::shared(start_with_images))
+}
+
+/// Like [`containerd`], with no other test running until it is dropped.
+pub fn containerd_alone(test: &str) -> Option<TestContainerd> {
+    if !require_host(test) {
+        return None;
+    }
+    let share = Share::Exclusive(MACHINE.write().unwrap_or_else(|p| p.into_inner()));
+    Some(TestContainerd {
+        ctd: start_with_images(),
+        _share: share,
+    })
 }
 
 /// The arguments of `ctr run --rm --runtime io.containerd.triage.v1 [flags] IMAGE ID [ARGS]`.

@@ -156,7 +156,8 @@ fn the_wasmedge_runtime_name_runs_triage() {
     }
     // As `make install` lays it out: both shim names lead to Triage.
     let bin = installed_shim_dir();
-    let ctd = PrivateContainerd::start(bin.path()).expect("start containerd");
+    let ctd =
+        TestContainerd::shared(|| PrivateContainerd::start(bin.path()).expect("start containerd"));
     ctd.import(&triage_testkit::images_dir().join("wasm.tar"))
         .expect("import");
     let out = ctd.ctr(&[

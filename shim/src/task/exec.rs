@@ -1,0 +1,95 @@
+//! Exec: add a process to a running native container (`ctr task exec`, `kubectl exec`).
+
+use std::path::Path;
+
+use containerd_shim_protos::api;
+use containerd_shim_protos::events::task::TaskExecAdded;
+use triage_runtime::container::state_root;
+use triage_runtime::stdio::{ContainerStdio, StdioPaths};
+
+use super::state::{ExecProcess, Status};
+use super::{TaskError, TaskService};
+use crate::events::TaskEvent;
+use crate::helper::{self, HelperRequest};
+
+impl TaskService {
+    pub(super) fn task_exec(&self, req: &api::ExecProcessRequest) -> Result<api::Empty, TaskError> {
+        let container = self.container(&req.id)?;
+        if container.is_wasm {
+            return Err(TaskError::Unimplemented {
+                id: req.id.clone(),
+                what: format!(
+                    "exec (process {:?}) in a Wasm container: its workload is one Wasm \
+                     instance, with no process environment to add to",
+                    req.exec_id
+                ),
+            });
+        }
+        if req.terminal {
+            return Err(TaskError::Unimplemented {
+                id: req.id.clone(),
+                what: format!("a terminal (tty) for exec process {:?}", req.exec_id),
+            });
+        }
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|s| s.value.clone())
+            .unwrap_or_default();
+        if spec.is_empty() {
+            return Err(TaskError::InvalidArgument(format!(
+                "container {}: exec {} carries no process spec",
+                req.id, req.exec_id
+            )));
+        }
+        let status = container.lock().status;
+        if status != Status::Running {
+            return Err(TaskError::FailedPrecondition(format!(
+                "container {}: cannot exec into a task that is {status:?}",
+                req.id
+            )));
+        }
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+        };
+        container.add_exec(&req.exec_id, stdio, spec)?;
+        self.events.publish(TaskEvent::ExecAdded(TaskExecAdded {
+            container_id: req.id.clone(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        }));
+        tracing::info!(exec_id = %req.exec_id, "exec process added");
+        Ok(api::Empty::new())
+    }
+
+    /// Starts `exec` through a helper (libcontainer's tenant builder); returns its pid.
+    pub(super) fn spawn_exec(
+        &self,
+        id: &str,
+        bundle: &Path,
+        exec: &ExecProcess,
+    ) -> Result<i32, TaskError> {
+        // libcontainer reads the process from a file; it lives beside its state.
+        let process = state_root(bundle).join(format!("exec-{}.json", exec.exec_id));
+        std::fs::write(&process, &exec.spec).map_err(|e| {
+            TaskError::Internal(format!(
+                "container {id}: writing {}: {e}",
+                process.display()
+            ))
+        })?;
+        let stdio = ContainerStdio::open(id, &exec.stdio);
+        let result = stdio.map_err(TaskError::from).and_then(|stdio| {
+            let request = HelperRequest::Exec {
+                id: id.to_owned(),
+                bundle: bundle.to_path_buf(),
+                process: process.clone(),
+            };
+            helper::call(&request, Some(stdio), self.log.as_ref(), &self.exits)?
+                .ok_or_else(|| TaskError::Internal(format!("container {id}: exec reported no pid")))
+        });
+        let _ = std::fs::remove_file(&process);
+        result
+    }
+}
