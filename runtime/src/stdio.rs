@@ -1,4 +1,4 @@
-//! Opens the stdio FIFOs containerd names for a container.
+//! Opens the stdio FIFOs containerd names for a container, and relays its output to them.
 
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -40,6 +40,76 @@ impl ContainerStdio {
             stdout: open_end(id, &paths.stdout, true)?,
             stderr: open_end(id, &paths.stderr, true)?,
         })
+    }
+}
+
+/// Copies one output stream of a container (the read end of its pipe) to its FIFO until
+/// every writer has closed the pipe, then closes the FIFO (the reader sees EOF).
+pub type Relay = std::thread::JoinHandle<()>;
+
+impl ContainerStdio {
+    /// Like [`ContainerStdio::open`], but the container writes stdout and stderr into
+    /// pipes that this process relays to the FIFOs. The container then never writes to a
+    /// FIFO itself: when the reader goes away (`ctr run -d` returns, containerd restarts)
+    /// its output is dropped instead of failing its writes with EPIPE or SIGPIPE, and
+    /// flows again once a reader opens the FIFO. Call it in a process that outlives the
+    /// container (the shim); its relays end when the container's last writer exits.
+    pub fn open_relayed(id: &str, paths: &StdioPaths) -> Result<(Self, Vec<Relay>), RuntimeError> {
+        let mut relays = Vec::new();
+        let mut relayed = |path: &str| -> Result<OwnedFd, RuntimeError> {
+            let fifo = open_end(id, path, true)?;
+            if path.is_empty() {
+                return Ok(fifo);
+            }
+            let (read, write) =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Io {
+                    id: id.to_owned(),
+                    op: "create output pipe for",
+                    path: Path::new(path).to_path_buf(),
+                    source: e.into(),
+                })?;
+            let name = format!("relay-{id}");
+            let relay = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || relay(read, fifo))
+                .map_err(|source| RuntimeError::Io {
+                    id: id.to_owned(),
+                    op: "start output relay for",
+                    path: Path::new(path).to_path_buf(),
+                    source,
+                })?;
+            relays.push(relay);
+            Ok(write)
+        };
+        let stdout = relayed(&paths.stdout)?;
+        let stderr = relayed(&paths.stderr)?;
+        Ok((
+            Self {
+                stdin: open_end(id, &paths.stdin, false)?,
+                stdout,
+                stderr,
+            },
+            relays,
+        ))
+    }
+}
+
+/// The relay loop: output that cannot be written (no reader) is dropped.
+fn relay(pipe: OwnedFd, fifo: OwnedFd) {
+    use std::io::{Read, Write};
+    let mut pipe = std::fs::File::from(pipe);
+    let mut fifo = std::fs::File::from(fifo);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                // EPIPE while no one reads the FIFO: drop this chunk, keep draining.
+                let _ = fifo.write_all(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -124,6 +194,39 @@ mod tests {
         let mut buf = [0u8; 2];
         reader.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"hi");
+    }
+
+    #[test]
+    fn relayed_output_survives_its_reader_going_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let paths = StdioPaths {
+            stdout: path.display().to_string(),
+            ..Default::default()
+        };
+        let first_reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let (stdio, relays) = ContainerStdio::open_relayed("c", &paths).unwrap();
+        assert_eq!(relays.len(), 1);
+        drop(stdio.stderr);
+        let mut out = std::fs::File::from(stdio.stdout);
+        // The reader leaves: writes still succeed (the relay drops them) ...
+        drop(first_reader);
+        out.write_all(b"nobody hears this\n").unwrap();
+        // ... and a new reader gets what is written after it opened, then EOF.
+        let mut reader = OpenOptions::new().read(true).open(&path).unwrap();
+        out.write_all(b"hello again\n").unwrap();
+        drop(out);
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        assert!(text.ends_with("hello again\n"), "{text:?}");
+        for relay in relays {
+            relay.join().unwrap();
+        }
     }
 
     #[test]

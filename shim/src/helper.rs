@@ -237,6 +237,17 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
+    // The container's init process is a fork of this one: a panic there (exit 101)
+    // must reach the shim log, not only a stderr nobody may be reading.
+    let default_hook = std::panic::take_hook();
+    let id = request.id().to_owned();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(
+            "container {id}: panic in pid {}: {info}",
+            std::process::id()
+        );
+        default_hook(info);
+    }));
     let span = tracing::info_span!("helper", id = %request.id(), verb = request.verb());
     let _guard = span.enter();
     let result = match &request {

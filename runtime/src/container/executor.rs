@@ -123,7 +123,7 @@ impl TriageExecutor {
                 128 + signal
             }
             Ok(GuestExit::Trapped(message)) => {
-                eprintln!("wasm guest trapped: {message}");
+                engine::to_stderr(&format!("wasm guest trapped: {message}"));
                 // One log line per event, so every line carries the container id.
                 let one_line = message
                     .split('\n')
@@ -134,7 +134,7 @@ impl TriageExecutor {
                 GuestExit::Trapped(message).status()
             }
             Err(e) => {
-                eprintln!("{e}");
+                engine::to_stderr(&e.to_string());
                 tracing::error!(container = %self.plan.id, "{e}");
                 1
             }

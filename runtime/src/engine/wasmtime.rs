@@ -186,7 +186,7 @@ impl ResourceLimiter for GuestState {
         }
         let message = memory.refusal(desired);
         tracing::warn!(container = %memory.id, "{message}");
-        eprintln!("{message}");
+        super::to_stderr(&message);
         memory.refused = Some(desired);
         // memory.grow returns -1: the guest decides how to fail.
         Ok(false)

@@ -132,7 +132,10 @@ impl TaskService {
                     .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
             }
         }
-        let stdio = ContainerStdio::open(id, stdio)?;
+        // Output goes through the shim, so a FIFO reader that leaves (a detached `ctr
+        // run`, a containerd restart) never breaks the container's writes. The relays
+        // end by themselves when the container's last writer exits.
+        let (stdio, _relays) = ContainerStdio::open_relayed(id, stdio)?;
         let is_wasm = plan.wasm().is_some();
         let request = HelperRequest::Create {
             plan: Box::new(plan),

@@ -79,7 +79,8 @@ impl TaskService {
                 process.display()
             ))
         })?;
-        let stdio = ContainerStdio::open(id, &exec.stdio);
+        // Relayed: the relays end by themselves when the process's last writer exits.
+        let stdio = ContainerStdio::open_relayed(id, &exec.stdio).map(|(stdio, _relays)| stdio);
         let result = stdio.map_err(TaskError::from).and_then(|stdio| {
             let request = HelperRequest::Exec {
                 id: id.to_owned(),

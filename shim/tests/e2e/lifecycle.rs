@@ -216,3 +216,50 @@ fn task_metrics_report_the_containers_cgroup() {
     assert_eq!(finish(child).code, 137);
     assert_clean(&ctd, "metrics-wasm");
 }
+
+#[test]
+fn a_detached_container_keeps_writing_after_ctr_has_gone() {
+    let Some(ctd) = containerd("a_detached_container_keeps_writing_after_ctr_has_gone") else {
+        return;
+    };
+    // `ctr run -d` returns once the task started, closing its ends of the FIFOs. The
+    // guest writes only when told to, after that: a Rust guest whose println! fails
+    // (EPIPE) traps, so it reaching /etc/done shows the write succeeded.
+    let out = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        TRIAGE_RUNTIME,
+        WASM_IMAGE,
+        "detached-writer",
+        "/waiter.wasm",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let pid = task_pid(&ctd, "detached-writer").unwrap();
+    let root = format!("/proc/{pid}/root/etc");
+    std::fs::write(format!("{root}/go"), "").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !std::path::Path::new(&format!("{root}/done")).exists() {
+        let status = task_status(&ctd, "detached-writer");
+        assert_eq!(
+            status.as_deref(),
+            Some("RUNNING"),
+            "the writer died\n{}",
+            shim_log(&ctd, "detached-writer")
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the guest never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        ctd.ctr(&["task", "kill", "--signal", "SIGKILL", "detached-writer"])
+            .code,
+        0
+    );
+    wait_for_status(&ctd, "detached-writer", "STOPPED");
+    assert_eq!(ctd.ctr(&["task", "rm", "detached-writer"]).code, 0);
+    assert_eq!(ctd.ctr(&["container", "rm", "detached-writer"]).code, 0);
+    assert_clean(&ctd, "detached-writer");
+}

@@ -120,7 +120,7 @@ fn guest_sees_only_its_rootfs_and_mounts() {
     assert_eq!(
         lines[0],
         "ls /: bad.wasm data dev etc exit.wasm fsprobe.wasm hello.sh hello.wasm memhog.wasm proc reactor.wasm \
-         run sleeper.wasm spin.wasm sys trap.wasm"
+         run sleeper.wasm spin.wasm sys trap.wasm waiter.wasm"
     );
     assert_eq!(lines[1], "read /etc/motd: ok inside the wasm image");
     assert_eq!(lines[2], "read /data/data.txt: ok from the host mount");
