@@ -79,7 +79,7 @@ for name in "${names[@]}"; do
   ids=()
   for i in $(seq 1 "$K"); do
     id="density-$name-$i"
-    ctr run -d ${cmd[$name]//ID/$id} >/dev/null
+    ctr run -d --null-io ${cmd[$name]//ID/$id} >/dev/null
     ids+=("$id")
   done
   for id in "${ids[@]}"; do
