@@ -36,6 +36,8 @@ pub enum HelperRequest {
         plan: Box<WorkloadPlan>,
         /// Bundle directory.
         bundle: PathBuf,
+        /// Where to send the terminal's master, for a container with a terminal.
+        console_socket: Option<PathBuf>,
     },
     /// Start a created container.
     Start {
@@ -52,6 +54,8 @@ pub enum HelperRequest {
         bundle: PathBuf,
         /// The process file.
         process: PathBuf,
+        /// Where to send the terminal's master, for a process with a terminal.
+        console_socket: Option<PathBuf>,
     },
     /// Freeze a running container.
     Pause {
@@ -251,15 +255,18 @@ pub fn main(args: &[String]) -> i32 {
     let span = tracing::info_span!("helper", id = %request.id(), verb = request.verb());
     let _guard = span.enter();
     let result = match &request {
-        HelperRequest::Create { plan, bundle } => {
-            container::create(plan, bundle, Some(REPORT_FD)).map(Some)
-        }
+        HelperRequest::Create {
+            plan,
+            bundle,
+            console_socket,
+        } => container::create(plan, bundle, Some(REPORT_FD), console_socket.as_deref()).map(Some),
         HelperRequest::Start { id, bundle } => container::start(id, bundle).map(|()| None),
         HelperRequest::Exec {
             id,
             bundle,
             process,
-        } => container::exec(id, bundle, process).map(Some),
+            console_socket,
+        } => container::exec(id, bundle, process, console_socket.as_deref()).map(Some),
         HelperRequest::Pause { id, bundle } => container::pause(id, bundle).map(|()| None),
         HelperRequest::Resume { id, bundle } => container::resume(id, bundle).map(|()| None),
         HelperRequest::KillAll { id, bundle, signal } => {

@@ -2,6 +2,7 @@
 
 mod args;
 mod bootstrap;
+mod console;
 mod events;
 mod helper;
 mod image;

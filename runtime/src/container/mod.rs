@@ -42,7 +42,8 @@ fn container_error(id: &str, op: &'static str, err: impl std::error::Error) -> R
 
 /// Creates the container of `bundle` and returns its init process's pid.
 ///
-/// The container's stdio is this process's fds 0, 1 and 2. The init process waits for
+/// The container's stdio is this process's fds 0, 1 and 2, or, with `console_socket`, a
+/// new terminal whose master libcontainer sends to that socket. The init process waits for
 /// [`start`]. `report_fd` receives errors that happen inside the container before it is
 /// ready (libcontainer only tells its caller that the init process failed). On failure
 /// everything created is removed again.
@@ -50,6 +51,7 @@ pub fn create(
     plan: &WorkloadPlan,
     bundle: &Path,
     report_fd: Option<i32>,
+    console_socket: Option<&Path>,
 ) -> Result<i32, RuntimeError> {
     let id = plan.id.as_str();
     let root = state_root(bundle);
@@ -58,6 +60,7 @@ pub fn create(
         .with_root_path(&root)
         .and_then(|b| {
             b.with_executor(executor)
+                .with_console_socket(console_socket)
                 .as_init(bundle)
                 .with_systemd(false)
                 .with_detach(true)
@@ -87,11 +90,17 @@ pub fn create(
 /// Runs the process described in `process` (a runtime-spec `Process` JSON file) in the
 /// running container's namespaces and cgroup, with this process's stdio; returns its pid.
 /// For native containers: a Wasm container has no environment a process can join.
-pub fn exec(id: &str, bundle: &Path, process: &Path) -> Result<i32, RuntimeError> {
+pub fn exec(
+    id: &str,
+    bundle: &Path,
+    process: &Path,
+    console_socket: Option<&Path>,
+) -> Result<i32, RuntimeError> {
     ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(state_root(bundle))
         .and_then(|b| {
             b.with_executor(libcontainer::workload::default::DefaultExecutor {})
+                .with_console_socket(console_socket)
                 .as_tenant()
                 .with_process(Some(process))
                 .with_detach(true)

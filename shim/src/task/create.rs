@@ -1,5 +1,6 @@
 //! Create: mount the rootfs, decide Wasm or native, validate, and build the container.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use triage_runtime::stdio::{ContainerStdio, StdioPaths};
 
 use super::state::{Container, ExecProcess, Process};
 use super::{TaskError, TaskService};
+use crate::console::ConsoleSocket;
 use crate::events::{timestamp, TaskEvent};
 use crate::helper::{self, HelperRequest};
 
@@ -23,12 +25,6 @@ impl TaskService {
         let id = req.id.clone();
         if self.container(&id).is_ok() {
             return Err(TaskError::AlreadyExists(id));
-        }
-        if req.terminal {
-            return Err(TaskError::Unimplemented {
-                id,
-                what: "a terminal (tty) for the container".to_owned(),
-            });
         }
         if !req.checkpoint.is_empty() {
             return Err(TaskError::Unimplemented {
@@ -67,7 +63,7 @@ impl TaskService {
             mount_rootfs(&id, &mounts, &rootfs)?;
         }
 
-        let (pid, is_wasm) = match self.build(&id, &bundle, &stdio) {
+        let (pid, is_wasm, terminal) = match self.build(&id, &bundle, &stdio, req.terminal) {
             Ok(built) => built,
             Err(e) => {
                 if owns_rootfs {
@@ -87,6 +83,9 @@ impl TaskService {
             is_wasm,
             pid as u32,
         ));
+        if let Some(master) = terminal {
+            let _ = container.terminal.set(master);
+        }
         self.containers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -101,7 +100,7 @@ impl TaskService {
                 stdin: stdio.stdin,
                 stdout: stdio.stdout,
                 stderr: stdio.stderr,
-                terminal: false,
+                terminal: req.terminal,
                 ..Default::default()
             })
             .into(),
@@ -114,14 +113,15 @@ impl TaskService {
         })
     }
 
-    /// Plans, validates and creates the container; returns its init pid and whether it
-    /// runs a Wasm guest.
+    /// Plans, validates and creates the container; returns its init pid, whether it
+    /// runs a Wasm guest, and its terminal's master when it has one.
     fn build(
         &self,
         id: &str,
         bundle: &std::path::Path,
         stdio: &StdioPaths,
-    ) -> Result<(i32, bool), TaskError> {
+        terminal: bool,
+    ) -> Result<(i32, bool, Option<OwnedFd>), TaskError> {
         let mut spec = Bundle::load(id, bundle)?;
         admit_resources(&mut spec)?;
         let plan = self.plan(&spec)?;
@@ -132,19 +132,44 @@ impl TaskService {
                     .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
             }
         }
+        let is_wasm = plan.wasm().is_some();
+        let console = terminal.then(|| bind_console(id)).transpose()?;
         // Output goes through the shim, so a FIFO reader that leaves (a detached `ctr
         // run`, a containerd restart) never breaks the container's writes. The relays
-        // end by themselves when the container's last writer exits.
-        let (stdio, _relays) = ContainerStdio::open_relayed(id, stdio)?;
-        let is_wasm = plan.wasm().is_some();
+        // end by themselves when the container's last writer exits. A container with a
+        // terminal gets the terminal instead, relayed once its master arrives.
+        let helper_stdio = match console {
+            Some(_) => None,
+            None => Some(ContainerStdio::open_relayed(id, stdio)?.0),
+        };
         let request = HelperRequest::Create {
             plan: Box::new(plan),
             bundle: bundle.to_path_buf(),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
         };
-        let pid = helper::call(&request, Some(stdio), self.log.as_ref(), &self.exits)?.ok_or_else(
-            || TaskError::Internal(format!("container {id}: create reported no init pid")),
-        )?;
-        Ok((pid, is_wasm))
+        let pid = helper::call(&request, helper_stdio, self.log.as_ref(), &self.exits)?
+            .ok_or_else(|| {
+                TaskError::Internal(format!("container {id}: create reported no init pid"))
+            })?;
+        let master = console
+            .map(|console| attach_terminal(id, &console, stdio))
+            .transpose();
+        match master {
+            Ok(master) => Ok((pid, is_wasm, master)),
+            Err(e) => {
+                // The container exists but cannot be reached: do not leave it behind.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let delete = HelperRequest::Delete {
+                    id: id.to_owned(),
+                    bundle: bundle.to_path_buf(),
+                };
+                let _ = helper::call(&delete, None, self.log.as_ref(), &self.exits);
+                Err(e)
+            }
+        }
     }
 
     /// Decides Wasm or native. The image is read from containerd only when it could
@@ -254,4 +279,23 @@ fn admit_resources(bundle: &mut Bundle) -> Result<(), TaskError> {
         );
     }
     Ok(())
+}
+
+/// A console socket for a process that asked for a terminal.
+pub(super) fn bind_console(id: &str) -> Result<ConsoleSocket, TaskError> {
+    ConsoleSocket::bind()
+        .map_err(|e| TaskError::Internal(format!("container {id}: creating a console socket: {e}")))
+}
+
+/// Takes the terminal master libcontainer sent and relays it to the stdio FIFOs.
+pub(super) fn attach_terminal(
+    id: &str,
+    console: &ConsoleSocket,
+    stdio: &StdioPaths,
+) -> Result<OwnedFd, TaskError> {
+    let master = console
+        .receive()
+        .map_err(|e| TaskError::Internal(format!("container {id}: receiving the terminal: {e}")))?;
+    crate::console::relay(id, &master, stdio).map_err(TaskError::Internal)?;
+    Ok(master)
 }

@@ -7,6 +7,7 @@ use containerd_shim_protos::events::task::TaskExecAdded;
 use triage_runtime::container::state_root;
 use triage_runtime::stdio::{ContainerStdio, StdioPaths};
 
+use super::create::{attach_terminal, bind_console};
 use super::state::{ExecProcess, Status};
 use super::{TaskError, TaskService};
 use crate::events::TaskEvent;
@@ -23,12 +24,6 @@ impl TaskService {
                      instance, with no process environment to add to",
                     req.exec_id
                 ),
-            });
-        }
-        if req.terminal {
-            return Err(TaskError::Unimplemented {
-                id: req.id.clone(),
-                what: format!("a terminal (tty) for exec process {:?}", req.exec_id),
             });
         }
         let spec = req
@@ -54,7 +49,7 @@ impl TaskService {
             stdout: req.stdout.clone(),
             stderr: req.stderr.clone(),
         };
-        container.add_exec(&req.exec_id, stdio, spec)?;
+        container.add_exec(&req.exec_id, stdio, spec, req.terminal)?;
         self.events.publish(TaskEvent::ExecAdded(TaskExecAdded {
             container_id: req.id.clone(),
             exec_id: req.exec_id.clone(),
@@ -79,18 +74,46 @@ impl TaskService {
                 process.display()
             ))
         })?;
-        // Relayed: the relays end by themselves when the process's last writer exits.
-        let stdio = ContainerStdio::open_relayed(id, &exec.stdio).map(|(stdio, _relays)| stdio);
-        let result = stdio.map_err(TaskError::from).and_then(|stdio| {
-            let request = HelperRequest::Exec {
-                id: id.to_owned(),
-                bundle: bundle.to_path_buf(),
-                process: process.clone(),
-            };
-            helper::call(&request, Some(stdio), self.log.as_ref(), &self.exits)?
-                .ok_or_else(|| TaskError::Internal(format!("container {id}: exec reported no pid")))
-        });
+        let result = self.run_exec_helper(id, bundle, exec, &process);
         let _ = std::fs::remove_file(&process);
         result
+    }
+
+    fn run_exec_helper(
+        &self,
+        id: &str,
+        bundle: &Path,
+        exec: &ExecProcess,
+        process: &Path,
+    ) -> Result<i32, TaskError> {
+        let console = exec.tty.then(|| bind_console(id)).transpose()?;
+        // Relayed: the relays end by themselves when the process's last writer exits.
+        let stdio = match console {
+            Some(_) => None,
+            None => Some(ContainerStdio::open_relayed(id, &exec.stdio)?.0),
+        };
+        let request = HelperRequest::Exec {
+            id: id.to_owned(),
+            bundle: bundle.to_path_buf(),
+            process: process.to_path_buf(),
+            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+        };
+        let pid = helper::call(&request, stdio, self.log.as_ref(), &self.exits)?
+            .ok_or_else(|| TaskError::Internal(format!("container {id}: exec reported no pid")))?;
+        if let Some(console) = console {
+            match attach_terminal(id, &console, &exec.stdio) {
+                Ok(master) => {
+                    let _ = exec.process.terminal.set(master);
+                }
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pid)
     }
 }

@@ -205,11 +205,18 @@ impl Task for TaskApi {
         handle("resize_pty", &req.id, || {
             let container = self.0.container(&req.id)?;
             let target = container.process(&req.exec_id)?;
-            // Create and Exec refuse terminals, so no process of this shim has one.
-            Err(TaskError::FailedPrecondition(format!(
-                "{}: has no terminal to resize (Triage runs processes without a tty)",
-                target.get(&container).label()
-            )))
+            let process = target.get(&container);
+            let Some(master) = process.terminal.get() else {
+                return Err(TaskError::FailedPrecondition(format!(
+                    "{}: has no terminal to resize",
+                    process.label()
+                )));
+            };
+            crate::console::resize(master, req.width, req.height).map_err(|e| {
+                TaskError::Internal(format!("{}: resizing the terminal: {e}", process.label()))
+            })?;
+            tracing::debug!(width = req.width, height = req.height, "terminal resized");
+            Ok(api::Empty::new())
         })
     }
 

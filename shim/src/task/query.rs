@@ -31,7 +31,7 @@ impl TaskService {
             stdin: stdio.stdin.clone(),
             stdout: stdio.stdout.clone(),
             stderr: stdio.stderr.clone(),
-            terminal: false,
+            terminal: target.get(&container).terminal.get().is_some(),
             exit_status: life.exit.map(|e| e.status).unwrap_or_default(),
             exited_at: life.exit.map(|e| timestamp(e.at)).into(),
             ..Default::default()

@@ -1,8 +1,9 @@
 //! One task's lifecycle: its states, the allowed transitions, and waiting for exit.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use triage_runtime::cgroup_procs::MemoryCgroup;
 use triage_runtime::stdio::StdioPaths;
@@ -41,6 +42,8 @@ pub struct Lifecycle {
 pub struct Process {
     /// How errors name it: `container ID` or `container ID exec EXEC`.
     label: String,
+    /// The master of its terminal, if it has one (ResizePty).
+    pub terminal: OnceLock<OwnedFd>,
     lifecycle: Mutex<Lifecycle>,
     changed: Condvar,
 }
@@ -49,6 +52,7 @@ impl Process {
     fn new(label: String, status: Status, pid: u32) -> Self {
         Self {
             label,
+            terminal: OnceLock::new(),
             lifecycle: Mutex::new(Lifecycle {
                 status,
                 pid,
@@ -160,6 +164,8 @@ pub struct ExecProcess {
     pub stdio: StdioPaths,
     /// The runtime-spec `Process` (JSON) to run.
     pub spec: Vec<u8>,
+    /// Whether it runs on a terminal of its own.
+    pub tty: bool,
     /// Its lifecycle (pid 0 until started).
     pub process: Process,
 }
@@ -219,6 +225,7 @@ impl Container {
         exec_id: &str,
         stdio: StdioPaths,
         spec: Vec<u8>,
+        tty: bool,
     ) -> Result<Arc<ExecProcess>, TaskError> {
         let mut execs = self.execs.lock().unwrap_or_else(|p| p.into_inner());
         if execs.contains_key(exec_id) {
@@ -231,6 +238,7 @@ impl Container {
             exec_id: exec_id.to_owned(),
             stdio,
             spec,
+            tty,
             process: Process::new(
                 format!("container {} exec {exec_id}", self.id),
                 Status::Created,

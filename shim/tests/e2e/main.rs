@@ -11,4 +11,5 @@ mod lifecycle;
 mod limits;
 mod native;
 mod support;
+mod terminal;
 mod wasm;
