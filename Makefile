@@ -43,6 +43,7 @@ lint: setup
 test: lint build test-images
 	set -o pipefail; TRIAGE_IMAGES=$(CURDIR)/$(IMAGES) \
 		$(CARGO) test --release -j $(JOBS) --workspace -- --test-threads 2 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/cgroup-leftovers.sh; fi
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "%d passed, %d failed\n", p, f}' $(CARGO_TARGET_DIR)/test.log
 
 # Binaries (triage + wasmedge names) and runtime handlers; see install/README.md.

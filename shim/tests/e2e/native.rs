@@ -198,3 +198,36 @@ fn exec_adds_a_process_to_a_native_container_and_is_refused_for_wasm() {
         assert_clean(&ctd, id);
     }
 }
+
+#[test]
+fn stdin_reaches_the_container_and_its_end_closes_it() {
+    let Some(ctd) = containerd("stdin_reaches_the_container_and_its_end_closes_it") else {
+        return;
+    };
+    // `ctr run` copies its stdin to the container and, at EOF, closes it (CloseIO):
+    // `cat` must see every line and then the end of its input.
+    let mut child = ctd
+        .ctr_command(&[
+            "run",
+            "--rm",
+            "--runtime",
+            TRIAGE_RUNTIME,
+            BUSYBOX_IMAGE,
+            "stdin-cat",
+            "cat",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"line one\nline two\n").unwrap();
+    }
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "line one\nline two\n");
+    assert_clean(&ctd, "stdin-cat");
+}
