@@ -171,6 +171,18 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    /// A temp dir with a FIFO `out`, named as the stdout of `StdioPaths`.
+    fn stdout_fifo() -> (tempfile::TempDir, StdioPaths) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let paths = StdioPaths {
+            stdout: path.display().to_string(),
+            ..Default::default()
+        };
+        (dir, paths)
+    }
+
     #[test]
     fn empty_paths_are_dev_null() {
         let stdio = ContainerStdio::open("c", &StdioPaths::default()).unwrap();
@@ -180,13 +192,8 @@ mod tests {
 
     #[test]
     fn fifo_without_reader_still_opens_and_data_flows_later() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, paths) = stdout_fifo();
         let path = dir.path().join("out");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let paths = StdioPaths {
-            stdout: path.display().to_string(),
-            ..Default::default()
-        };
         let stdio = ContainerStdio::open("c", &paths).unwrap();
         let mut reader = OpenOptions::new().read(true).open(&path).unwrap();
         let mut out = std::fs::File::from(stdio.stdout);
@@ -198,13 +205,8 @@ mod tests {
 
     #[test]
     fn relayed_output_survives_its_reader_going_away() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, paths) = stdout_fifo();
         let path = dir.path().join("out");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let paths = StdioPaths {
-            stdout: path.display().to_string(),
-            ..Default::default()
-        };
         let first_reader = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)

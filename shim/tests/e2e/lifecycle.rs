@@ -167,12 +167,7 @@ fn pause_freezes_and_resume_thaws_wasm_and_native_tasks() {
         if let Some(state) = freezer_state() {
             assert_eq!(state, "THAWED");
         }
-        assert_eq!(
-            ctd.ctr(&["task", "kill", "--signal", "SIGKILL", id]).code,
-            0
-        );
-        assert_eq!(finish(child).code, 137);
-        assert_clean(&ctd, id);
+        kill_and_check_clean(&ctd, id, child);
     }
 }
 
@@ -208,13 +203,7 @@ fn task_metrics_report_the_containers_cgroup() {
     assert!(value("memory.usage_in_bytes") > 0);
     assert!(value("cpuacct.usage") > 0);
     assert!(value("pids.current") >= 1);
-    assert_eq!(
-        ctd.ctr(&["task", "kill", "--signal", "SIGKILL", "metrics-wasm"])
-            .code,
-        0
-    );
-    assert_eq!(finish(child).code, 137);
-    assert_clean(&ctd, "metrics-wasm");
+    kill_and_check_clean(&ctd, "metrics-wasm", child);
 }
 
 #[test]

@@ -172,12 +172,7 @@ fn spinners_at_half_a_cpu_use_half_a_cpu() {
         );
     }
     for (id, child) in [("cpu-wasm", wasm), ("cpu-native", native)] {
-        assert_eq!(
-            ctd.ctr(&["task", "kill", "--signal", "SIGKILL", id]).code,
-            0
-        );
-        assert_eq!(finish(child).code, 137);
-        assert_clean(&ctd, id);
+        kill_and_check_clean(&ctd, id, child);
     }
 }
 
@@ -287,11 +282,6 @@ fn containers_without_limits_get_the_profile_defaults() {
             log.contains("node profile defaults applied where the spec sets no limit: CPU 0.5, memory 128 MiB"),
             "{log}"
         );
-        assert_eq!(
-            ctd.ctr(&["task", "kill", "--signal", "SIGKILL", id]).code,
-            0
-        );
-        assert_eq!(finish(child).code, 137);
-        assert_clean(&ctd, id);
+        kill_and_check_clean(&ctd, id, child);
     }
 }

@@ -45,13 +45,7 @@ fn native_signals_give_137_and_143() {
     // so SIGKILL is what stops a plain `sleep` there...
     let child = spawn_run(&ctd, BUSYBOX_IMAGE, "native-kill", &["sleep", "600"], &[]);
     wait_for_status(&ctd, "native-kill", "RUNNING");
-    assert_eq!(
-        ctd.ctr(&["task", "kill", "--signal", "SIGKILL", "native-kill"])
-            .code,
-        0
-    );
-    assert_eq!(finish(child).code, 137);
-    assert_clean(&ctd, "native-kill");
+    kill_and_check_clean(&ctd, "native-kill", child);
 
     // ...while outside a new pid namespace (here: the test's own) an unhandled SIGTERM
     // ends it with 143.
@@ -190,12 +184,7 @@ fn exec_adds_a_process_to_a_native_container_and_is_refused_for_wasm() {
     );
 
     for (id, child) in [("exec-native", native), ("exec-wasm", wasm)] {
-        assert_eq!(
-            ctd.ctr(&["task", "kill", "--signal", "SIGKILL", id]).code,
-            0
-        );
-        assert_eq!(finish(child).code, 137);
-        assert_clean(&ctd, id);
+        kill_and_check_clean(&ctd, id, child);
     }
 }
 

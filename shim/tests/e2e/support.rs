@@ -203,6 +203,15 @@ pub fn finish(child: Child) -> CtrOutput {
     }
 }
 
+/// SIGKILLs the task of a background `ctr run`, which then exits 137, and asserts the
+/// container left nothing behind.
+pub fn kill_and_check_clean(ctd: &PrivateContainerd, id: &str, child: Child) {
+    let out = ctd.ctr(&["task", "kill", "--signal", "SIGKILL", id]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(finish(child).code, 137);
+    assert_clean(ctd, id);
+}
+
 /// Asserts the container `id` left nothing behind: no process, mount, cgroup or bundle.
 pub fn assert_clean(ctd: &PrivateContainerd, id: &str) {
     assert_clean_in(ctd, triage_testkit::NAMESPACE, id)
