@@ -168,6 +168,8 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup_and_update() {
         cpu_quota: 50_000,
         cpu_shares: 512,
         memory_limit_in_bytes: 64 << 20,
+        memory_swap_limit_in_bytes: 96 << 20,
+        cpuset_cpus: "0".into(),
         ..Default::default()
     };
     let mut ids = Vec::new();
@@ -208,6 +210,14 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup_and_update() {
             "100000"
         );
         assert_eq!(cgroup_value("cpu", parent, id, "cpu.shares"), "512");
+        assert_eq!(cgroup_value("cpuset", parent, id, "cpuset.cpus"), "0");
+        // memory+swap, where the kernel accounts swap.
+        if std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+            assert_eq!(
+                cgroup_value("memory", parent, id, "memory.memsw.limit_in_bytes"),
+                "100663296"
+            );
+        }
     }
 
     // UpdateContainerResources reaches the shim's Update: the running containers'
@@ -216,6 +226,7 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup_and_update() {
     let raised = triage_testkit::cri::api::LinuxContainerResources {
         cpu_quota: 150_000,
         memory_limit_in_bytes: 128 << 20,
+        memory_swap_limit_in_bytes: 192 << 20,
         ..limits.clone()
     };
     for id in [wasm, native] {
@@ -230,6 +241,7 @@ fn pod_annotations_decide_and_cri_limits_land_in_each_cgroup_and_update() {
         );
         let too_big = triage_testkit::cri::api::LinuxContainerResources {
             memory_limit_in_bytes: 16 << 30,
+            memory_swap_limit_in_bytes: 16 << 30,
             ..limits.clone()
         };
         let err = format!("{:#}", cri.update_resources(id, too_big).unwrap_err());
