@@ -401,6 +401,19 @@ disabled_plugins = [{disabled}]
     }
 }
 
+/// Removes the per-namespace cgroup parents (`/triage-test`) the containers' cgroups were
+/// made under, in every hierarchy, where they are empty. For a program that runs alone
+/// (the demo): between tests it could race another test's container creation.
+pub fn remove_namespace_cgroups() {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for hierarchy in hierarchies.flatten() {
+        let _ = std::fs::remove_dir(hierarchy.path().join(NAMESPACE));
+    }
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(NAMESPACE));
+}
+
 impl Drop for PrivateContainerd {
     fn drop(&mut self) {
         self.stop();

@@ -9,7 +9,7 @@ pub mod cri;
 mod host;
 
 pub use containerd::{
-    pod_network, CtrOutput, PrivateContainerd, CRI_NAMESPACE, NAMESPACE, PAUSE_IMAGE,
-    TRIAGE_RUNTIME,
+    pod_network, remove_namespace_cgroups, CtrOutput, PrivateContainerd, CRI_NAMESPACE, NAMESPACE,
+    PAUSE_IMAGE, TRIAGE_RUNTIME,
 };
 pub use host::{images_dir, leftovers, missing_requirements, require_host, shim_dir};

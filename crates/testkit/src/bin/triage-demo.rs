@@ -65,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         println!("  {line}");
     }
     drop(ctd);
-    println!("\ncontainerd stopped; nothing left running or mounted.");
+    triage_testkit::remove_namespace_cgroups();
+    println!("\ncontainerd stopped; nothing left running, mounted or in a cgroup.");
     Ok(())
 }
