@@ -191,6 +191,11 @@ disabled_plugins = [{disabled}]
         Ok(me)
     }
 
+    /// The artifact cache the shims of this containerd use (`TRIAGE_CACHE_DIR`).
+    pub fn artifact_cache_dir(&self) -> PathBuf {
+        self.dir.path().join("artifact-cache")
+    }
+
     /// Writes the node profile the shims of this containerd read (`TRIAGE_CONFIG`); without
     /// one they use the built-in profile.
     pub fn write_node_profile(&self, toml: &str) -> anyhow::Result<()> {
@@ -217,6 +222,7 @@ disabled_plugins = [{disabled}]
             .arg(d.join("config.toml"))
             .env("PATH", path)
             .env("TRIAGE_CONFIG", d.join("triage-config.toml"))
+            .env("TRIAGE_CACHE_DIR", d.join("artifact-cache"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

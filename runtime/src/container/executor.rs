@@ -31,6 +31,52 @@ const TERMINATING_SIGNALS: &[libc::c_int] = &[
 /// One per init process: this code runs in the container's own process.
 static PREPARED: Mutex<Option<Box<dyn PreparedGuest + Send>>> = Mutex::new(None);
 
+/// The engine the helper preloaded the module with, before libcontainer forked this
+/// process; `prepare` uses it (and the module it holds) instead of compiling.
+static PRELOADED: OnceLock<Box<dyn crate::engine::WasmEngine>> = OnceLock::new();
+
+/// Loads the plan's module through the artifact cache in the helper, before the fork.
+/// Returns the outcome for the log; `None` where nothing was preloaded (a native plan,
+/// a module in an image layer, or a cache that cannot be used: then the init compiles).
+pub fn preload_module(plan: &WorkloadPlan) -> Option<crate::engine::cache::CacheOutcome> {
+    let WorkloadKind::Wasm(WasmPlan {
+        module: ModuleSource::File { host_path, .. },
+        ..
+    }) = &plan.kind
+    else {
+        return None;
+    };
+    let dir = crate::engine::cache::configured_dir()?;
+    let cache = match crate::engine::cache::ArtifactCache::open(
+        &dir,
+        crate::engine::cache::DEFAULT_MAX_BYTES,
+    ) {
+        Ok(cache) => cache,
+        Err(e) => {
+            tracing::warn!(container = %plan.id, "{e}; compiling without the cache");
+            return None;
+        }
+    };
+    let engine = engine::default_engine(&plan.id).ok()?;
+    let started = std::time::Instant::now();
+    match engine.preload(&plan.id, host_path, &cache) {
+        Ok(outcome) => {
+            tracing::info!(
+                container = %plan.id,
+                ?outcome,
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "wasm module from the artifact cache"
+            );
+            let _ = PRELOADED.set(engine);
+            Some(outcome)
+        }
+        Err(e) => {
+            tracing::warn!(container = %plan.id, "{e}; compiling in the container instead");
+            None
+        }
+    }
+}
+
 /// How a terminating signal reaches the guest: its interrupter (epoch), the first signal
 /// received, whether wasm code is running, and the pipe that wakes the kill watchdog.
 static INTERRUPT: OnceLock<Box<dyn GuestInterrupt>> = OnceLock::new();
@@ -92,7 +138,14 @@ impl TriageExecutor {
         // From here on this process is the guest's: a terminating signal ends it with
         // 128+signal, also while it still waits for Start (PID 1 would ignore it).
         end_on_terminating_signals();
-        let engine = engine::default_engine(&self.plan.id).map_err(|e| e.to_string())?;
+        let fresh;
+        let engine = match PRELOADED.get() {
+            Some(engine) => engine,
+            None => {
+                fresh = engine::default_engine(&self.plan.id).map_err(|e| e.to_string())?;
+                &fresh
+            }
+        };
         let guest = engine.prepare(&invocation).map_err(|e| e.to_string())?;
         let _ = INTERRUPT.set(guest.interrupter());
         *PREPARED.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);

@@ -55,6 +55,8 @@ pub fn create(
 ) -> Result<i32, RuntimeError> {
     let id = plan.id.as_str();
     let root = state_root(bundle);
+    // Compiled once per node: loaded here, before the fork, from the artifact cache.
+    executor::preload_module(plan);
     let executor = TriageExecutor::new(plan.clone(), report_fd);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)

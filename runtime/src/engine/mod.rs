@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub mod cache;
+
 #[cfg(feature = "wasmtime")]
 mod wasmtime;
 #[cfg(feature = "wasmtime")]
@@ -86,6 +88,14 @@ pub enum EngineError {
         /// The function exports that exist.
         available: String,
     },
+    /// The artifact cache could not serve the module.
+    #[error("container {id}: artifact cache: {source}")]
+    Cache {
+        /// Container id.
+        id: String,
+        /// The cause.
+        source: cache::CacheError,
+    },
     /// Setting up the guest (linking, WASI context, instantiation) failed.
     #[error("container {id}: cannot set up wasm guest: {reason}")]
     Setup {
@@ -136,8 +146,20 @@ pub trait WasmEngine: Send + Sync {
         export: &str,
     ) -> Result<(), EngineError>;
 
-    /// Compiles and links the guest so that [`PreparedGuest::run`] only instantiates and
-    /// calls it. Every error a guest can have before it runs (invalid module, missing
+    /// Loads the module at `host_path` ahead of the container's creation: from the
+    /// artifact cache when it holds a verified entry for it, else compiled and stored
+    /// there. A later [`WasmEngine::prepare`] by this engine uses it instead of compiling.
+    /// Runs in the single-threaded helper before libcontainer forks the container's init,
+    /// which inherits the loaded module.
+    fn preload(
+        &self,
+        id: &str,
+        host_path: &std::path::Path,
+        cache: &cache::ArtifactCache,
+    ) -> Result<cache::CacheOutcome, EngineError>;
+
+    /// Compiles (unless preloaded) and links the guest so that [`PreparedGuest::run`]
+    /// only instantiates and calls it. Every error a guest can have before it runs (invalid module, missing
     /// import or export, unopenable preopen) is reported here.
     fn prepare(
         &self,

@@ -7,14 +7,21 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Sto
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+use super::cache::{ArtifactCache, CacheOutcome};
 use super::{
     guest_memory_budget, mib, resident_bytes, EngineError, GuestExit, GuestInterrupt,
     GuestInvocation, PreparedGuest, WasmEngine,
 };
 
+/// The wasmtime release this build links (pinned with `=` in the workspace manifest);
+/// part of every artifact cache key.
+const WASMTIME_VERSION: &str = "48.0.8";
+
 /// wasmtime with Cranelift, one `Engine` per instance of this type.
 pub struct WasmtimeEngine {
     engine: Engine,
+    /// The module [`WasmEngine::preload`] loaded, by the host path it came from.
+    preloaded: std::sync::Mutex<Option<(std::path::PathBuf, Module)>>,
 }
 
 impl WasmtimeEngine {
@@ -25,8 +32,30 @@ impl WasmtimeEngine {
         // Compiled code checks the epoch at loop heads and calls, so a Kill stops a
         // guest that never returns to the host.
         config.epoch_interruption(true);
+        // Compiling happens in the single-threaded helper right before it forks the
+        // container's init: no compiler threads may exist then.
+        config.parallel_compilation(false);
         let engine = Engine::new(&config).expect("wasmtime default configuration is valid");
-        Self { engine }
+        Self {
+            engine,
+            preloaded: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The artifact cache's entry for `bytes` under this engine's version and settings.
+    fn cache_entry(&self, bytes: &[u8]) -> String {
+        use sha2::Digest;
+        use std::hash::{Hash, Hasher};
+        let mut settings = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut settings);
+        ArtifactCache::entry_name(&[
+            b"wasmtime",
+            WASMTIME_VERSION.as_bytes(),
+            &settings.finish().to_le_bytes(),
+            &sha2::Sha256::digest(bytes),
+        ])
     }
 }
 
@@ -66,18 +95,70 @@ impl WasmEngine for WasmtimeEngine {
         Ok(())
     }
 
+    fn preload(
+        &self,
+        id: &str,
+        host_path: &Path,
+        cache: &ArtifactCache,
+    ) -> Result<CacheOutcome, EngineError> {
+        let bytes = std::fs::read(host_path).map_err(|source| EngineError::Read {
+            id: id.to_owned(),
+            path: host_path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |reason: String| EngineError::Invalid {
+            id: id.to_owned(),
+            path: host_path.to_path_buf(),
+            reason,
+        };
+        let entry = self.cache_entry(&bytes);
+        let (artifact, outcome) = cache
+            .get_or_build(&entry, || {
+                self.engine
+                    .precompile_module(&bytes)
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .map_err(|e| match e {
+                super::cache::CacheError::Build(reason) => invalid(reason),
+                source => EngineError::Cache {
+                    id: id.to_owned(),
+                    source,
+                },
+            })?;
+        // SAFETY: the artifact verified against this node's cache key, so it is native
+        // code this engine build compiled; its entry name pins version and settings.
+        let module = unsafe { Module::deserialize_file(&self.engine, &artifact) }.map_err(|e| {
+            invalid(format!(
+                "loading the cached artifact {}: {e:#}",
+                artifact.display()
+            ))
+        })?;
+        *self.preloaded.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((host_path.to_path_buf(), module));
+        Ok(outcome)
+    }
+
     fn prepare(&self, inv: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
         let setup = |what: &str, e: wasmtime::Error| EngineError::Setup {
             id: inv.id.clone(),
             reason: format!("{what}: {e:#}"),
         };
-        let module = Module::from_file(&self.engine, &inv.module_path).map_err(|e| {
-            EngineError::Invalid {
-                id: inv.id.clone(),
-                path: inv.module_path.clone(),
-                reason: format!("{e:#}"),
-            }
-        })?;
+        let preloaded = self
+            .preloaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .map(|(_, module)| module);
+        let module = match preloaded {
+            Some(module) => module,
+            None => Module::from_file(&self.engine, &inv.module_path).map_err(|e| {
+                EngineError::Invalid {
+                    id: inv.id.clone(),
+                    path: inv.module_path.clone(),
+                    reason: format!("{e:#}"),
+                }
+            })?,
+        };
         let exports: Vec<String> = module
             .exports()
             .filter(|e| e.ty().func().is_some())

@@ -176,3 +176,43 @@ fn the_wasmedge_runtime_name_runs_triage() {
     assert!(shim_log(&ctd, "wasmedge-name").contains("workload decision kind=\"wasm\""));
     assert_clean(&ctd, "wasmedge-name");
 }
+
+#[test]
+fn modules_are_compiled_once_and_a_tampered_artifact_is_rebuilt() {
+    let Some(ctd) = containerd("modules_are_compiled_once_and_a_tampered_artifact_is_rebuilt")
+    else {
+        return;
+    };
+    let outcome = |id: &str| {
+        let log = shim_log(&ctd, id);
+        ["Hit", "Built", "Rebuilt"]
+            .into_iter()
+            .find(|o| log.contains(&format!("outcome={o}")))
+            .unwrap_or_else(|| panic!("no artifact cache line for {id}:\n{log}"))
+    };
+    for (id, expected) in [("cache-1", "Built"), ("cache-2", "Hit")] {
+        let out = run(&ctd, &[], WASM_IMAGE, id, &["/hello.wasm"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.starts_with("hello from wasm"), "{out:?}");
+        assert_eq!(outcome(id), expected);
+    }
+    // Native code on disk that this node did not write is never loaded.
+    let cache = ctd.artifact_cache_dir();
+    let artifact = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "bin"))
+        .expect("an artifact in the cache");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&artifact, bytes).unwrap();
+    let out = run(&ctd, &[], WASM_IMAGE, "cache-3", &["/hello.wasm"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(outcome("cache-3"), "Rebuilt");
+    assert!(shim_log(&ctd, "cache-3").contains("its MAC does not match"));
+    let out = run(&ctd, &[], WASM_IMAGE, "cache-4", &["/hello.wasm"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(outcome("cache-4"), "Hit");
+}

@@ -1,0 +1,538 @@
+//! The node-local artifact cache: compiled modules (native code) stored once, verified on
+//! every load, shared by every container and kept under a size bound.
+//!
+//! Only blobs this node wrote are ever returned: each entry carries an HMAC-SHA256 over
+//! its name and bytes, keyed by a secret created with the cache (`.key`, mode 0600, in a
+//! directory of mode 0700). A tampered, truncated or foreign entry fails verification and
+//! is rebuilt, never handed to an engine. Concurrent first uses of one entry build it
+//! once (an exclusive `flock` per entry); the least recently used entries are evicted once
+//! the cache holds more than its bound. Engines key entries by everything that makes a
+//! compiled artifact valid (module digest, engine name and version, engine configuration).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// Where the cache lives unless configured otherwise.
+pub const DEFAULT_DIR: &str = "/var/lib/triage/cache";
+
+/// The environment variable that moves the cache (`off` disables it).
+pub const DIR_ENV: &str = "TRIAGE_CACHE_DIR";
+
+/// The cache directory this process uses: `$TRIAGE_CACHE_DIR`, else [`DEFAULT_DIR`];
+/// `None` when it is set to `off`.
+pub fn configured_dir() -> Option<PathBuf> {
+    match std::env::var_os(DIR_ENV) {
+        Some(dir) if dir == "off" => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from(DEFAULT_DIR)),
+    }
+}
+
+/// The size bound unless configured otherwise.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why the cache could not serve an entry.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A file or directory of the cache could not be used.
+    #[error("artifact cache {path}: {op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Building the artifact failed (e.g. the module does not compile).
+    #[error("{0}")]
+    Build(String),
+}
+
+/// How an entry was served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// A verified entry was already there.
+    Hit,
+    /// There was none; it was built and stored.
+    Built,
+    /// There was one that failed verification; it was rebuilt.
+    Rebuilt {
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// One stored entry, for `cache ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// Its name (hex digest of its key).
+    pub name: String,
+    /// Size of the artifact in bytes.
+    pub bytes: u64,
+    /// When it was last served.
+    pub last_used: SystemTime,
+}
+
+/// A cache directory and its secret.
+pub struct ArtifactCache {
+    dir: PathBuf,
+    key: Vec<u8>,
+    max_bytes: u64,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
+    move |source| CacheError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl ArtifactCache {
+    /// Opens (creating if needed) the cache in `dir`, bounded to `max_bytes`.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, CacheError> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("create directory", dir))?;
+        // Whatever the umask or an older directory said: only this node's runtime.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("restrict permissions of", dir))?;
+        let key_path = dir.join(".key");
+        let key = match std::fs::read(&key_path) {
+            Ok(key) if key.len() == 32 => key,
+            _ => {
+                // The first users of a new cache race to make its key: one makes it.
+                let lock_path = dir.join(".key.lock");
+                let lock = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(&lock_path)
+                    .map_err(io_err("open lock", &lock_path))?;
+                let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+                    .map_err(|(_, e)| io_err("lock", &lock_path)(e.into()))?;
+                match std::fs::read(&key_path) {
+                    Ok(key) if key.len() == 32 => key,
+                    _ => Self::new_key(&key_path)?,
+                }
+            }
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key,
+            max_bytes,
+        })
+    }
+
+    fn new_key(path: &Path) -> Result<Vec<u8>, CacheError> {
+        let mut key = vec![0u8; 32];
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut key))
+            .map_err(io_err("read /dev/urandom for", path))?;
+        // Entries made under an older key can no longer verify: start empty.
+        let tmp = path.with_extension("tmp");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err("create key", &tmp))?;
+        file.write_all(&key)
+            .and_then(|()| file.sync_all())
+            .map_err(io_err("write key", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err("install key", path))?;
+        Ok(key)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The entry name for everything that makes an artifact valid, e.g.
+    /// `["wasmtime-48.0.8", config fingerprint, module sha256]`.
+    pub fn entry_name(parts: &[&[u8]]) -> String {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        hex(&hasher.finalize())
+    }
+
+    fn mac(&self, name: &str, bytes: &[u8]) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac.update(bytes);
+        mac
+    }
+
+    fn artifact_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.bin"))
+    }
+
+    fn mac_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.mac"))
+    }
+
+    /// Checks entry `name` against its MAC.
+    fn verify(&self, name: &str) -> Result<Verdict, CacheError> {
+        let artifact = self.artifact_path(name);
+        let bytes = match std::fs::read(&artifact) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verdict::Absent),
+            Err(e) => return Err(io_err("read", &artifact)(e)),
+        };
+        let Ok(tag) = std::fs::read_to_string(self.mac_path(name)) else {
+            return Ok(Verdict::Untrusted(
+                "it has no MAC (not written by this node)".into(),
+            ));
+        };
+        let Some(tag) = unhex(tag.trim()) else {
+            return Ok(Verdict::Untrusted("its MAC is malformed".into()));
+        };
+        match self.mac(name, &bytes).verify_slice(&tag) {
+            Ok(()) => Ok(Verdict::Trusted),
+            Err(_) => Ok(Verdict::Untrusted(
+                "its MAC does not match (tampered, truncated, or written under another key)".into(),
+            )),
+        }
+    }
+
+    /// The path of a verified artifact for entry `name`, building and storing it with
+    /// `build` when there is none or the one there fails verification. The path may be
+    /// mapped by the caller (e.g. wasmtime's `Module::deserialize_file`).
+    pub fn get_or_build(
+        &self,
+        name: &str,
+        build: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<(PathBuf, CacheOutcome), CacheError> {
+        let lock_path = self.dir.join(format!("{name}.lock"));
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err("open lock", &lock_path))?;
+        // Held until this function returns: one builder per entry, readers wait for it.
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_err("lock", &lock_path)(e.into()))?;
+        let artifact = self.artifact_path(name);
+        let outcome = match self.verify(name)? {
+            Verdict::Trusted => {
+                // Recency for the LRU bound.
+                if let Ok(file) = File::options().write(true).open(&artifact) {
+                    let _ = file.set_modified(SystemTime::now());
+                }
+                return Ok((artifact, CacheOutcome::Hit));
+            }
+            Verdict::Absent => CacheOutcome::Built,
+            Verdict::Untrusted(reason) => {
+                tracing::warn!(entry = name, "artifact cache entry rebuilt: {reason}");
+                CacheOutcome::Rebuilt { reason }
+            }
+        };
+        let bytes = build().map_err(CacheError::Build)?;
+        let tag = hex(&self.mac(name, &bytes).finalize().into_bytes());
+        // Artifact first, then its MAC, each by rename: a reader never sees a MAC for
+        // bytes other than the ones it covers (verification would fail, not pass).
+        write_atomically(&artifact, &bytes)?;
+        write_atomically(&self.mac_path(name), tag.as_bytes())?;
+        self.evict(Some(name))?;
+        Ok((artifact, outcome))
+    }
+
+    /// The stored entries, most recently used first.
+    pub fn entries(&self) -> Result<Vec<CacheEntry>, CacheError> {
+        let mut entries = Vec::new();
+        let dir = std::fs::read_dir(&self.dir).map_err(io_err("list", &self.dir))?;
+        for item in dir.flatten() {
+            let path = item.path();
+            let (Some(name), Some("bin")) = (
+                path.file_stem().and_then(|s| s.to_str()),
+                path.extension().and_then(|s| s.to_str()),
+            ) else {
+                continue;
+            };
+            if let Ok(meta) = item.metadata() {
+                entries.push(CacheEntry {
+                    name: name.to_owned(),
+                    bytes: meta.len(),
+                    last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        }
+        entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
+        Ok(entries)
+    }
+
+    /// Removes least recently used entries until at most `max_bytes` remain (all of them
+    /// for 0). Returns the removed entries.
+    pub fn prune(&self, max_bytes: u64) -> Result<Vec<CacheEntry>, CacheError> {
+        self.evict_to(max_bytes, None)
+    }
+
+    fn evict(&self, keep: Option<&str>) -> Result<Vec<CacheEntry>, CacheError> {
+        self.evict_to(self.max_bytes, keep)
+    }
+
+    fn evict_to(&self, max_bytes: u64, keep: Option<&str>) -> Result<Vec<CacheEntry>, CacheError> {
+        let entries = self.entries()?;
+        let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
+        let mut removed = Vec::new();
+        for entry in entries.into_iter().rev() {
+            if total <= max_bytes {
+                break;
+            }
+            if Some(entry.name.as_str()) == keep {
+                continue;
+            }
+            for path in [self.artifact_path(&entry.name), self.mac_path(&entry.name)] {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_err("remove", &path)(e)),
+                }
+            }
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.lock", entry.name)));
+            total -= entry.bytes;
+            removed.push(entry);
+        }
+        Ok(removed)
+    }
+}
+
+enum Verdict {
+    Absent,
+    Trusted,
+    Untrusted(String),
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err("install", path))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn built<'a>(
+        n: &'a AtomicUsize,
+        bytes: &'static [u8],
+    ) -> impl FnOnce() -> Result<Vec<u8>, String> + 'a {
+        move || {
+            n.fetch_add(1, Ordering::SeqCst);
+            Ok(bytes.to_vec())
+        }
+    }
+
+    #[test]
+    fn built_once_then_served_verified_also_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let builds = AtomicUsize::new(0);
+        let name = ArtifactCache::entry_name(&[b"engine-1", b"config", b"module digest"]);
+        let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let (path, outcome) = cache
+            .get_or_build(&name, built(&builds, b"native code"))
+            .unwrap();
+        assert_eq!(outcome, CacheOutcome::Built);
+        assert_eq!(std::fs::read(&path).unwrap(), b"native code");
+        let (_, outcome) = cache.get_or_build(&name, built(&builds, b"other")).unwrap();
+        assert_eq!(outcome, CacheOutcome::Hit);
+        // A new process (shim, containerd restart) finds the same key and entry.
+        let reopened = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let (path, outcome) = reopened
+            .get_or_build(&name, built(&builds, b"other"))
+            .unwrap();
+        assert_eq!(outcome, CacheOutcome::Hit);
+        assert_eq!(std::fs::read(path).unwrap(), b"native code");
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&dir.path().join(".key")), 0o600);
+    }
+
+    #[test]
+    fn tampered_truncated_and_foreign_entries_are_rebuilt_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        let builds = AtomicUsize::new(0);
+        let name = ArtifactCache::entry_name(&[b"m"]);
+        let (path, _) = cache
+            .get_or_build(&name, built(&builds, b"genuine code"))
+            .unwrap();
+
+        std::fs::write(&path, b"genuine codf").unwrap();
+        let (path, outcome) = cache
+            .get_or_build(&name, built(&builds, b"genuine code"))
+            .unwrap();
+        assert!(
+            matches!(outcome, CacheOutcome::Rebuilt { ref reason } if reason.contains("does not match")),
+            "{outcome:?}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), b"genuine code");
+
+        std::fs::write(&path, b"genuine").unwrap();
+        let (_, outcome) = cache
+            .get_or_build(&name, built(&builds, b"genuine code"))
+            .unwrap();
+        assert!(matches!(outcome, CacheOutcome::Rebuilt { .. }));
+
+        // Dropped in by someone else, with no MAC or one made under another key.
+        let other = tempfile::tempdir().unwrap();
+        let foreign = ArtifactCache::open(other.path(), DEFAULT_MAX_BYTES).unwrap();
+        let (foreign_path, _) = foreign
+            .get_or_build(&name, built(&builds, b"evil code"))
+            .unwrap();
+        std::fs::copy(&foreign_path, &path).unwrap();
+        std::fs::copy(
+            other.path().join(format!("{name}.mac")),
+            dir.path().join(format!("{name}.mac")),
+        )
+        .unwrap();
+        let (path, outcome) = cache
+            .get_or_build(&name, built(&builds, b"genuine code"))
+            .unwrap();
+        assert!(matches!(outcome, CacheOutcome::Rebuilt { .. }));
+        assert_eq!(std::fs::read(&path).unwrap(), b"genuine code");
+        std::fs::remove_file(dir.path().join(format!("{name}.mac"))).unwrap();
+        let (_, outcome) = cache
+            .get_or_build(&name, built(&builds, b"genuine code"))
+            .unwrap();
+        assert!(
+            matches!(outcome, CacheOutcome::Rebuilt { ref reason } if reason.contains("no MAC"))
+        );
+        // An entry's MAC covers its name: bytes moved to another name do not verify.
+        let moved = ArtifactCache::entry_name(&[b"n"]);
+        std::fs::copy(&path, dir.path().join(format!("{moved}.bin"))).unwrap();
+        std::fs::copy(
+            dir.path().join(format!("{name}.mac")),
+            dir.path().join(format!("{moved}.mac")),
+        )
+        .unwrap();
+        let (_, outcome) = cache
+            .get_or_build(&moved, built(&builds, b"n code"))
+            .unwrap();
+        assert!(matches!(outcome, CacheOutcome::Rebuilt { .. }));
+    }
+
+    #[test]
+    fn concurrent_first_uses_build_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let builds = Arc::new(AtomicUsize::new(0));
+        let name = ArtifactCache::entry_name(&[b"shared module"]);
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (dir, builds, name) =
+                    (dir.path().to_path_buf(), Arc::clone(&builds), name.clone());
+                std::thread::spawn(move || {
+                    // Each opens its own cache, as separate processes would.
+                    let cache = ArtifactCache::open(&dir, DEFAULT_MAX_BYTES).unwrap();
+                    cache
+                        .get_or_build(&name, || {
+                            builds.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok(b"compiled".to_vec())
+                        })
+                        .unwrap()
+                        .1
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == CacheOutcome::Built)
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn least_recently_used_entries_go_first_and_prune_empties() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path(), 250).unwrap();
+        let builds = AtomicUsize::new(0);
+        let hundred: &'static [u8] = &[7u8; 100];
+        let names: Vec<String> = (0..3).map(|i| ArtifactCache::entry_name(&[&[i]])).collect();
+        let old = SystemTime::now() - std::time::Duration::from_secs(60);
+        cache
+            .get_or_build(&names[0], built(&builds, hundred))
+            .unwrap();
+        cache
+            .get_or_build(&names[1], built(&builds, hundred))
+            .unwrap();
+        // names[0] is used again: names[1] is now the least recently used.
+        File::options()
+            .write(true)
+            .open(dir.path().join(format!("{}.bin", names[1])))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        cache
+            .get_or_build(&names[0], built(&builds, hundred))
+            .unwrap();
+        cache
+            .get_or_build(&names[2], built(&builds, hundred))
+            .unwrap();
+        let left: Vec<String> = cache
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(
+            left.contains(&names[0]) && left.contains(&names[2]),
+            "{left:?}"
+        );
+        assert_eq!(cache.prune(0).unwrap().len(), 2);
+        assert!(cache.entries().unwrap().is_empty());
+    }
+}
