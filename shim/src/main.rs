@@ -2,6 +2,7 @@
 
 mod args;
 mod bootstrap;
+mod cache_cmd;
 mod console;
 mod events;
 mod helper;
@@ -22,6 +23,13 @@ fn main() {
         Some("-v" | "--version" | "version")
     ) {
         println!("containerd-shim-triage-v1 {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    if argv.get(1).map(String::as_str) == Some("cache") {
+        if let Err(e) = cache_cmd::main(&argv[2..]) {
+            eprintln!("containerd-shim-triage-v1 cache: {e:#}");
+            std::process::exit(1);
+        }
         return;
     }
     let result = args::Flags::parse(&argv[1..]).and_then(|flags| match flags.action.as_str() {

@@ -216,3 +216,33 @@ fn modules_are_compiled_once_and_a_tampered_artifact_is_rebuilt() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(outcome("cache-4"), "Hit");
 }
+
+#[test]
+fn operators_list_and_prune_the_artifact_cache() {
+    let Some(ctd) = containerd("operators_list_and_prune_the_artifact_cache") else {
+        return;
+    };
+    for (id, module) in [("prune-1", "/hello.wasm"), ("prune-2", "/exit.wasm")] {
+        assert_eq!(run(&ctd, &[], WASM_IMAGE, id, &[module, "0"]).code, 0);
+    }
+    let cache = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_containerd-shim-triage-v1"))
+            .arg("cache")
+            .args(args)
+            .env("TRIAGE_CACHE_DIR", ctd.artifact_cache_dir())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cache(&["ls"]);
+    assert!(listed.contains("\n2 entries, "), "{listed}");
+    assert!(cache(&["prune", "1"]).starts_with("removed 2 entries"));
+    assert!(cache(&["ls"]).contains("\n0 entries, "));
+    // The next start compiles and stores it again.
+    assert_eq!(
+        run(&ctd, &[], WASM_IMAGE, "prune-3", &["/hello.wasm"]).code,
+        0
+    );
+    assert!(shim_log(&ctd, "prune-3").contains("outcome=Built"));
+}
