@@ -14,6 +14,24 @@ pub const CRUN_HANDLER: &str = "run.oci.handler";
 /// The wasm image variant key used by crun and WasmEdge images (`compat`, `compat-smart`).
 pub const WASM_VARIANT: &str = "module.wasm.image/variant";
 
+/// Triage's per-container switch for the node's artifact cache: `on` (default) or `off`.
+pub const ARTIFACT_CACHE: &str = "triage.io/cache";
+
+/// Reads `triage.io/cache`: whether this container's module goes through the node's
+/// artifact cache (`off` compiles it inside the container, as without a cache).
+pub fn artifact_cache(id: &str, annotations: &HashMap<String, String>) -> Result<bool, PlanError> {
+    match annotations.get(ARTIFACT_CACHE).map(|v| v.trim()) {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(PlanError::InvalidAnnotation {
+            id: id.to_owned(),
+            key: ARTIFACT_CACHE,
+            value: other.to_owned(),
+            expected: "\"on\" or \"off\"",
+        }),
+    }
+}
+
 /// What Triage's own `triage.io/runtime` annotation asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeChoice {
@@ -114,6 +132,18 @@ mod tests {
         assert!(msg.contains("web-1"), "{msg}");
         assert!(msg.contains("banana"), "{msg}");
         assert!(msg.contains(RUNTIME), "{msg}");
+    }
+
+    #[test]
+    fn artifact_cache_switch() {
+        assert!(artifact_cache("c", &map(&[])).unwrap());
+        assert!(!artifact_cache("c", &map(&[(ARTIFACT_CACHE, "off")])).unwrap());
+        assert_eq!(
+            artifact_cache("c9", &map(&[(ARTIFACT_CACHE, "sometimes")]))
+                .unwrap_err()
+                .to_string(),
+            "container c9: annotation triage.io/cache=\"sometimes\" is not valid (expected \"on\" or \"off\")"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub fn plan_workload(
         });
     }
     let explicit = annotations::runtime_choice(id, &annotations)?;
+    let artifact_cache = annotations::artifact_cache(id, &annotations)?;
     let (program, export) = split_export(id, arg0)?;
     let entry = Entrypoint::locate(bundle, program)?;
 
@@ -53,7 +54,10 @@ pub fn plan_workload(
         path: program.to_owned(),
     };
     let wasm_from = |entry: &Entrypoint| {
-        WorkloadKind::Wasm(wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT)))
+        WorkloadKind::Wasm(WasmPlan {
+            artifact_cache,
+            ..wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT))
+        })
     };
 
     if let Some(choice) = explicit {
@@ -122,6 +126,7 @@ pub fn plan_workload(
                         media_type: media_type.to_owned(),
                         digest: digest.to_owned(),
                     },
+                    artifact_cache,
                     ..base_wasm_plan(bundle, export.unwrap_or(DEFAULT_EXPORT))
                 }),
                 DecisionReason::Image { signal },
@@ -218,6 +223,7 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
         env: bundle.env(),
         cwd: bundle.cwd(),
         preopens,
+        artifact_cache: true,
     }
 }
 

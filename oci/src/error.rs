@@ -93,4 +93,16 @@ pub enum PlanError {
         /// The node's capacity and reserve, as text.
         profile: String,
     },
+    /// An annotation Triage reads holds a value it does not know.
+    #[error("container {id}: annotation {key}={value:?} is not valid (expected {expected})")]
+    InvalidAnnotation {
+        /// Container id.
+        id: String,
+        /// The annotation key.
+        key: &'static str,
+        /// The value found.
+        value: String,
+        /// What it may be.
+        expected: &'static str,
+    },
 }

@@ -58,6 +58,8 @@ pub struct WasmPlan {
     pub cwd: PathBuf,
     /// Directories the guest may open, as the container sees them.
     pub preopens: Vec<Preopen>,
+    /// Whether the module goes through the node's artifact cache (`triage.io/cache`).
+    pub artifact_cache: bool,
 }
 
 /// Where a module's bytes are.

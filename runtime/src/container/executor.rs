@@ -36,11 +36,13 @@ static PREPARED: Mutex<Option<Box<dyn PreparedGuest + Send>>> = Mutex::new(None)
 static PRELOADED: OnceLock<Box<dyn crate::engine::WasmEngine>> = OnceLock::new();
 
 /// Loads the plan's module through the artifact cache in the helper, before the fork.
-/// Returns the outcome for the log; `None` where nothing was preloaded (a native plan,
-/// a module in an image layer, or a cache that cannot be used: then the init compiles).
+/// Returns the outcome for the log; `None` where nothing was preloaded (a native plan, a
+/// module in an image layer, `triage.io/cache: off`, or a cache that cannot be used:
+/// then the init compiles).
 pub fn preload_module(plan: &WorkloadPlan) -> Option<crate::engine::cache::CacheOutcome> {
     let WorkloadKind::Wasm(WasmPlan {
         module: ModuleSource::File { host_path, .. },
+        artifact_cache: true,
         ..
     }) = &plan.kind
     else {

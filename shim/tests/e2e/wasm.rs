@@ -215,6 +215,21 @@ fn modules_are_compiled_once_and_a_tampered_artifact_is_rebuilt() {
     let out = run(&ctd, &[], WASM_IMAGE, "cache-4", &["/hello.wasm"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(outcome("cache-4"), "Hit");
+
+    // Per container: `triage.io/cache: off` compiles inside the container instead.
+    let off = ["--annotation", "triage.io/cache=off"];
+    let out = run(&ctd, &off, WASM_IMAGE, "cache-off", &["/hello.wasm"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!shim_log(&ctd, "cache-off").contains("artifact cache"));
+    let bad = ["--annotation", "triage.io/cache=sometimes"];
+    let out = run(&ctd, &bad, WASM_IMAGE, "cache-bad", &["/hello.wasm"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("container cache-bad: annotation triage.io/cache=\"sometimes\" is not valid"),
+        "{out:?}"
+    );
+    assert_clean(&ctd, "cache-bad");
 }
 
 #[test]
