@@ -114,16 +114,7 @@ impl ArtifactCache {
             Ok(key) if key.len() == 32 => key,
             _ => {
                 // The first users of a new cache race to make its key: one makes it.
-                let lock_path = dir.join(".key.lock");
-                let lock = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .mode(0o600)
-                    .open(&lock_path)
-                    .map_err(io_err("open lock", &lock_path))?;
-                let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-                    .map_err(|(_, e)| io_err("lock", &lock_path)(e.into()))?;
+                let _guard = lock_exclusive(&dir.join(".key.lock"))?;
                 match std::fs::read(&key_path) {
                     Ok(key) if key.len() == 32 => key,
                     _ => Self::new_key(&key_path)?,
@@ -222,17 +213,8 @@ impl ArtifactCache {
         name: &str,
         build: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> Result<(PathBuf, CacheOutcome), CacheError> {
-        let lock_path = self.dir.join(format!("{name}.lock"));
-        let lock = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io_err("open lock", &lock_path))?;
         // Held until this function returns: one builder per entry, readers wait for it.
-        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| io_err("lock", &lock_path)(e.into()))?;
+        let _guard = lock_exclusive(&self.dir.join(format!("{name}.lock")))?;
         let artifact = self.artifact_path(name);
         let outcome = match self.verify(name)? {
             Verdict::Trusted => {
@@ -322,6 +304,19 @@ enum Verdict {
     Absent,
     Trusted,
     Untrusted(String),
+}
+
+/// An exclusive `flock` on `path` (created if needed), held until the result is dropped.
+fn lock_exclusive(path: &Path) -> Result<nix::fcntl::Flock<File>, CacheError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err("open lock", path))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| io_err("lock", path)(e.into()))
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
