@@ -163,6 +163,24 @@ pub fn serve(flags: &Flags) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes the socket of the bundle's shim (its `address` file) when no shim listens on it
+/// any more: a killed daemon cannot remove it itself. A socket another container of the
+/// same group is still served on answers, and stays.
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = Path::new(address.trim().trim_start_matches("unix://"));
+    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!(socket = %path.display(), "removed the dead shim's socket"),
+            Err(e) => {
+                tracing::warn!(socket = %path.display(), "removing the dead shim's socket: {e}")
+            }
+        }
+    }
+}
+
 /// `delete`: containerd's clean-up after a shim that is gone.
 pub fn delete(flags: &Flags) -> anyhow::Result<()> {
     logging::init(None, flags.debug);
@@ -180,6 +198,7 @@ pub fn delete(flags: &Flags) -> anyhow::Result<()> {
     if let Err(e) = triage_runtime::rootfs::unmount_rootfs(&flags.id, &bundle.join("rootfs")) {
         tracing::warn!("{e}");
     }
+    remove_dead_socket(&bundle);
     let response = DeleteResponse {
         exit_status: KILLED_STATUS,
         exited_at: Some(timestamp(SystemTime::now())).into(),

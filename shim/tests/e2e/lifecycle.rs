@@ -103,6 +103,10 @@ fn a_killed_shim_is_cleaned_up_through_the_delete_action() {
         .trim()
         .parse()
         .expect("a pid");
+    let address =
+        std::fs::read_to_string(ctd.bundle_dir("crash-wasm").join("address")).expect("address");
+    let socket = std::path::PathBuf::from(address.trim().trim_start_matches("unix://"));
+    assert!(socket.exists());
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shim_pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -128,6 +132,8 @@ fn a_killed_shim_is_cleaned_up_through_the_delete_action() {
         .stdout
         .contains("crash-wasm"));
     assert_clean(&ctd, "crash-wasm");
+    // The dead daemon's socket went with it.
+    assert!(!socket.exists(), "{} left behind", socket.display());
 }
 
 #[test]
