@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use triage_oci::WorkloadPlan;
 use triage_runtime::container::{
     self,
-    reply::{Reply, LOG_FD, REPORT_FD},
+    reply::{Reply, LOG_FD, REPORT_FD, START_CLOCK_FD},
 };
 use triage_runtime::stdio::ContainerStdio;
 
@@ -150,6 +150,18 @@ pub fn call(
     log: Option<&File>,
     exits: &ExitRegistry,
 ) -> Result<Option<i32>, HelperError> {
+    call_with_clock(request, stdio, None, log, exits)
+}
+
+/// [`call`], giving the helper (and the init a create forks) `start_clock` as its
+/// [`START_CLOCK_FD`].
+pub fn call_with_clock(
+    request: &HelperRequest,
+    stdio: Option<ContainerStdio>,
+    start_clock: Option<OwnedFd>,
+    log: Option<&File>,
+    exits: &ExitRegistry,
+) -> Result<Option<i32>, HelperError> {
     let id = request.id().to_owned();
     let verb = request.verb();
     let spawn_err = |source| HelperError::Spawn {
@@ -164,6 +176,11 @@ pub fn call(
     let report_write = dup_high(&pipe_write).map_err(spawn_err)?;
     drop(pipe_write);
     let log = log.map(dup_high).transpose().map_err(spawn_err)?;
+    let start_clock = start_clock
+        .as_ref()
+        .map(dup_high)
+        .transpose()
+        .map_err(spawn_err)?;
 
     let mut command = Command::new("/proc/self/exe");
     command.arg(HELPER_ARG).arg(json);
@@ -179,6 +196,7 @@ pub fn call(
     };
     let report_raw = report_write.as_raw_fd();
     let log_raw = log.as_ref().map(|l| l.as_raw_fd());
+    let clock_raw = start_clock.as_ref().map(|c| c.as_raw_fd());
     // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -190,6 +208,11 @@ pub fn call(
                     return Err(io::Error::last_os_error());
                 }
             }
+            if let Some(clock) = clock_raw {
+                if libc::dup2(clock, START_CLOCK_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             Ok(())
         });
     }
@@ -198,6 +221,7 @@ pub fn call(
     drop(command);
     drop(report_write);
     drop(log);
+    drop(start_clock);
 
     let reply = Reply::read_from(File::from(report_read));
     let exit = exits.wait(child.id() as i32);
@@ -230,8 +254,12 @@ pub fn main(args: &[String]) -> i32 {
     crate::logging::init(log, std::env::var_os(crate::logging::LOG_ENV).is_some());
     // SAFETY: fd 3 is the report pipe the shim set up for this process.
     let report = unsafe { File::from_raw_fd(REPORT_FD) };
-    // Keep the report pipe out of the container payload after exec.
+    // Keep the report pipe and the start clock out of the container payload after exec.
     let _ = fcntl(REPORT_FD, FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = fcntl(
+        START_CLOCK_FD,
+        FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
 
     let request: HelperRequest = match args.first().map(|a| serde_json::from_str(a)) {
         Some(Ok(r)) => r,

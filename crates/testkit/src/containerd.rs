@@ -43,6 +43,8 @@ pub struct PrivateContainerd {
     dir: tempfile::TempDir,
     daemon: Option<Child>,
     shim_dir: PathBuf,
+    /// `TRIAGE_LOG` for the shims, if set.
+    shim_log: Option<String>,
 }
 
 /// The CRI plugin's part of the config: Triage's handlers, no negative oom_score_adj
@@ -132,16 +134,22 @@ impl PrivateContainerd {
     /// Starts containerd (CRI plugin off) with `shim_dir` first on its PATH, and waits
     /// until it answers.
     pub fn start(shim_dir: &Path) -> anyhow::Result<Self> {
-        Self::start_with(shim_dir, false)
+        Self::start_with(shim_dir, false, None)
+    }
+
+    /// Like [`PrivateContainerd::start`], with the shims' log filter (`TRIAGE_LOG`, e.g.
+    /// `debug`).
+    pub fn start_with_shim_log(shim_dir: &Path, filter: &str) -> anyhow::Result<Self> {
+        Self::start_with(shim_dir, false, Some(filter))
     }
 
     /// Like [`PrivateContainerd::start`], with containerd's CRI plugin on, configured as
     /// a K3s node would be for Triage's `triage` and `wasmedge` handlers.
     pub fn start_with_cri(shim_dir: &Path) -> anyhow::Result<Self> {
-        Self::start_with(shim_dir, true)
+        Self::start_with(shim_dir, true, None)
     }
 
-    fn start_with(shim_dir: &Path, cri: bool) -> anyhow::Result<Self> {
+    fn start_with(shim_dir: &Path, cri: bool, shim_log: Option<&str>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("triage-ctd.")
             .tempdir_in("/tmp")
@@ -185,6 +193,7 @@ disabled_plugins = [{disabled}]
             dir,
             daemon: None,
             shim_dir: shim_dir.to_path_buf(),
+            shim_log: shim_log.map(str::to_owned),
         };
         me.spawn_daemon()?;
         me.wait_ready()?;
@@ -226,6 +235,9 @@ disabled_plugins = [{disabled}]
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(filter) = &self.shim_log {
+            command.env("TRIAGE_LOG", filter);
+        }
         // SAFETY: setsid is async-signal-safe; the daemon gets its own session so that
         // signals meant for the test runner do not reach it.
         unsafe {

@@ -163,6 +163,9 @@ impl TriageExecutor {
             ));
             std::process::exit(1);
         };
+        if let Some(micros) = micros_since_start_rpc() {
+            tracing::debug!(container = %self.plan.id, micros, "start RPC to guest entry");
+        }
         tracing::debug!(container = %self.plan.id, "entering wasm guest");
         GUEST_RUNNING.store(true, Ordering::SeqCst);
         let outcome = guest.run();
@@ -248,6 +251,26 @@ fn directory_preopens(preopens: &[Preopen]) -> Vec<(PathBuf, String, bool)> {
             )
         })
         .collect()
+}
+
+/// Microseconds since the shim received Start, from the time it wrote on
+/// [`START_CLOCK_FD`](super::reply::START_CLOCK_FD) (`None` if it wrote none).
+fn micros_since_start_rpc() -> Option<u64> {
+    let mut bytes = [0u8; 8];
+    // SAFETY: reads into a local buffer from an fd this process inherited (or a closed
+    // number, which fails with EBADF).
+    let n = unsafe {
+        libc::read(
+            super::reply::START_CLOCK_FD,
+            bytes.as_mut_ptr().cast(),
+            bytes.len(),
+        )
+    };
+    if n != 8 {
+        return None;
+    }
+    let then = u64::from_le_bytes(bytes);
+    Some(super::reply::monotonic_ns().saturating_sub(then) / 1000)
 }
 
 /// `linux.resources.memory.limit`, when the spec sets a positive one.

@@ -8,6 +8,21 @@ use serde::{Deserialize, Serialize};
 pub const REPORT_FD: i32 = 3;
 /// The fd number on which a helper process finds the shim's log.
 pub const LOG_FD: i32 = 4;
+/// The fd number on which a create helper, and the container's init it forks, find the
+/// read end of a pipe: the shim writes the `CLOCK_MONOTONIC` time of the Start RPC there
+/// (nanoseconds, 8 bytes little-endian), so the init can log Start → guest entry.
+pub const START_CLOCK_FD: i32 = 5;
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on the host.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
 
 /// One report line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,17 +63,21 @@ impl TaskService {
             mount_rootfs(&id, &mounts, &rootfs)?;
         }
 
-        let (pid, is_wasm, terminal) = match self.build(&id, &bundle, &stdio, req.terminal) {
-            Ok(built) => built,
-            Err(e) => {
-                if owns_rootfs {
-                    if let Err(unmount) = unmount_rootfs(&id, &rootfs) {
-                        tracing::error!("{unmount}");
+        // The Start RPC's time reaches the init through this pipe (Start → guest entry).
+        let (clock_read, clock_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| TaskError::Internal(format!("container {id}: start clock pipe: {e}")))?;
+        let (pid, is_wasm, terminal) =
+            match self.build(&id, &bundle, &stdio, req.terminal, clock_read) {
+                Ok(built) => built,
+                Err(e) => {
+                    if owns_rootfs {
+                        if let Err(unmount) = unmount_rootfs(&id, &rootfs) {
+                            tracing::error!("{unmount}");
+                        }
                     }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
 
         let container = Arc::new(Container::new(
             id.clone(),
@@ -86,6 +90,10 @@ impl TaskService {
         if let Some(master) = terminal {
             let _ = container.terminal.set(master);
         }
+        *container
+            .start_clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::fs::File::from(clock_write));
         self.containers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -121,6 +129,7 @@ impl TaskService {
         bundle: &std::path::Path,
         stdio: &StdioPaths,
         terminal: bool,
+        start_clock: OwnedFd,
     ) -> Result<(i32, bool, Option<OwnedFd>), TaskError> {
         let mut spec = Bundle::load(id, bundle)?;
         admit_resources(&mut spec)?;
@@ -147,10 +156,16 @@ impl TaskService {
             bundle: bundle.to_path_buf(),
             console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
         };
-        let pid = helper::call(&request, helper_stdio, self.log.as_ref(), &self.exits)?
-            .ok_or_else(|| {
-                TaskError::Internal(format!("container {id}: create reported no init pid"))
-            })?;
+        let pid = helper::call_with_clock(
+            &request,
+            helper_stdio,
+            Some(start_clock),
+            self.log.as_ref(),
+            &self.exits,
+        )?
+        .ok_or_else(|| {
+            TaskError::Internal(format!("container {id}: create reported no init pid"))
+        })?;
         let master = console
             .map(|console| attach_terminal(id, &console, stdio))
             .transpose();

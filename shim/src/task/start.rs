@@ -27,6 +27,16 @@ impl TaskService {
         }
         let container = self.container(&req.id)?;
         let pid = container.begin_start()?;
+        if let Some(mut clock) = container
+            .start_clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            use std::io::Write;
+            let now = triage_runtime::container::reply::monotonic_ns();
+            let _ = clock.write_all(&now.to_le_bytes());
+        }
         let request = HelperRequest::Start {
             id: container.id.clone(),
             bundle: container.bundle.clone(),

@@ -186,6 +186,8 @@ pub struct Container {
     pub memory_cgroup: Option<MemoryCgroup>,
     /// Processes added by Exec, by exec id.
     pub execs: Mutex<HashMap<String, Arc<ExecProcess>>>,
+    /// Where Start writes its time for the init (taken by the first Start).
+    pub start_clock: Mutex<Option<std::fs::File>>,
     init: Process,
 }
 
@@ -216,6 +218,7 @@ impl Container {
             is_wasm,
             memory_cgroup: MemoryCgroup::of_process(pid),
             execs: Mutex::new(HashMap::new()),
+            start_clock: Mutex::new(None),
         }
     }
 

@@ -261,3 +261,34 @@ fn operators_list_and_prune_the_artifact_cache() {
     );
     assert!(shim_log(&ctd, "prune-3").contains("outcome=Built"));
 }
+
+#[test]
+fn start_to_guest_entry_is_logged_at_debug_level() {
+    if !triage_testkit::require_host("start_to_guest_entry_is_logged_at_debug_level") {
+        return;
+    }
+    let ctd = TestContainerd::shared(|| {
+        let ctd = PrivateContainerd::start_with_shim_log(
+            &triage_testkit::shim_dir(env!("CARGO_BIN_EXE_containerd-shim-triage-v1")),
+            "debug",
+        )
+        .expect("start containerd");
+        ctd.import(&triage_testkit::images_dir().join("wasm.tar"))
+            .expect("import");
+        ctd
+    });
+    let out = run(&ctd, &[], WASM_IMAGE, "entry-time", &["/hello.wasm"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let log = shim_log(&ctd, "entry-time");
+    let line = log
+        .lines()
+        .find(|l| l.contains("start RPC to guest entry"))
+        .unwrap_or_else(|| panic!("no Start → guest entry line:\n{log}"));
+    let micros: u64 = line
+        .split("micros=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no micros in {line}"));
+    eprintln!("Start RPC → guest entry: {micros} µs");
+}
