@@ -94,8 +94,10 @@ impl ContainerStdio {
     }
 }
 
-/// The relay loop: output that cannot be written (no reader) is dropped.
-fn relay(pipe: OwnedFd, fifo: OwnedFd) {
+/// Copies `pipe` to `fifo` until `pipe` ends (EOF, or an error such as a terminal
+/// master's EIO once its last user exits); output that cannot be written (no reader) is
+/// dropped.
+pub fn relay(pipe: OwnedFd, fifo: OwnedFd) {
     use std::io::{Read, Write};
     let mut pipe = std::fs::File::from(pipe);
     let mut fifo = std::fs::File::from(fifo);

@@ -1,14 +1,13 @@
 //! Terminals: receives a process's pty master from libcontainer over a console socket,
 //! relays it to the stdio FIFOs, and resizes it (ResizePty).
 
-use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use triage_runtime::stdio::{ContainerStdio, StdioPaths};
+use triage_runtime::stdio::{relay as relay_output, ContainerStdio, StdioPaths};
 
 /// A listening console socket for one process; removed when dropped.
 pub struct ConsoleSocket {
@@ -75,14 +74,13 @@ impl Drop for ConsoleSocket {
 /// each in a thread that ends with its stream.
 pub fn relay(id: &str, master: &OwnedFd, paths: &StdioPaths) -> Result<(), String> {
     let fifos = ContainerStdio::open(id, paths).map_err(|e| e.to_string())?;
-    let dup = |fd: &OwnedFd| -> Result<std::fs::File, String> {
+    let dup = |fd: &OwnedFd| {
         fd.try_clone()
-            .map(std::fs::File::from)
             .map_err(|e| format!("container {id}: duplicating the terminal: {e}"))
     };
-    let mut output = dup(master)?;
-    let mut input = dup(master)?;
-    let mut stdout = std::fs::File::from(fifos.stdout);
+    let output = dup(master)?;
+    let mut input = std::fs::File::from(dup(master)?);
+    let stdout = fifos.stdout;
     let mut stdin = std::fs::File::from(fifos.stdin);
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
@@ -91,20 +89,8 @@ pub fn relay(id: &str, master: &OwnedFd, paths: &StdioPaths) -> Result<(), Strin
             .map(drop)
             .map_err(|e| format!("container {id}: starting the terminal relay: {e}"))
     };
-    spawn(
-        "pty-out",
-        Box::new(move || {
-            let mut buf = vec![0u8; 32 * 1024];
-            // EIO once the last process holding the terminal has exited.
-            while let Ok(n) = output.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                // A reader that left (EPIPE) loses this output; the process goes on.
-                let _ = stdout.write_all(&buf[..n]);
-            }
-        }),
-    )?;
+    // Ends with EIO once the last process holding the terminal has exited.
+    spawn("pty-out", Box::new(move || relay_output(output, stdout)))?;
     if !paths.stdin.is_empty() {
         spawn(
             "pty-in",

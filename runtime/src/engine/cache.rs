@@ -364,6 +364,17 @@ mod tests {
         }
     }
 
+    /// Copies entry `from` (artifact and MAC) of cache `src` to entry `to` of cache `dst`.
+    fn plant_entry(src: &Path, from: &str, dst: &Path, to: &str) {
+        for ext in ["bin", "mac"] {
+            std::fs::copy(
+                src.join(format!("{from}.{ext}")),
+                dst.join(format!("{to}.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+
     #[test]
     fn built_once_then_served_verified_also_after_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -423,12 +434,8 @@ mod tests {
         let (foreign_path, _) = foreign
             .get_or_build(&name, built(&builds, b"evil code"))
             .unwrap();
-        std::fs::copy(&foreign_path, &path).unwrap();
-        std::fs::copy(
-            other.path().join(format!("{name}.mac")),
-            dir.path().join(format!("{name}.mac")),
-        )
-        .unwrap();
+        assert_eq!(foreign_path, other.path().join(format!("{name}.bin")));
+        plant_entry(other.path(), &name, dir.path(), &name);
         let (path, outcome) = cache
             .get_or_build(&name, built(&builds, b"genuine code"))
             .unwrap();
@@ -443,12 +450,7 @@ mod tests {
         );
         // An entry's MAC covers its name: bytes moved to another name do not verify.
         let moved = ArtifactCache::entry_name(&[b"n"]);
-        std::fs::copy(&path, dir.path().join(format!("{moved}.bin"))).unwrap();
-        std::fs::copy(
-            dir.path().join(format!("{name}.mac")),
-            dir.path().join(format!("{moved}.mac")),
-        )
-        .unwrap();
+        plant_entry(dir.path(), &name, dir.path(), &moved);
         let (_, outcome) = cache
             .get_or_build(&moved, built(&builds, b"n code"))
             .unwrap();
