@@ -133,19 +133,8 @@ impl ArtifactCache {
         File::open("/dev/urandom")
             .and_then(|mut f| f.read_exact(&mut key))
             .map_err(io_err("read /dev/urandom for", path))?;
-        // Entries made under an older key can no longer verify: start empty.
-        let tmp = path.with_extension("tmp");
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create key", &tmp))?;
-        file.write_all(&key)
-            .and_then(|()| file.sync_all())
-            .map_err(io_err("write key", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(io_err("install key", path))?;
+        // Entries made under an older key can no longer verify: they are rebuilt.
+        write_atomically(path, &key)?;
         Ok(key)
     }
 
