@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use crate::error::PlanError;
+use crate::plan::SnapshotPlan;
 
 /// Set by containerd's CRI plugin: `sandbox` for a pod's pause container.
 pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
@@ -28,6 +29,50 @@ pub fn artifact_cache(id: &str, annotations: &HashMap<String, String>) -> Result
             key: ARTIFACT_CACHE,
             value: other.to_owned(),
             expected: "\"on\" or \"off\"",
+        }),
+    }
+}
+
+/// Triage's per-container switch for pre-initialised snapshots: `on` (default) or `off`.
+pub const SNAPSHOT: &str = "triage.io/snapshot";
+/// The export that initialises the guest for its snapshot (default `wizer-initialize`).
+pub const SNAPSHOT_INIT: &str = "triage.io/snapshot-init";
+
+/// Reads `triage.io/snapshot` and `triage.io/snapshot-init`.
+pub fn snapshot(
+    id: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<SnapshotPlan, PlanError> {
+    let enabled = match annotations.get(SNAPSHOT).map(|v| v.trim()) {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(PlanError::InvalidAnnotation {
+                id: id.to_owned(),
+                key: SNAPSHOT,
+                value: other.to_owned(),
+                expected: "\"on\" or \"off\"",
+            })
+        }
+    };
+    match annotations.get(SNAPSHOT_INIT).map(|v| v.trim()) {
+        None => Ok(if enabled {
+            SnapshotPlan::Default
+        } else {
+            SnapshotPlan::Off
+        }),
+        Some("") => Err(PlanError::InvalidAnnotation {
+            id: id.to_owned(),
+            key: SNAPSHOT_INIT,
+            value: String::new(),
+            expected: "the name of a function the module exports",
+        }),
+        Some(init) if enabled => Ok(SnapshotPlan::Named(init.to_owned())),
+        Some(init) => Err(PlanError::InvalidAnnotation {
+            id: id.to_owned(),
+            key: SNAPSHOT_INIT,
+            value: init.to_owned(),
+            expected: "no init export while triage.io/snapshot=off",
         }),
     }
 }
@@ -132,6 +177,39 @@ mod tests {
         assert!(msg.contains("web-1"), "{msg}");
         assert!(msg.contains("banana"), "{msg}");
         assert!(msg.contains(RUNTIME), "{msg}");
+    }
+
+    #[test]
+    fn snapshot_switch_and_init_export() {
+        assert_eq!(snapshot("c", &map(&[])).unwrap(), SnapshotPlan::Default);
+        assert_eq!(
+            snapshot("c", &map(&[(SNAPSHOT, "off")])).unwrap(),
+            SnapshotPlan::Off
+        );
+        assert_eq!(
+            snapshot("c", &map(&[(SNAPSHOT_INIT, "init_tables")])).unwrap(),
+            SnapshotPlan::Named("init_tables".into())
+        );
+        assert_eq!(
+            SnapshotPlan::Default.init_export(),
+            Some(crate::plan::DEFAULT_SNAPSHOT_INIT)
+        );
+        let err = snapshot("c3", &map(&[(SNAPSHOT, "off"), (SNAPSHOT_INIT, "init")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "container c3: annotation triage.io/snapshot-init=\"init\" is not valid (expected no init export while triage.io/snapshot=off)"
+        );
+        let err = snapshot("c4", &map(&[(SNAPSHOT_INIT, " ")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("container c4: annotation triage.io/snapshot-init=\"\""),
+            "{err}"
+        );
+        let err = snapshot("c5", &map(&[(SNAPSHOT, "yes")])).unwrap_err();
+        assert!(
+            err.to_string().contains("triage.io/snapshot=\"yes\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use crate::bundle::Bundle;
 use crate::entrypoint::{Entrypoint, EntrypointKind};
 use crate::error::PlanError;
 use crate::image::ImageFacts;
-use crate::plan::{DecisionReason, ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
+use crate::plan::{
+    DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
+};
 
 /// The export a WASI command starts at.
 pub const DEFAULT_EXPORT: &str = "_start";
@@ -41,6 +43,7 @@ pub fn plan_workload(
     }
     let explicit = annotations::runtime_choice(id, &annotations)?;
     let artifact_cache = annotations::artifact_cache(id, &annotations)?;
+    let snapshot = annotations::snapshot(id, &annotations)?;
     let (program, export) = split_export(id, arg0)?;
     let entry = Entrypoint::locate(bundle, program)?;
 
@@ -56,6 +59,7 @@ pub fn plan_workload(
     let wasm_from = |entry: &Entrypoint| {
         WorkloadKind::Wasm(WasmPlan {
             artifact_cache,
+            snapshot: snapshot.clone(),
             ..wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT))
         })
     };
@@ -224,6 +228,7 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
         cwd: bundle.cwd(),
         preopens,
         artifact_cache: true,
+        snapshot: SnapshotPlan::Default,
     }
 }
 

@@ -25,8 +25,11 @@ pub use decide::plan_workload;
 pub use entrypoint::{Entrypoint, EntrypointKind};
 pub use error::PlanError;
 pub use image::ImageFacts;
-pub use node_profile::{NodeProfile, ProfileError, Resources};
-pub use plan::{DecisionReason, ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
+pub use node_profile::{CacheLocation, NodeProfile, ProfileError, Resources, WasmSettings};
+pub use plan::{
+    DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
+    DEFAULT_SNAPSHOT_INIT,
+};
 pub use quota::{admit, CgroupQuota};
 pub use runtime_options::RuntimeOptions;
 

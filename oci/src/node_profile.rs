@@ -33,8 +33,39 @@ impl std::fmt::Display for Resources {
     }
 }
 
+/// Where the artifact cache of compiled modules and snapshots is (`[wasm] cache`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheLocation {
+    /// `"off"`: every container compiles its module itself; no snapshots.
+    Off,
+    /// A directory (created with mode 0700).
+    Dir(std::path::PathBuf),
+}
+
+/// The `[wasm]` section: how Wasm containers start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmSettings {
+    /// The cache; `None` leaves it to `$TRIAGE_CACHE_DIR`, else `/var/lib/triage/cache`.
+    pub cache: Option<CacheLocation>,
+    /// The cache's size bound (least recently used entries go beyond it); `None` leaves
+    /// it to `$TRIAGE_CACHE_MAX_BYTES`, else 1 GiB.
+    pub cache_max_bytes: Option<u64>,
+    /// Whether modules with an init export are pre-initialised into snapshots.
+    pub snapshots: bool,
+}
+
+impl Default for WasmSettings {
+    fn default() -> Self {
+        Self {
+            cache: None,
+            cache_max_bytes: None,
+            snapshots: true,
+        }
+    }
+}
+
 /// The node as Triage sizes containers against it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeProfile {
     /// What the node has (the edge profile: 4 CPU, 8 GiB).
     pub capacity: Resources,
@@ -42,6 +73,8 @@ pub struct NodeProfile {
     pub reserve: Resources,
     /// Limits for a container whose spec sets none.
     pub defaults: Resources,
+    /// The artifact cache and snapshots.
+    pub wasm: WasmSettings,
 }
 
 impl Default for NodeProfile {
@@ -59,6 +92,7 @@ impl Default for NodeProfile {
                 cpu_millis: 1000,
                 memory_bytes: 256 << 20,
             },
+            wasm: WasmSettings::default(),
         }
     }
 }
@@ -91,6 +125,10 @@ impl NodeProfile {
     /// [defaults]
     /// cpu = 1
     /// memory = "256Mi"
+    /// [wasm]
+    /// cache = "/var/lib/triage/cache"   # or "off"
+    /// cache_max_size = "1Gi"
+    /// snapshots = true
     /// ```
     pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ProfileError> {
         let error = |reason: String| ProfileError {
@@ -102,18 +140,22 @@ impl NodeProfile {
             .map_err(|e| error(format!("not valid TOML: {e}")))?;
         let mut profile = Self::default();
         for (section, item) in doc.iter() {
+            let Some(table) = item.as_table_like() else {
+                return Err(error(format!("[{section}] must be a table")));
+            };
             let target = match section {
                 "capacity" => &mut profile.capacity,
                 "reserve" => &mut profile.reserve,
                 "defaults" => &mut profile.defaults,
+                "wasm" => {
+                    profile.wasm = wasm_settings(table).map_err(error)?;
+                    continue;
+                }
                 other => {
                     return Err(error(format!(
-                        "unknown section [{other}] (expected [capacity], [reserve], [defaults])"
+                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm])"
                     )))
                 }
-            };
-            let Some(table) = item.as_table_like() else {
-                return Err(error(format!("[{section}] must be a table")));
             };
             for (key, value) in table.iter() {
                 let place = format!("{section}.{key}");
@@ -144,6 +186,44 @@ impl NodeProfile {
         }
         Ok(profile)
     }
+}
+
+fn wasm_settings(table: &dyn toml_edit::TableLike) -> Result<WasmSettings, String> {
+    let mut settings = WasmSettings::default();
+    for (key, value) in table.iter() {
+        match key {
+            "cache" => {
+                let text = value
+                    .as_str()
+                    .ok_or("wasm.cache: expected a directory or \"off\"")?
+                    .trim();
+                settings.cache = Some(match text {
+                    "off" => CacheLocation::Off,
+                    dir if dir.starts_with('/') => CacheLocation::Dir(dir.into()),
+                    other => {
+                        return Err(format!(
+                            "wasm.cache: {other:?} is not an absolute directory or \"off\""
+                        ))
+                    }
+                });
+            }
+            "cache_max_size" => {
+                settings.cache_max_bytes =
+                    Some(memory_value(value).map_err(|r| format!("wasm.cache_max_size: {r}"))?)
+            }
+            "snapshots" => {
+                settings.snapshots = value
+                    .as_bool()
+                    .ok_or("wasm.snapshots: expected true or false")?
+            }
+            other => {
+                return Err(format!(
+                    "unknown key wasm.{other} (expected cache, cache_max_size, snapshots)"
+                ))
+            }
+        }
+    }
+    Ok(settings)
 }
 
 fn cpu_value(item: &Item) -> Result<u64, String> {
@@ -239,6 +319,37 @@ pub fn bytes_text(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wasm_section_sets_cache_and_snapshots() {
+        let profile = NodeProfile::from_toml(
+            "p",
+            "[wasm]\ncache = \"/srv/triage-cache\"\ncache_max_size = \"256Mi\"\nsnapshots = false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            profile.wasm,
+            WasmSettings {
+                cache: Some(CacheLocation::Dir("/srv/triage-cache".into())),
+                cache_max_bytes: Some(256 << 20),
+                snapshots: false,
+            }
+        );
+        let off = NodeProfile::from_toml("p", "[wasm]\ncache = \"off\"\n").unwrap();
+        assert_eq!(off.wasm.cache, Some(CacheLocation::Off));
+        assert!(off.wasm.snapshots);
+        let err = NodeProfile::from_toml("/etc/triage/config.toml", "[wasm]\ncache = \"cache\"\n")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node profile /etc/triage/config.toml: wasm.cache: \"cache\" is not an absolute directory or \"off\""
+        );
+        let err = NodeProfile::from_toml("p", "[wasm]\nsnapshot = true\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown key wasm.snapshot"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn default_profile_is_the_edge_node() {

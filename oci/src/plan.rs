@@ -36,6 +36,8 @@ impl WorkloadPlan {
 
 /// The two ways a container runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// One plan per container, made once and never stored in bulk: boxing buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum WorkloadKind {
     /// In the Wasm engine.
     Wasm(WasmPlan),
@@ -60,6 +62,34 @@ pub struct WasmPlan {
     pub preopens: Vec<Preopen>,
     /// Whether the module goes through the node's artifact cache (`triage.io/cache`).
     pub artifact_cache: bool,
+    /// Whether, and with which export, the module is pre-initialised into a snapshot
+    /// that later containers start from (`triage.io/snapshot`, `triage.io/snapshot-init`).
+    pub snapshot: SnapshotPlan,
+}
+
+/// The init export Wizer snapshots are made with unless an annotation names another.
+pub const DEFAULT_SNAPSHOT_INIT: &str = "wizer-initialize";
+
+/// Whether a module is pre-initialised, and by which export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotPlan {
+    /// Never (`triage.io/snapshot: off`).
+    Off,
+    /// When the module exports [`DEFAULT_SNAPSHOT_INIT`].
+    Default,
+    /// With this export, which the module must have (`triage.io/snapshot-init`).
+    Named(String),
+}
+
+impl SnapshotPlan {
+    /// The export to pre-initialise with, if any.
+    pub fn init_export(&self) -> Option<&str> {
+        match self {
+            Self::Off => None,
+            Self::Default => Some(DEFAULT_SNAPSHOT_INIT),
+            Self::Named(name) => Some(name),
+        }
+    }
 }
 
 /// Where a module's bytes are.

@@ -1,15 +1,21 @@
 //! `containerd-shim-triage-v1 cache ls|prune [MAX_BYTES]`: the operator's view of the
-//! node's artifact cache (`$TRIAGE_CACHE_DIR`, default `/var/lib/triage/cache`).
+//! node's artifact cache (the node profile's `[wasm] cache`, else `$TRIAGE_CACHE_DIR`,
+//! else `/var/lib/triage/cache`).
 
 use anyhow::{bail, Context};
-use triage_runtime::engine::cache::{configured_dir, ArtifactCache, DEFAULT_MAX_BYTES};
+use triage_runtime::engine::cache::ArtifactCache;
 
 /// Runs the subcommand; `args` follow `cache`.
 pub fn main(args: &[String]) -> anyhow::Result<()> {
-    let Some(dir) = configured_dir() else {
-        bail!("the artifact cache is off (TRIAGE_CACHE_DIR=off)");
+    let profile = crate::profile::load()?;
+    let settings = crate::profile::cache_settings(&profile);
+    let Some(dir) = settings.dir else {
+        bail!(
+            "the artifact cache is off (node profile {} or TRIAGE_CACHE_DIR=off)",
+            crate::profile::path().display()
+        );
     };
-    let cache = ArtifactCache::open(&dir, DEFAULT_MAX_BYTES)?;
+    let cache = ArtifactCache::open(&dir, settings.max_bytes)?;
     match args.first().map(String::as_str) {
         Some("ls") | None => {
             let entries = cache.entries()?;

@@ -20,6 +20,7 @@ use triage_runtime::container::{
     self,
     reply::{Reply, LOG_FD, REPORT_FD, START_CLOCK_FD},
 };
+use triage_runtime::engine::cache::CacheSettings;
 use triage_runtime::stdio::ContainerStdio;
 
 use crate::reaper::ExitRegistry;
@@ -38,6 +39,8 @@ pub enum HelperRequest {
         bundle: PathBuf,
         /// Where to send the terminal's master, for a container with a terminal.
         console_socket: Option<PathBuf>,
+        /// The node's artifact cache.
+        cache: CacheSettings,
     },
     /// Start a created container.
     Start {
@@ -287,7 +290,15 @@ pub fn main(args: &[String]) -> i32 {
             plan,
             bundle,
             console_socket,
-        } => container::create(plan, bundle, Some(REPORT_FD), console_socket.as_deref()).map(Some),
+            cache,
+        } => container::create(
+            plan,
+            bundle,
+            Some(REPORT_FD),
+            console_socket.as_deref(),
+            cache,
+        )
+        .map(Some),
         HelperRequest::Start { id, bundle } => container::start(id, bundle).map(|()| None),
         HelperRequest::Exec {
             id,

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use triage_oci::{NodeProfile, ProfileError};
+use triage_oci::{CacheLocation, NodeProfile, ProfileError};
+use triage_runtime::engine::cache::CacheSettings;
 
 /// Where the node profile lives unless `TRIAGE_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/triage/config.toml";
@@ -28,5 +29,19 @@ pub fn load() -> Result<NodeProfile, ProfileError> {
             source_name: path.display().to_string(),
             reason: format!("cannot read: {e}"),
         }),
+    }
+}
+
+/// The artifact cache the profile's `[wasm]` section asks for; what it leaves out comes
+/// from `$TRIAGE_CACHE_DIR` / `$TRIAGE_CACHE_MAX_BYTES`, else the defaults.
+pub fn cache_settings(profile: &NodeProfile) -> CacheSettings {
+    let from_env = CacheSettings::from_env();
+    CacheSettings {
+        dir: match &profile.wasm.cache {
+            Some(CacheLocation::Off) => None,
+            Some(CacheLocation::Dir(dir)) => Some(dir.clone()),
+            None => from_env.dir,
+        },
+        max_bytes: profile.wasm.cache_max_bytes.unwrap_or(from_env.max_bytes),
     }
 }

@@ -205,11 +205,15 @@ disabled_plugins = [{disabled}]
         self.dir.path().join("artifact-cache")
     }
 
+    /// The node profile file the shims of this containerd read (`TRIAGE_CONFIG`).
+    pub fn node_profile_path(&self) -> PathBuf {
+        self.dir.path().join("triage-config.toml")
+    }
+
     /// Writes the node profile the shims of this containerd read (`TRIAGE_CONFIG`); without
     /// one they use the built-in profile.
     pub fn write_node_profile(&self, toml: &str) -> anyhow::Result<()> {
-        std::fs::write(self.dir.path().join("triage-config.toml"), toml)
-            .context("writing the node profile")
+        std::fs::write(self.node_profile_path(), toml).context("writing the node profile")
     }
 
     /// Starts the daemon on the existing config; its output is appended to the log.
@@ -230,7 +234,7 @@ disabled_plugins = [{disabled}]
             .arg("--config")
             .arg(d.join("config.toml"))
             .env("PATH", path)
-            .env("TRIAGE_CONFIG", d.join("triage-config.toml"))
+            .env("TRIAGE_CONFIG", self.node_profile_path())
             .env("TRIAGE_CACHE_DIR", d.join("artifact-cache"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

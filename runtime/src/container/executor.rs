@@ -35,24 +35,27 @@ static PREPARED: Mutex<Option<Box<dyn PreparedGuest + Send>>> = Mutex::new(None)
 /// process; `prepare` uses it (and the module it holds) instead of compiling.
 static PRELOADED: OnceLock<Box<dyn crate::engine::WasmEngine>> = OnceLock::new();
 
-/// Loads the plan's module through the artifact cache in the helper, before the fork.
-/// Returns the outcome for the log; `None` where nothing was preloaded (a native plan, a
-/// module in an image layer, `triage.io/cache: off`, or a cache that cannot be used:
+/// Loads the plan's module through the artifact cache in the helper, before the fork:
+/// from its snapshot where the plan asks for one and the module has the init export.
+/// Returns what happened, for the log; `None` where nothing was preloaded (a native plan,
+/// a module in an image layer, `triage.io/cache: off`, or a cache that cannot be used:
 /// then the init compiles).
-pub fn preload_module(plan: &WorkloadPlan) -> Option<crate::engine::cache::CacheOutcome> {
+pub fn preload_module(
+    plan: &WorkloadPlan,
+    spec: Option<&Spec>,
+    settings: &crate::engine::cache::CacheSettings,
+) -> Option<engine::Preloaded> {
     let WorkloadKind::Wasm(WasmPlan {
         module: ModuleSource::File { host_path, .. },
         artifact_cache: true,
+        snapshot,
         ..
     }) = &plan.kind
     else {
         return None;
     };
-    let dir = crate::engine::cache::configured_dir()?;
-    let cache = match crate::engine::cache::ArtifactCache::open(
-        &dir,
-        crate::engine::cache::DEFAULT_MAX_BYTES,
-    ) {
+    let dir = settings.dir.as_ref()?;
+    let cache = match crate::engine::cache::ArtifactCache::open(dir, settings.max_bytes) {
         Ok(cache) => cache,
         Err(e) => {
             tracing::warn!(container = %plan.id, "{e}; compiling without the cache");
@@ -60,17 +63,22 @@ pub fn preload_module(plan: &WorkloadPlan) -> Option<crate::engine::cache::Cache
         }
     };
     let engine = engine::default_engine(&plan.id).ok()?;
+    let options = engine::PreloadOptions {
+        snapshot_init: snapshot.init_export().map(str::to_owned),
+        init_memory_limit: spec.and_then(memory_limit),
+    };
     let started = std::time::Instant::now();
-    match engine.preload(&plan.id, host_path, &cache) {
-        Ok(outcome) => {
+    match engine.preload(&plan.id, host_path, &cache, &options) {
+        Ok(preloaded) => {
             tracing::info!(
                 container = %plan.id,
-                ?outcome,
+                outcome = ?preloaded.outcome,
+                snapshot = preloaded.snapshot_of.as_deref().unwrap_or("none"),
                 ms = started.elapsed().as_secs_f64() * 1000.0,
                 "wasm module from the artifact cache"
             );
             let _ = PRELOADED.set(engine);
-            Some(outcome)
+            Some(preloaded)
         }
         Err(e) => {
             tracing::warn!(container = %plan.id, "{e}; compiling in the container instead");
@@ -136,6 +144,7 @@ impl TriageExecutor {
             env: wasm.env.clone(),
             // After pivot_root the container's view is this process's view.
             preopens: directory_preopens(&wasm.preopens),
+            stdio: engine::GuestStdio::Inherit,
         };
         // From here on this process is the guest's: a terminating signal ends it with
         // 128+signal, also while it still waits for Start (PID 1 would ignore it).

@@ -44,7 +44,8 @@ fn container_error(id: &str, op: &'static str, err: impl std::error::Error) -> R
 ///
 /// The container's stdio is this process's fds 0, 1 and 2, or, with `console_socket`, a
 /// new terminal whose master libcontainer sends to that socket. The init process waits for
-/// [`start`]. `report_fd` receives errors that happen inside the container before it is
+/// [`start`]. A Wasm module comes from the artifact cache `cache` where the plan allows.
+/// `report_fd` receives errors that happen inside the container before it is
 /// ready (libcontainer only tells its caller that the init process failed). On failure
 /// everything created is removed again.
 pub fn create(
@@ -52,11 +53,14 @@ pub fn create(
     bundle: &Path,
     report_fd: Option<i32>,
     console_socket: Option<&Path>,
+    cache: &crate::engine::cache::CacheSettings,
 ) -> Result<i32, RuntimeError> {
     let id = plan.id.as_str();
     let root = state_root(bundle);
-    // Compiled once per node: loaded here, before the fork, from the artifact cache.
-    executor::preload_module(plan);
+    // Compiled (and pre-initialised) once per node: loaded here, before the fork, from
+    // the artifact cache. The init's memory limit bounds a snapshot's init.
+    let spec = libcontainer::oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
+    executor::preload_module(plan, spec.as_ref(), cache);
     let executor = TriageExecutor::new(plan.clone(), report_fd);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)
@@ -119,6 +123,63 @@ pub fn start(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
     container
         .start()
         .map_err(|e| container_error(id, "start", e))
+}
+
+/// Starts a created container from any process, the shim's included: what libcontainer's
+/// `Container::start` does (wake the init through its notify socket, record the container
+/// as running) without forking or changing the working directory, so no helper process is
+/// needed. Returns `Ok(false)`, having done nothing, when the spec has poststart hooks:
+/// those run as processes, through [`start`] in a helper.
+pub fn release(id: &str, bundle: &Path) -> Result<bool, RuntimeError> {
+    use libcontainer::container::ContainerStatus;
+    use libcontainer::notify_socket::NOTIFY_FILE;
+
+    let root = state_root(bundle).join(id);
+    let mut container =
+        Container::load(root.clone()).map_err(|e| container_error(id, "load", e))?;
+    if !container.can_start() {
+        return Err(RuntimeError::Container {
+            id: id.to_owned(),
+            op: "start",
+            reason: format!("the container is {}, not created", container.status()),
+        });
+    }
+    let config = container
+        .spec()
+        .map_err(|e| container_error(id, "start", e))?;
+    let poststart = config.hooks.as_ref().and_then(|h| h.poststart().as_ref());
+    if poststart.is_some_and(|hooks| !hooks.is_empty()) {
+        return Ok(false);
+    }
+    notify_start(&root.join(NOTIFY_FILE)).map_err(|e| RuntimeError::Container {
+        id: id.to_owned(),
+        op: "start",
+        reason: format!(
+            "waking the init through {}: {e}",
+            root.join(NOTIFY_FILE).display()
+        ),
+    })?;
+    container
+        .set_status(ContainerStatus::Running)
+        .save()
+        .map_err(|e| container_error(id, "start", e))?;
+    Ok(true)
+}
+
+/// Sends libcontainer's start message to the init waiting on `socket`. The socket is
+/// reached through an `O_PATH` descriptor of its directory, since a bundle path can be
+/// longer than a socket address allows.
+fn notify_start(socket: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    let name = socket.file_name().unwrap_or_default();
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd")
+        .join(std::os::fd::AsRawFd::as_raw_fd(&dir).to_string())
+        .join(name);
+    let mut stream = std::os::unix::net::UnixStream::connect(short)?;
+    stream.write_all(b"start container")
+    // Dropping the stream closes it: the init reads to end of file.
 }
 
 /// Freezes every process of the container (cgroup freezer).

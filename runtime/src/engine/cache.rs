@@ -37,6 +37,45 @@ pub fn configured_dir() -> Option<PathBuf> {
 /// The size bound unless configured otherwise.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
+/// The environment variable that sets the size bound, in bytes.
+pub const MAX_BYTES_ENV: &str = "TRIAGE_CACHE_MAX_BYTES";
+
+/// Where the cache is and how big it may grow, as a helper process receives them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheSettings {
+    /// The directory; `None` when the cache is off.
+    pub dir: Option<PathBuf>,
+    /// The size bound: least recently used entries go beyond it.
+    pub max_bytes: u64,
+}
+
+impl CacheSettings {
+    /// `$TRIAGE_CACHE_DIR` (see [`configured_dir`]) and `$TRIAGE_CACHE_MAX_BYTES`, else
+    /// the defaults.
+    pub fn from_env() -> Self {
+        Self {
+            dir: configured_dir(),
+            max_bytes: std::env::var(MAX_BYTES_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(DEFAULT_MAX_BYTES),
+        }
+    }
+
+    /// The environment that makes [`CacheSettings::from_env`] return these settings.
+    pub fn to_env(&self) -> [(&'static str, std::ffi::OsString); 2] {
+        [
+            (
+                DIR_ENV,
+                self.dir
+                    .as_ref()
+                    .map_or_else(|| "off".into(), |d| d.clone().into_os_string()),
+            ),
+            (MAX_BYTES_ENV, self.max_bytes.to_string().into()),
+        ]
+    }
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Why the cache could not serve an entry.
@@ -362,6 +401,22 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn settings_travel_through_the_environment() {
+        let settings = CacheSettings {
+            dir: Some(PathBuf::from("/srv/cache")),
+            max_bytes: 5 << 20,
+        };
+        let env = settings.to_env();
+        assert_eq!(env[0], (DIR_ENV, "/srv/cache".into()));
+        assert_eq!(env[1], (MAX_BYTES_ENV, "5242880".into()));
+        let off = CacheSettings {
+            dir: None,
+            max_bytes: DEFAULT_MAX_BYTES,
+        };
+        assert_eq!(off.to_env()[0], (DIR_ENV, "off".into()));
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 pub mod cache;
 
 #[cfg(feature = "wasmtime")]
+mod snapshot;
+#[cfg(feature = "wasmtime")]
 mod wasmtime;
 #[cfg(feature = "wasmtime")]
 pub use self::wasmtime::WasmtimeEngine;
@@ -30,6 +32,37 @@ pub struct GuestInvocation {
     /// The container's memory limit in bytes (`linux.resources.memory.limit`), which the
     /// guest's linear memories must fit in beside the engine itself.
     pub memory_limit: Option<u64>,
+    /// Where the guest's stdio goes.
+    pub stdio: GuestStdio,
+}
+
+/// Where a guest's stdin, stdout and stderr are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestStdio {
+    /// This process's fds 0, 1 and 2 (the container's stdio).
+    Inherit,
+    /// Nothing: reads see end of file, writes are discarded (benchmarks).
+    Discard,
+}
+
+/// What [`WasmEngine::preload`] should do beside loading the module.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreloadOptions {
+    /// Pre-initialise the module with this export when the module has it: the export
+    /// runs once per node and later containers start from the memory and globals it left
+    /// (a Wizer snapshot). `None` loads the module as it is.
+    pub snapshot_init: Option<String>,
+    /// The memory the init function may use (the container's limit).
+    pub init_memory_limit: Option<u64>,
+}
+
+/// What [`WasmEngine::preload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preloaded {
+    /// Whether the artifact came from the cache.
+    pub outcome: cache::CacheOutcome,
+    /// The init export the loaded module was pre-initialised with, if it is a snapshot.
+    pub snapshot_of: Option<String>,
 }
 
 /// How a guest ended.
@@ -146,21 +179,24 @@ pub trait WasmEngine: Send + Sync {
         export: &str,
     ) -> Result<(), EngineError>;
 
-    /// Loads the module at `host_path` ahead of the container's creation: from the
-    /// artifact cache when it holds a verified entry for it, else compiled and stored
-    /// there. A later [`WasmEngine::prepare`] by this engine uses it instead of compiling.
+    /// Loads and links the module at `host_path` ahead of the container's creation: from
+    /// the artifact cache when it holds a verified entry for it, else compiled (and, with
+    /// [`PreloadOptions::snapshot_init`], pre-initialised) once and stored there. A later
+    /// [`WasmEngine::prepare`] by this engine uses it instead of compiling and linking.
     /// Runs in the single-threaded helper before libcontainer forks the container's init,
-    /// which inherits the loaded module.
+    /// which inherits the loaded module: it starts no thread.
     fn preload(
         &self,
         id: &str,
         host_path: &std::path::Path,
         cache: &cache::ArtifactCache,
-    ) -> Result<cache::CacheOutcome, EngineError>;
+        options: &PreloadOptions,
+    ) -> Result<Preloaded, EngineError>;
 
-    /// Compiles (unless preloaded) and links the guest so that [`PreparedGuest::run`]
-    /// only instantiates and calls it. Every error a guest can have before it runs (invalid module, missing
-    /// import or export, unopenable preopen) is reported here.
+    /// Compiles and links the guest (unless preloaded) and instantiates it where that
+    /// runs no guest code, so that [`PreparedGuest::run`] only calls its export. Every
+    /// error a guest can have before it runs (invalid module, missing import or export,
+    /// unopenable preopen) is reported here.
     fn prepare(
         &self,
         invocation: &GuestInvocation,
@@ -226,18 +262,25 @@ pub fn default_engine(id: &str) -> Result<Box<dyn WasmEngine>, EngineError> {
     }
 }
 
-/// Reads and validates a module file with the default engine.
+/// Reads and validates a module file with the default engine: `export` must exist, and
+/// so must `snapshot_init` where an annotation named it.
 pub fn validate_module_file(
     id: &str,
     path: &std::path::Path,
     export: &str,
+    snapshot_init: Option<&str>,
 ) -> Result<(), EngineError> {
     let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
         id: id.to_owned(),
         path: path.to_path_buf(),
         source,
     })?;
-    default_engine(id)?.validate(id, path, &bytes, export)
+    let engine = default_engine(id)?;
+    engine.validate(id, path, &bytes, export)?;
+    if let Some(init) = snapshot_init {
+        engine.validate(id, path, &bytes, init)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

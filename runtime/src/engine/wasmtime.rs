@@ -3,14 +3,14 @@
 use std::path::Path;
 
 use wasmtime::wasmparser::{ExternalKind, Parser, Payload};
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store};
+use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Module, ResourceLimiter, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use super::cache::{ArtifactCache, CacheOutcome};
+use super::cache::{ArtifactCache, CacheError, CacheOutcome};
 use super::{
-    guest_memory_budget, mib, resident_bytes, EngineError, GuestExit, GuestInterrupt,
-    GuestInvocation, PreparedGuest, WasmEngine,
+    guest_memory_budget, mib, resident_bytes, snapshot, EngineError, GuestExit, GuestInterrupt,
+    GuestInvocation, GuestStdio, PreloadOptions, Preloaded, PreparedGuest, WasmEngine,
 };
 
 /// The wasmtime release this build links (pinned with `=` in the workspace manifest);
@@ -20,8 +20,17 @@ const WASMTIME_VERSION: &str = "48.0.8";
 /// wasmtime with Cranelift, one `Engine` per instance of this type.
 pub struct WasmtimeEngine {
     engine: Engine,
-    /// The module [`WasmEngine::preload`] loaded, by the host path it came from.
-    preloaded: std::sync::Mutex<Option<(std::path::PathBuf, Module)>>,
+    /// The module [`WasmEngine::preload`] loaded and linked, ready to instantiate.
+    warm: std::sync::Mutex<Option<WarmModule>>,
+}
+
+/// A module linked against WASI: what a container's Start instantiates.
+#[derive(Clone)]
+struct WarmModule {
+    pre: InstancePre<GuestState>,
+    /// Whether instantiating runs guest code (a wasm start function): then it waits
+    /// for Start instead of happening at Create.
+    has_start_function: bool,
 }
 
 impl WasmtimeEngine {
@@ -38,24 +47,116 @@ impl WasmtimeEngine {
         let engine = Engine::new(&config).expect("wasmtime default configuration is valid");
         Self {
             engine,
-            preloaded: std::sync::Mutex::new(None),
+            warm: std::sync::Mutex::new(None),
         }
     }
 
-    /// The artifact cache's entry for `bytes` under this engine's version and settings.
-    fn cache_entry(&self, bytes: &[u8]) -> String {
+    /// The artifact cache's entry for `bytes` (pre-initialised with `snapshot_init`)
+    /// under this engine's version and settings.
+    fn cache_entry(&self, bytes: &[u8], snapshot_init: Option<&str>) -> String {
         use sha2::Digest;
         use std::hash::{Hash, Hasher};
         let mut settings = std::collections::hash_map::DefaultHasher::new();
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut settings);
-        ArtifactCache::entry_name(&[
-            b"wasmtime",
-            WASMTIME_VERSION.as_bytes(),
-            &settings.finish().to_le_bytes(),
-            &sha2::Sha256::digest(bytes),
-        ])
+        let digest = sha2::Sha256::digest(bytes);
+        let settings = settings.finish().to_le_bytes();
+        let mut parts: Vec<&[u8]> =
+            vec![b"wasmtime", WASMTIME_VERSION.as_bytes(), &settings, &digest];
+        if let Some(init) = snapshot_init {
+            parts.extend([b"snapshot".as_slice(), init.as_bytes()]);
+        }
+        ArtifactCache::entry_name(&parts)
+    }
+
+    /// Maps the verified artifact and links it against WASI.
+    fn load_artifact(
+        &self,
+        id: &str,
+        path: &Path,
+        artifact: &Path,
+        has_start_function: bool,
+    ) -> Result<WarmModule, EngineError> {
+        // SAFETY: the artifact verified against this node's cache key, so it is native
+        // code this engine build compiled; its entry name pins version and settings.
+        let module = unsafe { Module::deserialize_file(&self.engine, artifact) }.map_err(|e| {
+            EngineError::Invalid {
+                id: id.to_owned(),
+                path: path.to_path_buf(),
+                reason: format!("loading the cached artifact {}: {e:#}", artifact.display()),
+            }
+        })?;
+        self.link(id, module, has_start_function)
+    }
+
+    fn link(
+        &self,
+        id: &str,
+        module: Module,
+        has_start_function: bool,
+    ) -> Result<WarmModule, EngineError> {
+        let setup = |what: &str, e: wasmtime::Error| EngineError::Setup {
+            id: id.to_owned(),
+            reason: format!("{what}: {e:#}"),
+        };
+        let mut linker: Linker<GuestState> = Linker::new(&self.engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state| &mut state.wasi)
+            .map_err(|e| setup("linking WASI", e))?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .map_err(|e| setup("linking the module's imports", e))?;
+        Ok(WarmModule {
+            pre,
+            has_start_function,
+        })
+    }
+
+    /// The snapshot entry for `bytes`, built once per node: `None` (logged) when the
+    /// init fails, so that the container runs the module as it is.
+    fn preload_snapshot(
+        &self,
+        id: &str,
+        host_path: &Path,
+        bytes: &[u8],
+        cache: &ArtifactCache,
+        init: &str,
+        options: &PreloadOptions,
+    ) -> Result<Option<(WarmModule, CacheOutcome)>, EngineError> {
+        let entry = self.cache_entry(bytes, Some(init));
+        let built = cache.get_or_build(&entry, || {
+            let started = std::time::Instant::now();
+            let snapshot = snapshot::pre_initialise(bytes, init, options.init_memory_limit)?;
+            tracing::info!(
+                container = %id,
+                init,
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                bytes = snapshot.len(),
+                "wasm module pre-initialised"
+            );
+            self.engine
+                .precompile_module(&snapshot)
+                .map_err(|e| format!("compiling the snapshot: {e:#}"))
+        });
+        match built {
+            Ok((artifact, outcome)) => {
+                // Wizer removes the start function: the snapshot is past it.
+                let warm = self.load_artifact(id, host_path, &artifact, false)?;
+                Ok(Some((warm, outcome)))
+            }
+            Err(CacheError::Build(reason)) => {
+                tracing::warn!(
+                    container = %id,
+                    "container {id}: no snapshot of {} with init export {init:?}: {reason}; the module runs as it is",
+                    host_path.display()
+                );
+                Ok(None)
+            }
+            Err(source) => Err(EngineError::Cache {
+                id: id.to_owned(),
+                source,
+            }),
+        }
     }
 }
 
@@ -83,7 +184,9 @@ impl WasmEngine for WasmtimeEngine {
             reason,
         };
         Module::validate(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
-        let exports = function_exports(bytes).map_err(|e| invalid(e.to_string()))?;
+        let exports = ModuleFacts::read(bytes)
+            .map_err(|e| invalid(e.to_string()))?
+            .function_exports;
         if !exports.iter().any(|name| name == export) {
             return Err(EngineError::MissingExport {
                 id: id.to_owned(),
@@ -100,7 +203,8 @@ impl WasmEngine for WasmtimeEngine {
         id: &str,
         host_path: &Path,
         cache: &ArtifactCache,
-    ) -> Result<CacheOutcome, EngineError> {
+        options: &PreloadOptions,
+    ) -> Result<Preloaded, EngineError> {
         let bytes = std::fs::read(host_path).map_err(|source| EngineError::Read {
             id: id.to_owned(),
             path: host_path.to_path_buf(),
@@ -111,7 +215,23 @@ impl WasmEngine for WasmtimeEngine {
             path: host_path.to_path_buf(),
             reason,
         };
-        let entry = self.cache_entry(&bytes);
+        let facts = ModuleFacts::read(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let snapshot_init = options
+            .snapshot_init
+            .as_deref()
+            .filter(|init| facts.function_exports.iter().any(|e| e == init));
+        if let Some(init) = snapshot_init {
+            if let Some((warm, outcome)) =
+                self.preload_snapshot(id, host_path, &bytes, cache, init, options)?
+            {
+                *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(warm);
+                return Ok(Preloaded {
+                    outcome,
+                    snapshot_of: Some(init.to_owned()),
+                });
+            }
+        }
+        let entry = self.cache_entry(&bytes, None);
         let (artifact, outcome) = cache
             .get_or_build(&entry, || {
                 self.engine
@@ -119,23 +239,18 @@ impl WasmEngine for WasmtimeEngine {
                     .map_err(|e| format!("{e:#}"))
             })
             .map_err(|e| match e {
-                super::cache::CacheError::Build(reason) => invalid(reason),
+                CacheError::Build(reason) => invalid(reason),
                 source => EngineError::Cache {
                     id: id.to_owned(),
                     source,
                 },
             })?;
-        // SAFETY: the artifact verified against this node's cache key, so it is native
-        // code this engine build compiled; its entry name pins version and settings.
-        let module = unsafe { Module::deserialize_file(&self.engine, &artifact) }.map_err(|e| {
-            invalid(format!(
-                "loading the cached artifact {}: {e:#}",
-                artifact.display()
-            ))
-        })?;
-        *self.preloaded.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((host_path.to_path_buf(), module));
-        Ok(outcome)
+        let warm = self.load_artifact(id, host_path, &artifact, facts.has_start_function)?;
+        *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(warm);
+        Ok(Preloaded {
+            outcome,
+            snapshot_of: None,
+        })
     }
 
     fn prepare(&self, inv: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
@@ -143,23 +258,31 @@ impl WasmEngine for WasmtimeEngine {
             id: inv.id.clone(),
             reason: format!("{what}: {e:#}"),
         };
-        let preloaded = self
-            .preloaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .map(|(_, module)| module);
-        let module = match preloaded {
-            Some(module) => module,
-            None => Module::from_file(&self.engine, &inv.module_path).map_err(|e| {
-                EngineError::Invalid {
+        // Cloning an `InstancePre` shares its module and linked imports.
+        let preloaded = self.warm.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let warm = match preloaded {
+            Some(warm) => warm,
+            None => {
+                let invalid = |reason: String| EngineError::Invalid {
                     id: inv.id.clone(),
                     path: inv.module_path.clone(),
-                    reason: format!("{e:#}"),
-                }
-            })?,
+                    reason,
+                };
+                let bytes =
+                    std::fs::read(&inv.module_path).map_err(|source| EngineError::Read {
+                        id: inv.id.clone(),
+                        path: inv.module_path.clone(),
+                        source,
+                    })?;
+                let facts = ModuleFacts::read(&bytes).map_err(|e| invalid(e.to_string()))?;
+                let module =
+                    Module::new(&self.engine, &bytes).map_err(|e| invalid(format!("{e:#}")))?;
+                self.link(&inv.id, module, facts.has_start_function)?
+            }
         };
-        let exports: Vec<String> = module
+        let exports: Vec<String> = warm
+            .pre
+            .module()
             .exports()
             .filter(|e| e.ty().func().is_some())
             .map(|e| e.name().to_owned())
@@ -173,15 +296,11 @@ impl WasmEngine for WasmtimeEngine {
             });
         }
 
-        let mut linker: Linker<GuestState> = Linker::new(&self.engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state| &mut state.wasi)
-            .map_err(|e| setup("linking WASI", e))?;
-        let pre = linker
-            .instantiate_pre(&module)
-            .map_err(|e| setup("linking the module's imports", e))?;
-
         let mut wasi = WasiCtxBuilder::new();
-        wasi.inherit_stdio().args(&inv.args).envs(&inv.env);
+        if inv.stdio == GuestStdio::Inherit {
+            wasi.inherit_stdio();
+        }
+        wasi.args(&inv.args).envs(&inv.env);
         for (dir, guest, read_only) in &inv.preopens {
             let perms = if *read_only {
                 FsPerms::ReadOnly
@@ -212,8 +331,19 @@ impl WasmEngine for WasmtimeEngine {
         store.limiter(|state| state as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_trap();
+        // Instantiating maps the memory image and runs no guest code unless the module
+        // has a start function: do it now, so that Start only calls the export.
+        let ready = if warm.has_start_function {
+            Ready::Linked(warm.pre)
+        } else {
+            Ready::Instance(
+                warm.pre
+                    .instantiate(&mut store)
+                    .map_err(|e| setup("instantiating", e))?,
+            )
+        };
         Ok(Box::new(WasmtimeGuest {
-            pre,
+            ready,
             store,
             export: inv.export.clone(),
             id: inv.id.clone(),
@@ -293,9 +423,17 @@ impl GuestInterrupt for EpochInterrupt {
     }
 }
 
+/// How far a guest got before Start.
+enum Ready {
+    /// Instantiated: Start calls the export.
+    Instance(Instance),
+    /// Linked only, because instantiating runs its start function.
+    Linked(InstancePre<GuestState>),
+}
+
 /// A wasmtime guest with its module linked and its WASI context built.
 struct WasmtimeGuest {
-    pre: InstancePre<GuestState>,
+    ready: Ready,
     store: Store<GuestState>,
     export: String,
     id: String,
@@ -308,12 +446,16 @@ impl PreparedGuest for WasmtimeGuest {
 
     fn run(self: Box<Self>) -> Result<GuestExit, EngineError> {
         let Self {
-            pre,
+            ready,
             mut store,
             export,
             id,
         } = *self;
-        let instance = match pre.instantiate(&mut store) {
+        let instantiated = match ready {
+            Ready::Instance(instance) => Ok(instance),
+            Ready::Linked(pre) => pre.instantiate(&mut store),
+        };
+        let instance = match instantiated {
             Ok(instance) => instance,
             // A trap in a start function is the guest's own failure.
             Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => {
@@ -368,20 +510,34 @@ fn outcome(store: &Store<GuestState>, e: wasmtime::Error) -> GuestExit {
     }
 }
 
-/// Names of the module's function exports.
-fn function_exports(bytes: &[u8]) -> Result<Vec<String>, wasmtime::wasmparser::BinaryReaderError> {
-    let mut names = Vec::new();
-    for payload in Parser::new(0).parse_all(bytes) {
-        if let Payload::ExportSection(reader) = payload? {
-            for export in reader {
-                let export = export?;
-                if export.kind == ExternalKind::Func {
-                    names.push(export.name.to_owned());
+/// What Triage needs to know of a module before compiling it.
+struct ModuleFacts {
+    function_exports: Vec<String>,
+    has_start_function: bool,
+}
+
+impl ModuleFacts {
+    fn read(bytes: &[u8]) -> Result<Self, wasmtime::wasmparser::BinaryReaderError> {
+        let mut facts = Self {
+            function_exports: Vec::new(),
+            has_start_function: false,
+        };
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload? {
+                Payload::ExportSection(reader) => {
+                    for export in reader {
+                        let export = export?;
+                        if export.kind == ExternalKind::Func {
+                            facts.function_exports.push(export.name.to_owned());
+                        }
+                    }
                 }
+                Payload::StartSection { .. } => facts.has_start_function = true,
+                _ => {}
             }
         }
+        Ok(facts)
     }
-    Ok(names)
 }
 
 #[cfg(test)]

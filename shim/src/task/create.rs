@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::{TaskCreate, TaskExit, TaskIO, TaskOOM};
-use triage_oci::{plan_workload, Bundle, DecisionReason, ModuleSource, PlanError, WorkloadPlan};
+use triage_oci::{
+    plan_workload, Bundle, DecisionReason, ModuleSource, PlanError, SnapshotPlan, WorkloadKind,
+    WorkloadPlan,
+};
 use triage_runtime::engine::validate_module_file;
 use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
 use triage_runtime::stdio::{ContainerStdio, StdioPaths};
@@ -132,12 +135,22 @@ impl TaskService {
         start_clock: OwnedFd,
     ) -> Result<(i32, bool, Option<OwnedFd>), TaskError> {
         let mut spec = Bundle::load(id, bundle)?;
-        admit_resources(&mut spec)?;
-        let plan = self.plan(&spec)?;
+        let profile = admit_resources(&mut spec)?;
+        let cache = crate::profile::cache_settings(&profile);
+        let mut plan = self.plan(&spec)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
-        if let Some(wasm) = plan.wasm() {
+        if let WorkloadKind::Wasm(wasm) = &mut plan.kind {
+            // Snapshots live in the cache: without it, or off on this node, there are none.
+            if cache.dir.is_none() || !wasm.artifact_cache || !profile.wasm.snapshots {
+                wasm.snapshot = SnapshotPlan::Off;
+            }
             if let ModuleSource::File { host_path, .. } = &wasm.module {
-                validate_module_file(id, host_path, &wasm.export)
+                // An init export an annotation names must exist; the default one may not.
+                let named_init = match &wasm.snapshot {
+                    SnapshotPlan::Named(init) => Some(init.as_str()),
+                    _ => None,
+                };
+                validate_module_file(id, host_path.as_path(), &wasm.export, named_init)
                     .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
             }
         }
@@ -155,6 +168,7 @@ impl TaskService {
             plan: Box::new(plan),
             bundle: bundle.to_path_buf(),
             console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+            cache,
         };
         let pid = helper::call_with_clock(
             &request,
@@ -278,7 +292,7 @@ impl TaskService {
 /// Checks the container's resources against the node profile and, where the spec sets
 /// no limit, writes the profile's defaults into the bundle's `config.json` (which
 /// libcontainer reads to build the cgroup).
-fn admit_resources(bundle: &mut Bundle) -> Result<(), TaskError> {
+fn admit_resources(bundle: &mut Bundle) -> Result<triage_oci::NodeProfile, TaskError> {
     let id = bundle.id.clone();
     let profile = crate::profile::load()
         .map_err(|e| TaskError::FailedPrecondition(format!("container {id}: {e}")))?;
@@ -293,7 +307,7 @@ fn admit_resources(bundle: &mut Bundle) -> Result<(), TaskError> {
             defaulted.join(", ")
         );
     }
-    Ok(())
+    Ok(profile)
 }
 
 /// A console socket for a process that asked for a terminal.

@@ -37,11 +37,19 @@ impl TaskService {
             let now = triage_runtime::container::reply::monotonic_ns();
             let _ = clock.write_all(&now.to_le_bytes());
         }
-        let request = HelperRequest::Start {
-            id: container.id.clone(),
-            bundle: container.bundle.clone(),
+        // Waking the init is a socket write: done here, unless poststart hooks must run
+        // (they are processes, so a helper runs them).
+        let result = match triage_runtime::container::release(&container.id, &container.bundle) {
+            Ok(true) => Ok(None),
+            Ok(false) => {
+                let request = HelperRequest::Start {
+                    id: container.id.clone(),
+                    bundle: container.bundle.clone(),
+                };
+                helper::call(&request, None, self.log.as_ref(), &self.exits)
+            }
+            Err(e) => Err(helper::HelperError::Failed(e.to_string())),
         };
-        let result = helper::call(&request, None, self.log.as_ref(), &self.exits);
         container.finish_start(result.is_ok().then_some(pid), || {
             self.events.publish(TaskEvent::Start(TaskStart {
                 container_id: container.id.clone(),

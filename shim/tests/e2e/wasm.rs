@@ -120,7 +120,7 @@ fn guest_sees_only_its_rootfs_and_mounts() {
     assert_eq!(
         lines[0],
         "ls /: bad.wasm data dev etc exit.wasm fsprobe.wasm hello.sh hello.wasm memhog.wasm proc reactor.wasm \
-         run sleeper.wasm spin.wasm sys trap.wasm waiter.wasm"
+         run sleeper.wasm snapinit.wasm spin.wasm sys trap.wasm waiter.wasm"
     );
     assert_eq!(lines[1], "read /etc/motd: ok inside the wasm image");
     assert_eq!(lines[2], "read /data/data.txt: ok from the host mount");
@@ -230,6 +230,101 @@ fn modules_are_compiled_once_and_a_tampered_artifact_is_rebuilt() {
         "{out:?}"
     );
     assert_clean(&ctd, "cache-bad");
+}
+
+#[test]
+fn a_snapshot_is_made_once_and_starts_later_containers_with_the_same_output() {
+    let Some(ctd) =
+        containerd("a_snapshot_is_made_once_and_starts_later_containers_with_the_same_output")
+    else {
+        return;
+    };
+    let preload_line = |id: &str| {
+        let log = shim_log(&ctd, id);
+        log.lines()
+            .find(|l| l.contains("wasm module from the artifact cache"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no artifact cache line for {id}:\n{log}"))
+    };
+    // The reference: the guest builds its 16 MiB table itself, in every container.
+    let off = ["--annotation", "triage.io/snapshot=off"];
+    let reference = run(
+        &ctd,
+        &off,
+        WASM_IMAGE,
+        "snap-off",
+        &["/snapinit.wasm", "777"],
+    );
+    assert_eq!(reference.code, 0, "{reference:?}");
+    assert!(
+        reference
+            .stdout
+            .starts_with("table of 4194304 entries (16 MiB), digest "),
+        "{reference:?}"
+    );
+    assert!(
+        preload_line("snap-off").contains("snapshot=\"none\""),
+        "{}",
+        preload_line("snap-off")
+    );
+
+    // The first container with snapshots on runs `wizer-initialize` once, outside any
+    // container; it and every later one start from the snapshot.
+    for (id, outcome) in [("snap-1", "outcome=Built"), ("snap-2", "outcome=Hit")] {
+        let out = run(&ctd, &[], WASM_IMAGE, id, &["/snapinit.wasm", "777"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(
+            out.stdout, reference.stdout,
+            "snapshot output differs from running the init"
+        );
+        let line = preload_line(id);
+        assert!(line.contains(outcome), "{id}: {line}");
+        assert!(line.contains("wizer-initialize"), "{id}: {line}");
+    }
+    assert!(shim_log(&ctd, "snap-1").contains("wasm module pre-initialised"));
+    assert!(!shim_log(&ctd, "snap-2").contains("wasm module pre-initialised"));
+
+    // A module without the init export runs as it is, with no error.
+    let out = run(&ctd, &[], WASM_IMAGE, "snap-none", &["/hello.wasm"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        preload_line("snap-none").contains("snapshot=\"none\""),
+        "{}",
+        preload_line("snap-none")
+    );
+
+    // An init export named by annotation must exist.
+    let named = ["--annotation", "triage.io/snapshot-init=build_tables"];
+    let out = run(
+        &ctd,
+        &named,
+        WASM_IMAGE,
+        "snap-missing",
+        &["/snapinit.wasm"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("container snap-missing: wasm module")
+            && out
+                .stderr
+                .contains("snapinit.wasm has no function export \"build_tables\""),
+        "{out:?}"
+    );
+    assert_clean(&ctd, "snap-missing");
+
+    // The node profile turns snapshots off for every container.
+    ctd.write_node_profile("[wasm]\nsnapshots = false\n")
+        .unwrap();
+    let out = run(
+        &ctd,
+        &[],
+        WASM_IMAGE,
+        "snap-node-off",
+        &["/snapinit.wasm", "777"],
+    );
+    assert_eq!(out.stdout, reference.stdout, "{out:?}");
+    let line = preload_line("snap-node-off");
+    assert!(!line.contains("wizer-initialize"), "{line}");
 }
 
 #[test]

@@ -52,6 +52,7 @@ pub struct Image {
 /// The Wasm workloads the image carries, as `NAME.wasm` at its root.
 pub const WASM_WORKLOADS: &[&str] = &[
     "hello", "exit", "trap", "sleeper", "fsprobe", "reactor", "spin", "memhog", "waiter",
+    "snapinit",
 ];
 
 /// Applets linked to busybox in the native image.

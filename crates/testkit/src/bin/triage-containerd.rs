@@ -1,5 +1,6 @@
 //! Runs a command against a private containerd: starts it, imports images, exports
-//! `CONTAINERD_ADDRESS`/`CONTAINERD_NAMESPACE` (which `ctr` reads), runs the command,
+//! `CONTAINERD_ADDRESS`/`CONTAINERD_NAMESPACE` (which `ctr` reads) and the shims'
+//! `TRIAGE_CACHE_DIR` and `TRIAGE_CONFIG`, runs the command,
 //! stops containerd and cleans up. Used by the scripts in `benches/`.
 //!
 //! Usage: `triage-containerd --shim PATH [--import ARCHIVE]... -- COMMAND [ARGS]...`
@@ -40,6 +41,9 @@ fn main() -> anyhow::Result<()> {
         .args(rest)
         .env("CONTAINERD_ADDRESS", ctd.socket())
         .env("CONTAINERD_NAMESPACE", NAMESPACE)
+        // The artifact cache and node profile its Triage shims use.
+        .env("TRIAGE_CACHE_DIR", ctd.artifact_cache_dir())
+        .env("TRIAGE_CONFIG", ctd.node_profile_path())
         .status()
         .with_context(|| format!("running {program}"))?;
     drop(ctd);
