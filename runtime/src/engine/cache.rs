@@ -209,24 +209,68 @@ impl ArtifactCache {
         self.dir.join(format!("{name}.mac"))
     }
 
-    /// Checks entry `name` against its MAC.
+    /// The seal of an artifact file: a MAC over the identity and change time of the file
+    /// that was verified (or written) with these bytes. Any write, truncation, `chmod`,
+    /// `utime` or replacement changes the inode or its `ctime`, which user space cannot set
+    /// back, so a matching seal means the bytes are still the verified ones.
+    fn seal(&self, name: &str, meta: &std::fs::Metadata) -> HmacSha256 {
+        use std::os::unix::fs::MetadataExt;
+        let mut mac = self.mac(name, b"seal");
+        for field in [
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+        ] {
+            mac.update(&field.to_le_bytes());
+        }
+        mac
+    }
+
+    /// Writes the `.mac` file of entry `name`: the MAC of its bytes and the seal of the
+    /// artifact file as it is now.
+    fn write_mac(&self, name: &str, tag: &str) -> Result<(), CacheError> {
+        let artifact = self.artifact_path(name);
+        let meta = std::fs::metadata(&artifact).map_err(io_err("stat", &artifact))?;
+        let seal = hex(&self.seal(name, &meta).finalize().into_bytes());
+        let text = format!("{tag}\n{seal}\n");
+        write_atomically(&self.mac_path(name), text.as_bytes())
+    }
+
+    /// Checks entry `name`: by its seal when the file is unchanged since it was last
+    /// verified (no read of the artifact), else by the MAC of its bytes, resealing it.
     fn verify(&self, name: &str) -> Result<Verdict, CacheError> {
         let artifact = self.artifact_path(name);
-        let bytes = match std::fs::read(&artifact) {
-            Ok(bytes) => bytes,
+        let meta = match std::fs::metadata(&artifact) {
+            Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verdict::Absent),
-            Err(e) => return Err(io_err("read", &artifact)(e)),
+            Err(e) => return Err(io_err("stat", &artifact)(e)),
         };
-        let Ok(tag) = std::fs::read_to_string(self.mac_path(name)) else {
+        let Ok(text) = std::fs::read_to_string(self.mac_path(name)) else {
             return Ok(Verdict::Untrusted(
                 "it has no MAC (not written by this node)".into(),
             ));
         };
-        let Some(tag) = unhex(tag.trim()) else {
+        let mut lines = text.lines();
+        let tag_hex = lines.next().unwrap_or_default().trim();
+        let seal = lines.next().map(str::trim);
+        // Compared in constant time by the MAC type.
+        let sealed = seal
+            .and_then(unhex)
+            .is_some_and(|seal| self.seal(name, &meta).verify_slice(&seal).is_ok());
+        if sealed {
+            return Ok(Verdict::Trusted);
+        }
+        let Some(tag) = unhex(tag_hex) else {
             return Ok(Verdict::Untrusted("its MAC is malformed".into()));
         };
+        let bytes = std::fs::read(&artifact).map_err(io_err("read", &artifact))?;
         match self.mac(name, &bytes).verify_slice(&tag) {
-            Ok(()) => Ok(Verdict::Trusted),
+            Ok(()) => {
+                self.write_mac(name, tag_hex)?;
+                Ok(Verdict::Trusted)
+            }
             Err(_) => Ok(Verdict::Untrusted(
                 "its MAC does not match (tampered, truncated, or written under another key)".into(),
             )),
@@ -242,16 +286,13 @@ impl ArtifactCache {
         build: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> Result<(PathBuf, CacheOutcome), CacheError> {
         // Held until this function returns: one builder per entry, readers wait for it.
-        let _guard = lock_exclusive(&self.dir.join(format!("{name}.lock")))?;
+        let guard = lock_exclusive(&self.lock_path(name))?;
+        // Recency for the LRU bound is the lock file's mtime: touching the artifact
+        // would change its ctime and break its seal.
+        let _ = guard.set_modified(SystemTime::now());
         let artifact = self.artifact_path(name);
         let outcome = match self.verify(name)? {
-            Verdict::Trusted => {
-                // Recency for the LRU bound.
-                if let Ok(file) = File::options().write(true).open(&artifact) {
-                    let _ = file.set_modified(SystemTime::now());
-                }
-                return Ok((artifact, CacheOutcome::Hit));
-            }
+            Verdict::Trusted => return Ok((artifact, CacheOutcome::Hit)),
             Verdict::Absent => CacheOutcome::Built,
             Verdict::Untrusted(reason) => {
                 tracing::warn!(entry = name, "artifact cache entry rebuilt: {reason}");
@@ -263,9 +304,13 @@ impl ArtifactCache {
         // Artifact first, then its MAC, each by rename: a reader never sees a MAC for
         // bytes other than the ones it covers (verification would fail, not pass).
         write_atomically(&artifact, &bytes)?;
-        write_atomically(&self.mac_path(name), tag.as_bytes())?;
+        self.write_mac(name, &tag)?;
         self.evict(Some(name))?;
         Ok((artifact, outcome))
+    }
+
+    fn lock_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.lock"))
     }
 
     /// The stored entries, most recently used first.
@@ -281,10 +326,13 @@ impl ArtifactCache {
                 continue;
             };
             if let Ok(meta) = item.metadata() {
+                let used = std::fs::metadata(self.lock_path(name))
+                    .and_then(|lock| lock.modified())
+                    .or_else(|_| meta.modified());
                 entries.push(CacheEntry {
                     name: name.to_owned(),
                     bytes: meta.len(),
-                    last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    last_used: used.unwrap_or(SystemTime::UNIX_EPOCH),
                 });
             }
         }
@@ -320,7 +368,7 @@ impl ArtifactCache {
                     Err(e) => return Err(io_err("remove", &path)(e)),
                 }
             }
-            let _ = std::fs::remove_file(self.dir.join(format!("{}.lock", entry.name)));
+            let _ = std::fs::remove_file(self.lock_path(&entry.name));
             total -= entry.bytes;
             removed.push(entry);
         }
@@ -438,12 +486,26 @@ mod tests {
             .get_or_build(&name, built(&builds, b"other"))
             .unwrap();
         assert_eq!(outcome, CacheOutcome::Hit);
-        assert_eq!(std::fs::read(path).unwrap(), b"native code");
+        assert_eq!(std::fs::read(&path).unwrap(), b"native code");
         assert_eq!(builds.load(Ordering::SeqCst), 1);
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(dir.path()), 0o700);
         assert_eq!(mode(&dir.path().join(".key")), 0o600);
+
+        // A metadata change breaks the seal: the bytes are checked again (still good),
+        // and the entry is resealed for the file as it is now.
+        let mac_text = || std::fs::read_to_string(dir.path().join(format!("{name}.mac"))).unwrap();
+        let sealed = mac_text();
+        assert_eq!(sealed.lines().count(), 2, "{sealed}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let (_, outcome) = reopened
+            .get_or_build(&name, built(&builds, b"other"))
+            .unwrap();
+        assert_eq!(outcome, CacheOutcome::Hit);
+        assert_ne!(mac_text(), sealed);
+        assert_eq!(mac_text().lines().next(), sealed.lines().next());
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
     }
 
     #[test]
