@@ -53,7 +53,10 @@ install: build
 uninstall: build
 	$(RELEASE)/triage-install uninstall --prefix $(PREFIX) --destdir "$(DESTDIR)"
 
+# In-process criterion benches, then whole starts through ctr (see README "Measurements").
 bench: build test-images
+	TRIAGE_WASM_DIR=$(WASM_TARGET_DIR)/wasm32-wasip1/release \
+		$(CARGO) bench -j $(JOBS) -p triage-benches
 	bash benches/ctr-run.sh
 
 clean:

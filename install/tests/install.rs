@@ -224,19 +224,19 @@ fn the_installed_containerd_version_is_detected() {
     assert!(out.contains(&format!("(containerd {version}.x)")), "{out}");
 }
 
+/// This crate's directory as `cargo test` says when it runs the test (a binary built
+/// from another checkout sharing the target directory would carry that checkout's path).
+fn crate_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 #[test]
 fn runtimeclass_manifest_names_every_handler() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/kubernetes/runtimeclass.yaml");
-    let manifest = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "{path}: {e}; cwd {:?}; dir has {:?}",
-            std::env::current_dir(),
-            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/kubernetes")).map(|d| d
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name())
-                .collect::<Vec<_>>())
-        )
-    });
+    let path = crate_dir().join("kubernetes/runtimeclass.yaml");
+    let manifest =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let handlers: Vec<&str> = manifest
         .lines()
         .filter_map(|l| l.strip_prefix("handler: "))
@@ -244,14 +244,15 @@ fn runtimeclass_manifest_names_every_handler() {
     let expected: Vec<&str> = triage_install::HANDLERS.iter().map(|(h, _)| *h).collect();
     assert_eq!(handlers, expected);
     for snippet in ["containerd-1.x.toml", "containerd-2.x.toml"] {
-        let path = format!("{}/{snippet}", env!("CARGO_MANIFEST_DIR"));
+        let path = crate_dir().join(snippet);
         let text = std::fs::read_to_string(&path).unwrap();
         for (handler, runtime_type) in triage_install::HANDLERS {
             assert!(
                 text.contains(&format!(
                     "runtimes.{handler}]\n  runtime_type = \"{runtime_type}\""
                 )),
-                "{path}"
+                "{}",
+                path.display()
             );
         }
     }
