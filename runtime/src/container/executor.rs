@@ -42,7 +42,7 @@ static PRELOADED: OnceLock<Box<dyn crate::engine::WasmEngine>> = OnceLock::new()
 /// then the init compiles).
 pub fn preload_module(
     plan: &WorkloadPlan,
-    spec: Option<&Spec>,
+    bundle: &std::path::Path,
     settings: &crate::engine::cache::CacheSettings,
 ) -> Option<engine::Preloaded> {
     let WorkloadKind::Wasm(WasmPlan {
@@ -63,9 +63,18 @@ pub fn preload_module(
         }
     };
     let engine = engine::default_engine(&plan.id).ok()?;
+    let snapshot_init = snapshot.init_export().map(str::to_owned);
+    // A snapshot's init is bounded by the container's memory limit: read the spec only
+    // when an init may run (libcontainer reads it again for the container).
+    let init_memory_limit = snapshot_init.as_ref().and_then(|_| {
+        Spec::load(bundle.join("config.json"))
+            .ok()
+            .as_ref()
+            .and_then(memory_limit)
+    });
     let options = engine::PreloadOptions {
-        snapshot_init: snapshot.init_export().map(str::to_owned),
-        init_memory_limit: spec.and_then(memory_limit),
+        snapshot_init,
+        init_memory_limit,
     };
     let started = std::time::Instant::now();
     match engine.preload(&plan.id, host_path, &cache, &options) {

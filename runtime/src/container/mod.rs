@@ -58,9 +58,8 @@ pub fn create(
     let id = plan.id.as_str();
     let root = state_root(bundle);
     // Compiled (and pre-initialised) once per node: loaded here, before the fork, from
-    // the artifact cache. The init's memory limit bounds a snapshot's init.
-    let spec = libcontainer::oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
-    executor::preload_module(plan, spec.as_ref(), cache);
+    // the artifact cache.
+    executor::preload_module(plan, bundle, cache);
     let executor = TriageExecutor::new(plan.clone(), report_fd);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)

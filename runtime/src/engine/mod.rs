@@ -149,6 +149,26 @@ pub enum EngineError {
     },
 }
 
+impl EngineError {
+    /// The bytes at `path` are not a valid module, for `reason`.
+    pub fn invalid(id: &str, path: &std::path::Path, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            id: id.to_owned(),
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reads a module file, the error naming the container and the path.
+pub fn read_module(id: &str, path: &std::path::Path) -> Result<Vec<u8>, EngineError> {
+    std::fs::read(path).map_err(|source| EngineError::Read {
+        id: id.to_owned(),
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Stops a running guest at its next loop head or call, from any thread or a signal
 /// handler: [`PreparedGuest::run`] then returns [`GuestExit::Interrupted`].
 pub trait GuestInterrupt: Send + Sync {
@@ -270,11 +290,7 @@ pub fn validate_module_file(
     export: &str,
     snapshot_init: Option<&str>,
 ) -> Result<(), EngineError> {
-    let bytes = std::fs::read(path).map_err(|source| EngineError::Read {
-        id: id.to_owned(),
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = read_module(id, path)?;
     let engine = default_engine(id)?;
     engine.validate(id, path, &bytes, export)?;
     if let Some(init) = snapshot_init {

@@ -81,11 +81,8 @@ impl WasmtimeEngine {
         // SAFETY: the artifact verified against this node's cache key, so it is native
         // code this engine build compiled; its entry name pins version and settings.
         let module = unsafe { Module::deserialize_file(&self.engine, artifact) }.map_err(|e| {
-            EngineError::Invalid {
-                id: id.to_owned(),
-                path: path.to_path_buf(),
-                reason: format!("loading the cached artifact {}: {e:#}", artifact.display()),
-            }
+            let reason = format!("loading the cached artifact {}: {e:#}", artifact.display());
+            EngineError::invalid(id, path, reason)
         })?;
         self.link(id, module, has_start_function)
     }
@@ -178,14 +175,10 @@ impl WasmEngine for WasmtimeEngine {
         bytes: &[u8],
         export: &str,
     ) -> Result<(), EngineError> {
-        let invalid = |reason: String| EngineError::Invalid {
-            id: id.to_owned(),
-            path: path.to_path_buf(),
-            reason,
-        };
-        Module::validate(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        Module::validate(&self.engine, bytes)
+            .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;
         let exports = ModuleFacts::read(bytes)
-            .map_err(|e| invalid(e.to_string()))?
+            .map_err(|e| EngineError::invalid(id, path, e.to_string()))?
             .function_exports;
         if !exports.iter().any(|name| name == export) {
             return Err(EngineError::MissingExport {
@@ -205,52 +198,55 @@ impl WasmEngine for WasmtimeEngine {
         cache: &ArtifactCache,
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError> {
-        let bytes = std::fs::read(host_path).map_err(|source| EngineError::Read {
-            id: id.to_owned(),
-            path: host_path.to_path_buf(),
-            source,
-        })?;
-        let invalid = |reason: String| EngineError::Invalid {
-            id: id.to_owned(),
-            path: host_path.to_path_buf(),
-            reason,
-        };
-        let facts = ModuleFacts::read(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let bytes = super::read_module(id, host_path)?;
+        let facts = ModuleFacts::read(&bytes)
+            .map_err(|e| EngineError::invalid(id, host_path, e.to_string()))?;
         let snapshot_init = options
             .snapshot_init
             .as_deref()
             .filter(|init| facts.function_exports.iter().any(|e| e == init));
-        if let Some(init) = snapshot_init {
-            if let Some((warm, outcome)) =
-                self.preload_snapshot(id, host_path, &bytes, cache, init, options)?
-            {
-                *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(warm);
-                return Ok(Preloaded {
+        let snapshot = match snapshot_init {
+            Some(init) => self
+                .preload_snapshot(id, host_path, &bytes, cache, init, options)?
+                .map(|(warm, outcome)| (warm, outcome, init)),
+            None => None,
+        };
+        let (warm, preloaded) = match snapshot {
+            Some((warm, outcome, init)) => (
+                warm,
+                Preloaded {
                     outcome,
                     snapshot_of: Some(init.to_owned()),
-                });
-            }
-        }
-        let entry = self.cache_entry(&bytes, None);
-        let (artifact, outcome) = cache
-            .get_or_build(&entry, || {
-                self.engine
-                    .precompile_module(&bytes)
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .map_err(|e| match e {
-                CacheError::Build(reason) => invalid(reason),
-                source => EngineError::Cache {
-                    id: id.to_owned(),
-                    source,
                 },
-            })?;
-        let warm = self.load_artifact(id, host_path, &artifact, facts.has_start_function)?;
+            ),
+            None => {
+                let entry = self.cache_entry(&bytes, None);
+                let (artifact, outcome) = cache
+                    .get_or_build(&entry, || {
+                        self.engine
+                            .precompile_module(&bytes)
+                            .map_err(|e| format!("{e:#}"))
+                    })
+                    .map_err(|e| match e {
+                        CacheError::Build(reason) => EngineError::invalid(id, host_path, reason),
+                        source => EngineError::Cache {
+                            id: id.to_owned(),
+                            source,
+                        },
+                    })?;
+                let warm =
+                    self.load_artifact(id, host_path, &artifact, facts.has_start_function)?;
+                (
+                    warm,
+                    Preloaded {
+                        outcome,
+                        snapshot_of: None,
+                    },
+                )
+            }
+        };
         *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(warm);
-        Ok(Preloaded {
-            outcome,
-            snapshot_of: None,
-        })
+        Ok(preloaded)
     }
 
     fn prepare(&self, inv: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
@@ -263,20 +259,12 @@ impl WasmEngine for WasmtimeEngine {
         let warm = match preloaded {
             Some(warm) => warm,
             None => {
-                let invalid = |reason: String| EngineError::Invalid {
-                    id: inv.id.clone(),
-                    path: inv.module_path.clone(),
-                    reason,
-                };
-                let bytes =
-                    std::fs::read(&inv.module_path).map_err(|source| EngineError::Read {
-                        id: inv.id.clone(),
-                        path: inv.module_path.clone(),
-                        source,
-                    })?;
-                let facts = ModuleFacts::read(&bytes).map_err(|e| invalid(e.to_string()))?;
-                let module =
-                    Module::new(&self.engine, &bytes).map_err(|e| invalid(format!("{e:#}")))?;
+                let (id, path) = (&inv.id, &inv.module_path);
+                let bytes = super::read_module(id, path)?;
+                let facts = ModuleFacts::read(&bytes)
+                    .map_err(|e| EngineError::invalid(id, path, e.to_string()))?;
+                let module = Module::new(&self.engine, &bytes)
+                    .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;
                 self.link(&inv.id, module, facts.has_start_function)?
             }
         };
