@@ -43,7 +43,7 @@ pub fn require_host(test: &str) -> bool {
 }
 
 /// The workspace root (two levels above this crate).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)

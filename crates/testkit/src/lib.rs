@@ -7,6 +7,7 @@ mod api;
 mod containerd;
 pub mod cri;
 mod host;
+pub mod models;
 
 pub use containerd::{
     pod_network, remove_namespace_cgroups, CtrOutput, PrivateContainerd, CRI_NAMESPACE, NAMESPACE,

@@ -1,0 +1,111 @@
+//! tract serves the committed models: held-out accuracy, and clear errors for bad input.
+
+use triage_nn::{ExecutionTarget, NnBackend, NnError, Tensor, TensorType};
+use triage_nn_tract::TractBackend;
+use triage_testkit::models::{TestModel, BREAST_CANCER, DIGITS};
+
+/// Classifies every held-out case one by one; returns the accuracy.
+fn holdout_accuracy(model: TestModel) -> f64 {
+    let graph = TractBackend::new()
+        .load(&[&model.bytes()], ExecutionTarget::Cpu)
+        .expect("model loads");
+    let mut context = graph.init_context().expect("context");
+    let cases = model.holdout();
+    let mut correct = 0;
+    for case in &cases {
+        let input = Tensor::from_f32(vec![1, model.features as u32], &case.features);
+        context.set_input(0, &input).expect("input");
+        context.compute().expect("compute");
+        let output = context.get_output(0).expect("output");
+        assert_eq!(output.dimensions, vec![1, model.labels.len() as u32]);
+        let probabilities = output.to_f32().expect("f32 output");
+        let sum: f32 = probabilities.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "softmax sums to {sum}");
+        if model.classify(&probabilities).0 == case.label {
+            correct += 1;
+        }
+    }
+    correct as f64 / cases.len() as f64
+}
+
+#[test]
+fn breast_cancer_holdout_is_classified_with_at_least_95_percent_accuracy() {
+    let accuracy = holdout_accuracy(BREAST_CANCER);
+    assert!(accuracy >= 0.95, "accuracy {accuracy}");
+}
+
+#[test]
+fn digits_holdout_is_classified_with_at_least_95_percent_accuracy() {
+    let accuracy = holdout_accuracy(DIGITS);
+    assert!(accuracy >= 0.95, "accuracy {accuracy}");
+}
+
+#[test]
+fn a_batch_gives_one_row_per_case() {
+    let cases = &DIGITS.holdout()[..5];
+    let graph = TractBackend::new()
+        .load(&[&DIGITS.bytes()], ExecutionTarget::Cpu)
+        .unwrap();
+    let mut context = graph.init_context().unwrap();
+    let flat: Vec<f32> = cases.iter().flat_map(|c| c.features.clone()).collect();
+    context
+        .set_input(0, &Tensor::from_f32(vec![5, 64], &flat))
+        .unwrap();
+    context.compute().unwrap();
+    let output = context.get_output(0).unwrap();
+    assert_eq!(output.dimensions, vec![5, 10]);
+    let probabilities = output.to_f32().unwrap();
+    let labels: Vec<&str> = probabilities
+        .chunks(10)
+        .map(|row| DIGITS.classify(row).0)
+        .collect();
+    let truth: Vec<&str> = cases.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(labels, truth);
+}
+
+#[test]
+fn bad_models_and_tensors_are_refused_with_the_reason() {
+    let backend = TractBackend::new();
+    let err = backend
+        .load(&[b"not a model"], ExecutionTarget::Cpu)
+        .err()
+        .unwrap();
+    assert!(matches!(err, NnError::Load { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("tract: cannot load the model"),
+        "{err}"
+    );
+
+    let bytes = DIGITS.bytes();
+    let err = backend
+        .load(&[&bytes, &bytes], ExecutionTarget::Cpu)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("one buffer, 2 were passed"),
+        "{err}"
+    );
+    assert!(backend.serves(ExecutionTarget::Gpu).is_err());
+
+    let graph = backend.load(&[&bytes], ExecutionTarget::Cpu).unwrap();
+    let mut context = graph.init_context().unwrap();
+    let err = context.compute().unwrap_err().to_string();
+    assert!(err.contains("input 0 was not set"), "{err}");
+    let short = Tensor {
+        dimensions: vec![1, 64],
+        ty: TensorType::F32,
+        data: vec![0; 12],
+    };
+    let err = context.set_input(0, &short).unwrap_err().to_string();
+    assert!(err.contains("needs 256 bytes, got 12"), "{err}");
+    let err = context.set_input(3, &short).unwrap_err().to_string();
+    assert!(
+        err.contains("input 3 does not exist (the graph has 1)"),
+        "{err}"
+    );
+    // 63 features where the model takes 64: tract refuses at compute.
+    let wrong = Tensor::from_f32(vec![1, 63], &[0.0; 63]);
+    context.set_input(0, &wrong).unwrap();
+    let err = context.compute().unwrap_err().to_string();
+    assert!(err.starts_with("tract: compute failed"), "{err}");
+}
