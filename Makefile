@@ -29,7 +29,7 @@ test-images: build
 		$(CARGO) build --release -j $(JOBS) --target wasm32-wasip1
 	$(RELEASE)/triage-image-builder \
 		--wasm-dir $(WASM_TARGET_DIR)/wasm32-wasip1/release \
-		--busybox /bin/busybox --out $(IMAGES)
+		--models test-images/models --busybox /bin/busybox --out $(IMAGES)
 
 demo: build test-images
 	$(RELEASE)/triage-demo $(SHIM)

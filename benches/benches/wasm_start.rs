@@ -14,6 +14,7 @@ use triage_runtime::engine::{
 
 fn invocation(module: &Path) -> GuestInvocation {
     GuestInvocation {
+        nn: None,
         id: "bench".into(),
         module_path: module.to_path_buf(),
         export: "_start".into(),

@@ -77,6 +77,39 @@ pub fn snapshot(
     }
 }
 
+/// Models preloaded for the guest's wasi-nn `load_by_name`: `name:ENCODING:TARGET:path`
+/// (WasmEdge's `--nn-preload`), several separated by commas; paths inside the container.
+pub const NN_PRELOAD: &str = "triage.io/nn-preload";
+
+/// Reads `triage.io/nn-preload`.
+pub fn nn_preload(
+    id: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<Vec<crate::NnPreload>, PlanError> {
+    let Some(value) = annotations.get(NN_PRELOAD) else {
+        return Ok(Vec::new());
+    };
+    let invalid = |expected: &'static str| PlanError::InvalidAnnotation {
+        id: id.to_owned(),
+        key: NN_PRELOAD,
+        value: value.clone(),
+        expected,
+    };
+    let list = crate::NnPreload::parse_list(value).map_err(|reason| PlanError::NnPreload {
+        id: id.to_owned(),
+        reason,
+    })?;
+    if list.is_empty() {
+        return Err(invalid(
+            "name:ENCODING:TARGET:path, several separated by commas",
+        ));
+    }
+    if list.iter().any(|p| !p.path.is_absolute()) {
+        return Err(invalid("absolute paths inside the container"));
+    }
+    Ok(list)
+}
+
 /// What Triage's own `triage.io/runtime` annotation asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeChoice {

@@ -44,6 +44,7 @@ pub fn plan_workload(
     let explicit = annotations::runtime_choice(id, &annotations)?;
     let artifact_cache = annotations::artifact_cache(id, &annotations)?;
     let snapshot = annotations::snapshot(id, &annotations)?;
+    let nn_preload = annotations::nn_preload(id, &annotations)?;
     let (program, export) = split_export(id, arg0)?;
     let entry = Entrypoint::locate(bundle, program)?;
 
@@ -56,12 +57,13 @@ pub fn plan_workload(
         id: id.to_owned(),
         path: program.to_owned(),
     };
-    let wasm_from = |entry: &Entrypoint| {
-        WorkloadKind::Wasm(WasmPlan {
+    let wasm_from = |entry: &Entrypoint| -> Result<WorkloadKind, PlanError> {
+        Ok(WorkloadKind::Wasm(WasmPlan {
             artifact_cache,
             snapshot: snapshot.clone(),
+            nn_preload: container_models(bundle, &nn_preload)?,
             ..wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT))
-        })
+        }))
     };
 
     if let Some(choice) = explicit {
@@ -74,7 +76,7 @@ pub fn plan_workload(
         let signal = format!("annotation {}={value}", annotations::RUNTIME);
         let entry = entry.ok_or_else(not_found)?;
         return match (choice, entry.kind) {
-            (RuntimeChoice::Wasm, EntrypointKind::Wasm) => Ok(plan(wasm_from(&entry), reason)),
+            (RuntimeChoice::Wasm, EntrypointKind::Wasm) => Ok(plan(wasm_from(&entry)?, reason)),
             (RuntimeChoice::Wasm, found) => Err(contradiction(id, signal, "wasm", &entry, found)),
             (RuntimeChoice::Native, EntrypointKind::Wasm) => Err(contradiction(
                 id,
@@ -92,7 +94,7 @@ pub fn plan_workload(
         return match (hint, entry.kind) {
             (CrunWasmHint::Always { key, value }, EntrypointKind::Wasm)
             | (CrunWasmHint::Smart { key, value }, EntrypointKind::Wasm) => Ok(plan(
-                wasm_from(&entry),
+                wasm_from(&entry)?,
                 DecisionReason::Annotation {
                     key: key.to_owned(),
                     value,
@@ -121,7 +123,7 @@ pub fn plan_workload(
         let layer = image.and_then(ImageFacts::wasm_layer);
         return match (&entry, layer) {
             (Some(e), _) if e.kind == EntrypointKind::Wasm => {
-                Ok(plan(wasm_from(e), DecisionReason::Image { signal }))
+                Ok(plan(wasm_from(e)?, DecisionReason::Image { signal }))
             }
             // A wasm artifact image: the module is a layer, not a file in the rootfs.
             (_, Some((media_type, digest))) => Ok(plan(
@@ -146,7 +148,7 @@ pub fn plan_workload(
         kind: entry.kind.describe().to_owned(),
     };
     match entry.kind {
-        EntrypointKind::Wasm => Ok(plan(wasm_from(&entry), reason)),
+        EntrypointKind::Wasm => Ok(plan(wasm_from(&entry)?, reason)),
         EntrypointKind::Elf | EntrypointKind::Script | EntrypointKind::Other => {
             Ok(plan(WorkloadKind::Native, reason))
         }
@@ -229,7 +231,37 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
         preopens,
         artifact_cache: true,
         snapshot: SnapshotPlan::Default,
+        nn_preload: Vec::new(),
     }
+}
+
+/// The host files behind the preloads' container paths; each must be a regular file.
+fn container_models(
+    bundle: &Bundle,
+    preloads: &[crate::NnPreload],
+) -> Result<Vec<crate::plan::ContainerModel>, PlanError> {
+    preloads
+        .iter()
+        .map(|preload| {
+            let error = |reason: String| PlanError::NnModel {
+                id: bundle.id.clone(),
+                name: preload.name.clone(),
+                path: preload.path.clone(),
+                reason,
+            };
+            let host_path = bundle
+                .host_path(&preload.path)
+                .map_err(|e| error(e.to_string()))?;
+            match std::fs::metadata(&host_path) {
+                Ok(meta) if meta.is_file() => Ok(crate::plan::ContainerModel {
+                    preload: preload.clone(),
+                    host_path,
+                }),
+                Ok(_) => Err(error("not a regular file".to_owned())),
+                Err(e) => Err(error(e.to_string())),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

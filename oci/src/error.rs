@@ -105,4 +105,24 @@ pub enum PlanError {
         /// What it may be.
         expected: &'static str,
     },
+    /// `triage.io/nn-preload` does not parse.
+    #[error("container {id}: annotation triage.io/nn-preload: {reason}")]
+    NnPreload {
+        /// Container id.
+        id: String,
+        /// What is wrong with which entry.
+        reason: String,
+    },
+    /// A preloaded model's file is not in the container.
+    #[error("container {id}: wasi-nn model {name:?} at {path}: {reason}")]
+    NnModel {
+        /// Container id.
+        id: String,
+        /// The name it was to be loaded by.
+        name: String,
+        /// Its path inside the container.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
 }

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod entrypoint;
 pub mod error;
 pub mod image;
+pub mod nn;
 pub mod node_profile;
 pub mod plan;
 pub mod quota;
@@ -25,6 +26,8 @@ pub use decide::plan_workload;
 pub use entrypoint::{Entrypoint, EntrypointKind};
 pub use error::PlanError;
 pub use image::ImageFacts;
+pub use nn::{NnPreload, NnSettings};
+pub use plan::ContainerModel;
 pub use node_profile::{CacheLocation, NodeProfile, ProfileError, Resources, WasmSettings};
 pub use plan::{
     DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,

@@ -75,6 +75,8 @@ pub struct NodeProfile {
     pub defaults: Resources,
     /// The artifact cache and snapshots.
     pub wasm: WasmSettings,
+    /// wasi-nn backends and the node's preloaded models.
+    pub nn: crate::nn::NnSettings,
 }
 
 impl Default for NodeProfile {
@@ -93,6 +95,7 @@ impl Default for NodeProfile {
                 memory_bytes: 256 << 20,
             },
             wasm: WasmSettings::default(),
+            nn: crate::nn::NnSettings::default(),
         }
     }
 }
@@ -129,6 +132,11 @@ impl NodeProfile {
     /// cache = "/var/lib/triage/cache"   # or "off"
     /// cache_max_size = "1Gi"
     /// snapshots = true
+    /// [nn]
+    /// cpu_backend = "tract"              # built in
+    /// gpu_backend = "onnxruntime"
+    /// onnxruntime = "/usr/lib/triage/libonnxruntime.so.1.32.0"
+    /// preload = ["digits:ONNX:CPU:/var/lib/triage/models/digits.onnx"]
     /// ```
     pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ProfileError> {
         let error = |reason: String| ProfileError {
@@ -151,9 +159,13 @@ impl NodeProfile {
                     profile.wasm = wasm_settings(table).map_err(error)?;
                     continue;
                 }
+                "nn" => {
+                    profile.nn = crate::nn::NnSettings::from_table(table).map_err(error)?;
+                    continue;
+                }
                 other => {
                     return Err(error(format!(
-                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm])"
+                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn])"
                     )))
                 }
             };

@@ -65,6 +65,17 @@ pub struct WasmPlan {
     /// Whether, and with which export, the module is pre-initialised into a snapshot
     /// that later containers start from (`triage.io/snapshot`, `triage.io/snapshot-init`).
     pub snapshot: SnapshotPlan,
+    /// Models preloaded for wasi-nn's `load_by_name` (`triage.io/nn-preload`).
+    pub nn_preload: Vec<ContainerModel>,
+}
+
+/// A model named by `triage.io/nn-preload`, and the host file behind its container path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerModel {
+    /// The preload as the annotation gave it (container path).
+    pub preload: crate::NnPreload,
+    /// The file on the host (valid while the rootfs is mounted).
+    pub host_path: PathBuf,
 }
 
 /// The init export Wizer snapshots are made with unless an annotation names another.

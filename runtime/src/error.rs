@@ -45,6 +45,9 @@ pub enum RuntimeError {
     /// The plan could not be made.
     #[error(transparent)]
     Plan(#[from] triage_oci::PlanError),
+    /// wasi-nn could not be set up (backend, model file, model load).
+    #[error(transparent)]
+    Nn(#[from] crate::nn::NnSetupError),
     /// Something in the request is not supported by this build.
     #[error("container {id}: {what} is not supported")]
     Unsupported {

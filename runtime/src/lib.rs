@@ -12,6 +12,7 @@ pub mod cgroup_procs;
 pub mod container;
 pub mod engine;
 pub mod error;
+pub mod nn;
 pub mod rootfs;
 pub mod stdio;
 

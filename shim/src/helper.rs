@@ -41,6 +41,8 @@ pub enum HelperRequest {
         console_socket: Option<PathBuf>,
         /// The node's artifact cache.
         cache: CacheSettings,
+        /// The node's wasi-nn backends and models (`[nn]` of the node profile).
+        nn: triage_oci::NnSettings,
     },
     /// Start a created container.
     Start {
@@ -291,12 +293,14 @@ pub fn main(args: &[String]) -> i32 {
             bundle,
             console_socket,
             cache,
+            nn,
         } => container::create(
             plan,
             bundle,
             Some(REPORT_FD),
             console_socket.as_deref(),
             cache,
+            nn,
         )
         .map(Some),
         HelperRequest::Start { id, bundle } => container::start(id, bundle).map(|()| None),

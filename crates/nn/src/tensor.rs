@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 /// A model's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum GraphEncoding {
     /// OpenVINO IR.
     Openvino,
@@ -68,6 +69,7 @@ impl FromStr for GraphEncoding {
 
 /// Where a graph should run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ExecutionTarget {
     /// The CPU.
     Cpu,

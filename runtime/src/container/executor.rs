@@ -96,6 +96,53 @@ pub fn preload_module(
     }
 }
 
+/// The wasi-nn backends and model bytes the helper prepared before the fork; the init
+/// builds the graphs from them in `prepare`.
+static NN_PREPARED: OnceLock<(triage_nn::BackendSet, Vec<crate::nn::ModelBytes>)> = OnceLock::new();
+
+/// For a module that imports wasi-nn: the node's backends (opening the libraries they
+/// load, while the host's filesystem is in view) and the bytes of the node's and the
+/// container's preloaded models. A module that does not import wasi-nn gets nothing.
+pub fn preload_nn(
+    plan: &WorkloadPlan,
+    settings: &triage_oci::NnSettings,
+    preloaded: Option<&engine::Preloaded>,
+) -> Result<(), crate::RuntimeError> {
+    let WorkloadKind::Wasm(wasm) = &plan.kind else {
+        return Ok(());
+    };
+    let uses_wasi_nn = match (preloaded, &wasm.module) {
+        (Some(preloaded), _) => preloaded.uses_wasi_nn,
+        (None, ModuleSource::File { host_path, .. }) => {
+            let bytes = engine::read_module(&plan.id, host_path)?;
+            engine::default_engine(&plan.id)?.uses_wasi_nn(&plan.id, host_path, &bytes)?
+        }
+        (None, ModuleSource::OciLayer { .. }) => false,
+    };
+    if !uses_wasi_nn {
+        if !wasm.nn_preload.is_empty() {
+            tracing::warn!(
+                container = %plan.id,
+                "annotation {} ignored: the module does not import {}",
+                triage_oci::annotations::NN_PRELOAD,
+                engine::WASI_NN_MODULE
+            );
+        }
+        return Ok(());
+    }
+    let backends = crate::nn::backend_set(&plan.id, settings)?;
+    let models = crate::nn::read_models(&plan.id, &settings.preload, &wasm.nn_preload)?;
+    crate::nn::open_libraries(&backends);
+    tracing::info!(
+        container = %plan.id,
+        models = models.len(),
+        "wasi-nn backends: {}",
+        backends.describe()
+    );
+    let _ = NN_PREPARED.set((backends, models));
+    Ok(())
+}
+
 /// How a terminating signal reaches the guest: its interrupter (epoch), the first signal
 /// received, whether wasm code is running, and the pipe that wakes the kill watchdog.
 static INTERRUPT: OnceLock<Box<dyn GuestInterrupt>> = OnceLock::new();
@@ -154,6 +201,13 @@ impl TriageExecutor {
             // After pivot_root the container's view is this process's view.
             preopens: directory_preopens(&wasm.preopens),
             stdio: engine::GuestStdio::Inherit,
+            nn: match NN_PREPARED.get() {
+                Some((backends, models)) => Some(
+                    crate::nn::NnHost::load(&self.plan.id, backends.clone(), models)
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => None,
+            },
         };
         // From here on this process is the guest's: a terminating signal ends it with
         // 128+signal, also while it still waits for Start (PID 1 would ignore it).

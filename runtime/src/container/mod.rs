@@ -44,7 +44,9 @@ fn container_error(id: &str, op: &'static str, err: impl std::error::Error) -> R
 ///
 /// The container's stdio is this process's fds 0, 1 and 2, or, with `console_socket`, a
 /// new terminal whose master libcontainer sends to that socket. The init process waits for
-/// [`start`]. A Wasm module comes from the artifact cache `cache` where the plan allows.
+/// [`start`]. A Wasm module comes from the artifact cache `cache` where the plan allows;
+/// a module that imports wasi-nn gets the backends and preloaded models of `nn` and the
+/// plan.
 /// `report_fd` receives errors that happen inside the container before it is
 /// ready (libcontainer only tells its caller that the init process failed). On failure
 /// everything created is removed again.
@@ -54,12 +56,15 @@ pub fn create(
     report_fd: Option<i32>,
     console_socket: Option<&Path>,
     cache: &crate::engine::cache::CacheSettings,
+    nn: &triage_oci::NnSettings,
 ) -> Result<i32, RuntimeError> {
     let id = plan.id.as_str();
     let root = state_root(bundle);
     // Compiled (and pre-initialised) once per node: loaded here, before the fork, from
     // the artifact cache.
-    executor::preload_module(plan, bundle, cache);
+    let preloaded = executor::preload_module(plan, bundle, cache);
+    // wasi-nn models are read here too, where host and rootfs paths are in view.
+    executor::preload_nn(plan, nn, preloaded.as_ref())?;
     let executor = TriageExecutor::new(plan.clone(), report_fd);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)

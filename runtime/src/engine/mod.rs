@@ -7,6 +7,8 @@ pub mod cache;
 #[cfg(feature = "wasmtime")]
 mod snapshot;
 #[cfg(feature = "wasmtime")]
+mod wasi_nn;
+#[cfg(feature = "wasmtime")]
 mod wasmtime;
 #[cfg(feature = "wasmtime")]
 pub use self::wasmtime::WasmtimeEngine;
@@ -34,6 +36,8 @@ pub struct GuestInvocation {
     pub memory_limit: Option<u64>,
     /// Where the guest's stdio goes.
     pub stdio: GuestStdio,
+    /// wasi-nn's backends and preloaded graphs; `None` gives the guest no backend.
+    pub nn: Option<crate::nn::NnHost>,
 }
 
 /// Where a guest's stdin, stdout and stderr are.
@@ -63,7 +67,12 @@ pub struct Preloaded {
     pub outcome: cache::CacheOutcome,
     /// The init export the loaded module was pre-initialised with, if it is a snapshot.
     pub snapshot_of: Option<String>,
+    /// Whether the module imports wasi-nn (`wasi_ephemeral_nn`).
+    pub uses_wasi_nn: bool,
 }
+
+/// The import module of wasi-nn's preview1 ABI (the `wasi-nn` guest crate, WasmEdge).
+pub const WASI_NN_MODULE: &str = "wasi_ephemeral_nn";
 
 /// How a guest ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +221,14 @@ pub trait WasmEngine: Send + Sync {
         cache: &cache::ArtifactCache,
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError>;
+
+    /// Whether the module in `bytes` imports wasi-nn.
+    fn uses_wasi_nn(
+        &self,
+        id: &str,
+        path: &std::path::Path,
+        bytes: &[u8],
+    ) -> Result<bool, EngineError>;
 
     /// Compiles and links the guest (unless preloaded) and instantiates it where that
     /// runs no guest code, so that [`PreparedGuest::run`] only calls its export. Every

@@ -100,6 +100,8 @@ impl WasmtimeEngine {
         let mut linker: Linker<GuestState> = Linker::new(&self.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state| &mut state.wasi)
             .map_err(|e| setup("linking WASI", e))?;
+        wasmtime_wasi_nn::witx::add_to_linker(&mut linker, |state: &mut GuestState| &mut state.nn)
+            .map_err(|e| setup("linking wasi-nn", e))?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| setup("linking the module's imports", e))?;
@@ -217,6 +219,7 @@ impl WasmEngine for WasmtimeEngine {
                 Preloaded {
                     outcome,
                     snapshot_of: Some(init.to_owned()),
+                    uses_wasi_nn: facts.uses_wasi_nn,
                 },
             ),
             None => {
@@ -241,12 +244,19 @@ impl WasmEngine for WasmtimeEngine {
                     Preloaded {
                         outcome,
                         snapshot_of: None,
+                        uses_wasi_nn: facts.uses_wasi_nn,
                     },
                 )
             }
         };
         *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(warm);
         Ok(preloaded)
+    }
+
+    fn uses_wasi_nn(&self, id: &str, path: &Path, bytes: &[u8]) -> Result<bool, EngineError> {
+        ModuleFacts::read(bytes)
+            .map(|facts| facts.uses_wasi_nn)
+            .map_err(|e| EngineError::invalid(id, path, e.to_string()))
     }
 
     fn prepare(&self, inv: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
@@ -313,6 +323,7 @@ impl WasmEngine for WasmtimeEngine {
             &self.engine,
             GuestState {
                 wasi: wasi.build_p1(),
+                nn: super::wasi_nn::context(&inv.id, inv.nn.as_ref()),
                 memory,
             },
         );
@@ -342,6 +353,7 @@ impl WasmEngine for WasmtimeEngine {
 /// What a guest's store holds: its WASI context and its share of the memory limit.
 struct GuestState {
     wasi: WasiP1Ctx,
+    nn: wasmtime_wasi_nn::witx::WasiNnCtx,
     memory: Option<MemoryBudget>,
 }
 
@@ -502,6 +514,7 @@ fn outcome(store: &Store<GuestState>, e: wasmtime::Error) -> GuestExit {
 struct ModuleFacts {
     function_exports: Vec<String>,
     has_start_function: bool,
+    uses_wasi_nn: bool,
 }
 
 impl ModuleFacts {
@@ -509,6 +522,7 @@ impl ModuleFacts {
         let mut facts = Self {
             function_exports: Vec::new(),
             has_start_function: false,
+            uses_wasi_nn: false,
         };
         for payload in Parser::new(0).parse_all(bytes) {
             match payload? {
@@ -521,6 +535,13 @@ impl ModuleFacts {
                     }
                 }
                 Payload::StartSection { .. } => facts.has_start_function = true,
+                Payload::ImportSection(reader) => {
+                    for import in reader.into_imports() {
+                        if import?.module == super::WASI_NN_MODULE {
+                            facts.uses_wasi_nn = true;
+                        }
+                    }
+                }
                 _ => {}
             }
         }

@@ -169,6 +169,7 @@ impl TaskService {
             bundle: bundle.to_path_buf(),
             console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             cache,
+            nn: profile.nn.clone(),
         };
         let pid = helper::call_with_clock(
             &request,

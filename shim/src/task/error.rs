@@ -40,7 +40,7 @@ impl From<triage_runtime::RuntimeError> for TaskError {
     fn from(e: triage_runtime::RuntimeError) -> Self {
         use triage_runtime::RuntimeError as R;
         match e {
-            R::Plan(_) | R::Engine(_) | R::Unsupported { .. } => {
+            R::Plan(_) | R::Engine(_) | R::Nn(_) | R::Unsupported { .. } => {
                 Self::InvalidArgument(e.to_string())
             }
             R::Io { .. } | R::Mount { .. } | R::Container { .. } => Self::Internal(e.to_string()),

@@ -52,8 +52,11 @@ pub struct Image {
 /// The Wasm workloads the image carries, as `NAME.wasm` at its root.
 pub const WASM_WORKLOADS: &[&str] = &[
     "hello", "exit", "trap", "sleeper", "fsprobe", "reactor", "spin", "memhog", "waiter",
-    "snapinit",
+    "snapinit", "classify",
 ];
+
+/// The trained test models (`test-images/models`), put in the wasm image under `/models`.
+pub const MODELS: &[&str] = &["digits_mlp.onnx", "breast_cancer_mlp.onnx"];
 
 /// Applets linked to busybox in the native image.
 const BUSYBOX_APPLETS: &[&str] = &[
@@ -66,8 +69,23 @@ const INVALID_WASM: &[u8] = b"\0asm\x01\0\0\0\x01\xff\xff\xff\xffnot really wasm
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// All test images.
-pub fn all(wasm_dir: &Path, busybox: &Path) -> anyhow::Result<Vec<Image>> {
-    let mut wasm_entries = vec![Entry::Dir { path: "etc".into() }];
+pub fn all(wasm_dir: &Path, models_dir: &Path, busybox: &Path) -> anyhow::Result<Vec<Image>> {
+    let mut wasm_entries = vec![
+        Entry::Dir { path: "etc".into() },
+        Entry::Dir {
+            path: "models".into(),
+        },
+    ];
+    for name in MODELS {
+        let file = models_dir.join(name);
+        let content = std::fs::read(&file)
+            .with_context(|| format!("reading model {}", file.display()))?;
+        wasm_entries.push(Entry::File {
+            path: format!("models/{name}"),
+            mode: 0o644,
+            content,
+        });
+    }
     for name in WASM_WORKLOADS {
         let file = wasm_dir.join(format!("{name}.wasm"));
         let content = std::fs::read(&file).with_context(|| {

@@ -1,0 +1,299 @@
+//! The node's wasi-nn backends, and the models a container preloads for `load_by_name`.
+//!
+//! Model files are read in the create helper, before the fork, where both the node's
+//! models (host paths) and the container's (its rootfs, mounted) are visible. The
+//! graphs are built in the container's init after the fork: their memory and the time to
+//! build them are the container's, and a backend that starts threads or opens a device
+//! does it in the process that uses it. They are ready before Start, so a guest's
+//! `load_by_name` finds them without loading anything.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use triage_nn::{BackendSet, NnError, NnGraph};
+use triage_oci::{ContainerModel, NnPreload, NnSettings};
+
+/// The backend every build has.
+pub const CPU_BACKEND: &str = triage_nn_tract::NAME;
+/// The backend for GPU graphs unless the node profile names another.
+pub const GPU_BACKEND: &str = "onnxruntime";
+/// Where the ONNX Runtime library is when the node profile does not say.
+pub const ONNXRUNTIME_ENV: &str = "TRIAGE_ONNXRUNTIME";
+
+/// Errors setting up wasi-nn for a container, each naming it.
+#[derive(Debug, thiserror::Error)]
+pub enum NnSetupError {
+    /// The node profile names a backend this build does not have.
+    #[error("container {id}: node profile nn.{key} = {name:?}: no such wasi-nn backend (this build has: {available})")]
+    UnknownBackend {
+        /// Container id.
+        id: String,
+        /// `cpu_backend` or `gpu_backend`.
+        key: &'static str,
+        /// The name given.
+        name: String,
+        /// The backends there are.
+        available: String,
+    },
+    /// A model file could not be read.
+    #[error("container {id}: wasi-nn model {name:?}: cannot read {path}: {source}")]
+    Read {
+        /// Container id.
+        id: String,
+        /// The model's name.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A model could not be loaded into a graph.
+    #[error("container {id}: wasi-nn model {name:?} ({preload}): {source}")]
+    Load {
+        /// Container id.
+        id: String,
+        /// The model's name.
+        name: String,
+        /// The preload as written.
+        preload: String,
+        /// The backend's error.
+        source: NnError,
+    },
+}
+
+/// The backends this build has, in the node's order of preference.
+pub fn backend_set(id: &str, settings: &NnSettings) -> Result<BackendSet, NnSetupError> {
+    let mut set = BackendSet::new();
+    set.add(Arc::new(triage_nn_tract::TractBackend::new()));
+    #[cfg(feature = "onnxruntime")]
+    {
+        let library = settings
+            .onnxruntime
+            .clone()
+            .or_else(|| std::env::var_os(ONNXRUNTIME_ENV).map(PathBuf::from));
+        if let Some(library) = library {
+            set.add(Arc::new(triage_nn_onnxruntime::OnnxRuntimeBackend::new(
+                library,
+            )));
+        }
+    }
+    let names: Vec<String> = set.backends().iter().map(|b| b.name().to_owned()).collect();
+    let known = |key: &'static str, name: &str| {
+        // The GPU backend may be one this node has no library for: then GPU graphs fall
+        // back to the CPU, with the reason logged.
+        if names.iter().any(|n| n == name) || (key == "gpu_backend" && name == GPU_BACKEND) {
+            Ok(())
+        } else {
+            Err(NnSetupError::UnknownBackend {
+                id: id.to_owned(),
+                key,
+                name: name.to_owned(),
+                available: names.join(", "),
+            })
+        }
+    };
+    let cpu = settings.cpu_backend.as_deref().unwrap_or(CPU_BACKEND);
+    let gpu = settings.gpu_backend.as_deref().unwrap_or(GPU_BACKEND);
+    known("cpu_backend", cpu)?;
+    known("gpu_backend", gpu)?;
+    set.prefer_cpu(cpu);
+    set.prefer_gpu(gpu);
+    Ok(set)
+}
+
+/// A model's bytes, read before the fork.
+#[derive(Debug, Clone)]
+pub struct ModelBytes {
+    /// The preload, with the path as it was written (container or host).
+    pub preload: NnPreload,
+    /// The file's contents.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+/// Reads the node's models and the container's; a container model replaces a node model
+/// of the same name.
+pub fn read_models(
+    id: &str,
+    node: &[NnPreload],
+    container: &[ContainerModel],
+) -> Result<Vec<ModelBytes>, NnSetupError> {
+    let mut models: Vec<ModelBytes> = Vec::new();
+    let sources = node
+        .iter()
+        .map(|p| (p, p.path.clone()))
+        .chain(container.iter().map(|m| (&m.preload, m.host_path.clone())));
+    for (preload, host_path) in sources {
+        let bytes = std::fs::read(&host_path).map_err(|source| NnSetupError::Read {
+            id: id.to_owned(),
+            name: preload.name.clone(),
+            path: preload.path.clone(),
+            source,
+        })?;
+        models.retain(|m| m.preload.name != preload.name);
+        models.push(ModelBytes {
+            preload: preload.clone(),
+            bytes: Arc::new(bytes),
+        });
+    }
+    Ok(models)
+}
+
+/// What a guest's wasi-nn sees: the backends, and the graphs it can load by name.
+#[derive(Clone, Default)]
+pub struct NnHost {
+    /// The node's backends.
+    pub backends: BackendSet,
+    /// Preloaded graphs by name.
+    pub graphs: Vec<(String, Arc<dyn NnGraph>)>,
+}
+
+impl std::fmt::Debug for NnHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.graphs.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("NnHost")
+            .field("backends", &self.backends.describe())
+            .field("graphs", &names)
+            .finish()
+    }
+}
+
+impl NnHost {
+    /// Builds each model's graph with the backend the node chooses for its encoding and
+    /// target; logs the choice, a GPU fallback (as a warning) and the time each took.
+    pub fn load(
+        id: &str,
+        backends: BackendSet,
+        models: &[ModelBytes],
+    ) -> Result<Self, NnSetupError> {
+        let mut graphs = Vec::with_capacity(models.len());
+        for model in models {
+            let p = &model.preload;
+            let error = |source| NnSetupError::Load {
+                id: id.to_owned(),
+                name: p.name.clone(),
+                preload: p.to_text(),
+                source,
+            };
+            let started = Instant::now();
+            let choice = backends.choose(p.encoding, p.target).map_err(error)?;
+            if let Some(why) = &choice.fallback {
+                if p.target == triage_nn::ExecutionTarget::Auto {
+                    tracing::info!(container = %id, model = %p.name, "wasi-nn AUTO runs on the CPU: {why}");
+                } else {
+                    tracing::warn!(container = %id, model = %p.name, asked = %p.target, "wasi-nn target not available, running on the CPU: {why}");
+                }
+            }
+            let graph = choice
+                .backend
+                .load(&[model.bytes.as_slice()], choice.target)
+                .map_err(error)?;
+            tracing::info!(
+                container = %id,
+                model = %p.name,
+                backend = choice.backend.name(),
+                target = %choice.target,
+                bytes = model.bytes.len(),
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "wasi-nn model preloaded"
+            );
+            graphs.push((p.name.clone(), graph));
+        }
+        Ok(Self { backends, graphs })
+    }
+}
+
+/// Opens what a backend must open while the host's filesystem is still in view (the ONNX
+/// Runtime library): called in the helper before the fork. A backend that cannot serve
+/// is left for the choice to skip, with its reason.
+pub fn open_libraries(backends: &BackendSet) {
+    for backend in backends.backends() {
+        if backend.name() != CPU_BACKEND {
+            if let Err(why) = backend.serves(triage_nn::ExecutionTarget::Cpu) {
+                tracing::warn!("wasi-nn backend {} unavailable: {why}", backend.name());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preload(name: &str, path: &str) -> NnPreload {
+        NnPreload::parse(&format!("{name}:ONNX:CPU:{path}")).unwrap()
+    }
+
+    #[test]
+    fn container_models_replace_node_models_of_the_same_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let node_file = dir.path().join("node.onnx");
+        let container_file = dir.path().join("container.onnx");
+        std::fs::write(&node_file, b"node").unwrap();
+        std::fs::write(&container_file, b"container").unwrap();
+        let node = [
+            preload("digits", node_file.to_str().unwrap()),
+            preload("other", node_file.to_str().unwrap()),
+        ];
+        let container = [ContainerModel {
+            preload: preload("digits", "/models/digits.onnx"),
+            host_path: container_file,
+        }];
+        let models = read_models("c1", &node, &container).unwrap();
+        let found: Vec<(&str, &[u8])> = models
+            .iter()
+            .map(|m| (m.preload.name.as_str(), m.bytes.as_slice()))
+            .collect();
+        assert_eq!(
+            found,
+            [("other", &b"node"[..]), ("digits", &b"container"[..])]
+        );
+    }
+
+    #[test]
+    fn a_missing_model_file_names_the_container_model_and_path() {
+        let err = read_models("c1", &[preload("digits", "/nonexistent/d.onnx")], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "container c1: wasi-nn model \"digits\": cannot read /nonexistent/d.onnx"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_cpu_backend_is_refused_and_the_gpu_default_is_allowed_without_a_library() {
+        let settings = NnSettings {
+            cpu_backend: Some("openvino".into()),
+            ..NnSettings::default()
+        };
+        let err = backend_set("c1", &settings).err().unwrap().to_string();
+        assert!(
+            err.contains("nn.cpu_backend = \"openvino\": no such wasi-nn backend"),
+            "{err}"
+        );
+        assert!(err.contains("tract"), "{err}");
+        let set = backend_set("c1", &NnSettings::default()).unwrap();
+        assert!(
+            set.describe().starts_with("tract (ONNX; CPU"),
+            "{}",
+            set.describe()
+        );
+    }
+
+    #[test]
+    fn a_model_that_does_not_parse_fails_its_load_with_the_preload_text() {
+        let models = [ModelBytes {
+            preload: preload("bad", "/m/bad.onnx"),
+            bytes: Arc::new(b"not onnx".to_vec()),
+        }];
+        let set = backend_set("c1", &NnSettings::default()).unwrap();
+        let err = NnHost::load("c1", set, &models).unwrap_err().to_string();
+        assert!(
+            err.starts_with("container c1: wasi-nn model \"bad\" (bad:ONNX:CPU:/m/bad.onnx): tract: cannot load the model"),
+            "{err}"
+        );
+    }
+}

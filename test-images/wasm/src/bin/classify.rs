@@ -1,0 +1,171 @@
+//! Classifies each case in a directory with a model through wasi-nn: one line per case.
+//!
+//! `classify MODEL CASES_DIR`: MODEL is a preloaded model's name (`load_by_name`) or the
+//! path of an `.onnx` file the guest can read. Cases are the directory's files in name
+//! order: `.pgm` images (P2 or P5; pixels are the features) or `.csv`/`.txt` numbers.
+//! Prints `NAME LABEL PROBABILITY` per case (class names from `$LABELS`, comma-separated,
+//! else the class index); `$NN_TARGET=gpu` asks for a GPU. A summary goes to stderr.
+
+use std::path::Path;
+use std::time::Instant;
+
+use wasi_nn::{ExecutionTarget, GraphBuilder, GraphEncoding, TensorType};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, model, cases] = args.as_slice() else {
+        eprintln!("usage: classify MODEL CASES_DIR");
+        std::process::exit(2);
+    };
+    let target = match std::env::var("NN_TARGET").as_deref() {
+        Ok("gpu") | Ok("GPU") => ExecutionTarget::GPU,
+        _ => ExecutionTarget::CPU,
+    };
+    let labels: Vec<String> = std::env::var("LABELS")
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let builder = GraphBuilder::new(GraphEncoding::Onnx, target);
+    let graph = if model.ends_with(".onnx") {
+        let bytes = std::fs::read(model)
+            .unwrap_or_else(|e| fail(2, &format!("cannot read model {model}: {e}")));
+        builder.build_from_bytes([&bytes])
+    } else {
+        builder.build_from_cache(model)
+    }
+    .unwrap_or_else(|e| fail(2, &format!("cannot load model {model}: {e}")));
+    let mut context = graph
+        .init_execution_context()
+        .unwrap_or_else(|e| fail(2, &format!("cannot make an execution context: {e}")));
+
+    let mut names: Vec<String> = std::fs::read_dir(cases)
+        .unwrap_or_else(|e| fail(3, &format!("cannot read cases directory {cases}: {e}")))
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+
+    let started = Instant::now();
+    let mut failed = 0;
+    let mut output = vec![0f32; 1024];
+    for name in &names {
+        let features = match read_case(&Path::new(cases).join(name)) {
+            Ok(features) => features,
+            Err(e) => {
+                println!("{name} error {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let result = context
+            .set_input(0, TensorType::F32, &[1, features.len()], &features)
+            .and_then(|()| context.compute())
+            .and_then(|()| context.get_output(0, &mut output));
+        match result {
+            Ok(bytes) => {
+                let probabilities = &output[..bytes / 4];
+                let (class, p) =
+                    probabilities
+                        .iter()
+                        .enumerate()
+                        .fold(
+                            (0, f32::MIN),
+                            |best, (i, &p)| if p > best.1 { (i, p) } else { best },
+                        );
+                let label = labels
+                    .get(class)
+                    .cloned()
+                    .unwrap_or_else(|| class.to_string());
+                println!("{name} {label} {p:.4}");
+            }
+            Err(e) => {
+                println!("{name} error {e}");
+                failed += 1;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "classified {} cases in {:.1} ms ({:.1} µs per case), {failed} failed",
+        names.len() - failed,
+        elapsed.as_secs_f64() * 1000.0,
+        elapsed.as_secs_f64() * 1e6 / names.len().max(1) as f64
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn fail(code: i32, message: &str) -> ! {
+    eprintln!("classify: {message}");
+    std::process::exit(code)
+}
+
+/// A case's features: a PGM image's pixels, or the numbers of a text file.
+fn read_case(path: &Path) -> Result<Vec<f32>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
+        return read_pgm(&bytes);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "not text".to_owned())?;
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<f32>()
+                .map_err(|_| format!("{s:?} is not a number"))
+        })
+        .collect()
+}
+
+/// A P2 (text) or P5 (binary, 8-bit) PGM image's pixels, row by row.
+fn read_pgm(bytes: &[u8]) -> Result<Vec<f32>, String> {
+    let binary = bytes.starts_with(b"P5");
+    // The header: magic, width, height, maxval, separated by whitespace and comments.
+    let mut fields = Vec::new();
+    let mut at = 2;
+    while fields.len() < 3 {
+        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b'#') {
+            if bytes[at] == b'#' {
+                while at < bytes.len() && bytes[at] != b'\n' {
+                    at += 1;
+                }
+            }
+            at += 1;
+        }
+        let start = at;
+        while at < bytes.len() && bytes[at].is_ascii_digit() {
+            at += 1;
+        }
+        let field = std::str::from_utf8(&bytes[start..at]).unwrap_or("");
+        fields.push(
+            field
+                .parse::<usize>()
+                .map_err(|_| "bad PGM header".to_owned())?,
+        );
+    }
+    let (width, height, maxval) = (fields[0], fields[1], fields[2]);
+    if maxval == 0 || maxval > 255 {
+        return Err(format!("PGM maxval {maxval} is not 1..255"));
+    }
+    let pixels: Vec<f32> = if binary {
+        bytes
+            .get(at + 1..)
+            .unwrap_or(&[])
+            .iter()
+            .map(|&b| b as f32)
+            .collect()
+    } else {
+        std::str::from_utf8(&bytes[at..])
+            .map_err(|_| "bad PGM data".to_owned())?
+            .split_whitespace()
+            .map(|s| s.parse::<f32>().map_err(|_| format!("bad pixel {s:?}")))
+            .collect::<Result<_, _>>()?
+    };
+    if pixels.len() != width * height {
+        return Err(format!(
+            "PGM has {} pixels, {width}x{height} expected",
+            pixels.len()
+        ));
+    }
+    Ok(pixels)
+}
