@@ -19,7 +19,10 @@ pub use edits::{
 pub use error::CdiError;
 pub use name::{DeviceKind, QualifiedName};
 pub use registry::{CdiRegistry, LoadedSpec, ResolvedDevice, ResolvedDevices, SkippedSpecFile};
-pub use request::{parse_device_request, requested_devices, DEFAULT_GPU_KIND, GPU_ANNOTATION};
+pub use request::{
+    parse_device_request, requested_devices, CRI_ANNOTATION_PREFIX, DEFAULT_GPU_KIND,
+    GPU_ANNOTATION,
+};
 pub use spec::CdiSpec;
 
 /// Where CDI spec files live unless the node profile says otherwise, lowest priority

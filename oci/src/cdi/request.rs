@@ -11,6 +11,10 @@ pub const GPU_ANNOTATION: &str = "triage.io/gpu";
 /// The kind a bare device name in [`GPU_ANNOTATION`] belongs to (`0` = `nvidia.com/gpu=0`).
 pub const DEFAULT_GPU_KIND: &str = "nvidia.com/gpu";
 
+/// The prefix of the annotations containerd's CRI plugin leaves for the CDI devices it
+/// injected itself (`cdi.k8s.io/<source>: vendor.com/class=name`).
+pub const CRI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+
 /// What the annotation may hold, for error messages.
 const EXPECTED: &str = "a comma-separated list of CDI device names such as nvidia.com/gpu=0, \
                         nvidia.com/gpu=all, or a bare nvidia.com/gpu device name such as 0 or all";
