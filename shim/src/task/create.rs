@@ -345,7 +345,7 @@ fn inject_cdi_devices(
     else {
         return Ok(false);
     };
-    tracing::info!(devices = %injected.describe(), "CDI devices");
+    tracing::info!(devices = %injected.describe(), "CDI devices resolved");
     if !injected.applied.already_present.is_empty() {
         tracing::info!(
             "CDI edits the spec already had (kept, not added again): {}",
