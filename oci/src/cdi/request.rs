@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use super::error::CdiError;
 use super::name::{check_device_name, DeviceKind, QualifiedName};
+use crate::annotations::is_cri_sandbox;
 
 /// The annotation that asks for CDI devices (`nvidia.com/gpu=0`, `all`, ...).
 pub const GPU_ANNOTATION: &str = "triage.io/gpu";
@@ -20,11 +21,15 @@ const EXPECTED: &str = "a comma-separated list of CDI device names such as nvidi
                         nvidia.com/gpu=all, or a bare nvidia.com/gpu device name such as 0 or all";
 
 /// The devices the container asks for through [`GPU_ANNOTATION`], in the order given
-/// and without repeats; empty when the annotation is absent.
+/// and without repeats; empty when the annotation is absent, and for a CRI pod's
+/// sandbox (pause) container, which gets the pod's annotations but runs no workload.
 pub fn requested_devices(
     id: &str,
     annotations: &HashMap<String, String>,
 ) -> Result<Vec<QualifiedName>, CdiError> {
+    if is_cri_sandbox(annotations) {
+        return Ok(Vec::new());
+    }
     match annotations.get(GPU_ANNOTATION) {
         None => Ok(Vec::new()),
         Some(value) => parse_device_request(id, value),
@@ -92,10 +97,16 @@ mod tests {
     }
 
     #[test]
-    fn absent_annotation_asks_for_nothing() {
+    fn absent_annotation_and_pod_sandboxes_ask_for_nothing() {
         assert!(requested_devices("c", &HashMap::new()).unwrap().is_empty());
-        let annotations = HashMap::from([(GPU_ANNOTATION.to_owned(), "all".to_owned())]);
+        let mut annotations = HashMap::from([(GPU_ANNOTATION.to_owned(), "all".to_owned())]);
         assert_eq!(requested_devices("c", &annotations).unwrap().len(), 1);
+        // A pod's pause container carries the pod's annotations but gets no device.
+        annotations.insert(
+            crate::annotations::CRI_CONTAINER_TYPE.to_owned(),
+            "sandbox".to_owned(),
+        );
+        assert!(requested_devices("pause", &annotations).unwrap().is_empty());
     }
 
     #[test]
