@@ -197,7 +197,7 @@ fn complete_node(
         path: node.path.clone(),
         host_path: host_path.clone(),
         found,
-        expected: declared.map_or("a device node", NodeType::describe),
+        expected: declared,
     };
     let found = match facts.file_type {
         HostFileType::Other(what) => return Err(mismatch(what)),
@@ -264,38 +264,39 @@ impl DeviceEdits {
             }
             applied.changed = true;
         }
-        let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
-        for cdi in &self.mounts {
-            let destination = PathBuf::from(&cdi.container_path);
-            if mounts.iter().any(|m| m.destination() == &destination) {
-                applied
-                    .already_present
-                    .push(format!("mount {}", destination.display()));
-                continue;
-            }
-            mounts.push(oci_mount(cdi));
-            applied.changed = true;
-        }
-        let hooks = spec.hooks_mut().get_or_insert_with(Hooks::default);
-        for cdi in &self.hooks {
-            let hook = oci_hook(cdi);
-            let list = hook_list(hooks, &cdi.hook_name).get_or_insert_with(Vec::new);
-            if !list.contains(&hook) {
-                list.push(hook);
+        if !self.mounts.is_empty() {
+            let mounts = spec.mounts_mut().get_or_insert_with(Vec::new);
+            for cdi in &self.mounts {
+                let destination = PathBuf::from(&cdi.container_path);
+                if mounts.iter().any(|m| m.destination() == &destination) {
+                    applied
+                        .already_present
+                        .push(format!("mount {}", destination.display()));
+                    continue;
+                }
+                mounts.push(oci_mount(cdi));
                 applied.changed = true;
             }
         }
-        if spec.hooks().as_ref() == Some(&Hooks::default()) {
-            spec.set_hooks(None);
+        if !self.hooks.is_empty() {
+            let hooks = spec.hooks_mut().get_or_insert_with(Hooks::default);
+            for cdi in &self.hooks {
+                let hook = oci_hook(cdi);
+                let list = hook_list(hooks, &cdi.hook_name).get_or_insert_with(Vec::new);
+                if !list.contains(&hook) {
+                    list.push(hook);
+                    applied.changed = true;
+                }
+            }
         }
-        if let Some(process) = spec.process_mut() {
+        let Some(process) = spec.process_mut() else {
+            return Ok(applied);
+        };
+        if !self.env.is_empty() {
             let env = process.env_mut().get_or_insert_with(Vec::new);
             for entry in &self.env {
-                let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
-                match env
-                    .iter_mut()
-                    .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
-                {
+                let key = env_key(entry);
+                match env.iter_mut().find(|e| env_key(e) == key) {
                     Some(existing) if existing == entry => {}
                     Some(existing) => {
                         existing.clone_from(entry);
@@ -307,21 +308,26 @@ impl DeviceEdits {
                     }
                 }
             }
-            if !self.additional_gids.is_empty() {
-                let gids = process
-                    .user_mut()
-                    .additional_gids_mut()
-                    .get_or_insert_with(Vec::new);
-                for gid in &self.additional_gids {
-                    if !gids.contains(gid) {
-                        gids.push(*gid);
-                        applied.changed = true;
-                    }
+        }
+        if !self.additional_gids.is_empty() {
+            let gids = process
+                .user_mut()
+                .additional_gids_mut()
+                .get_or_insert_with(Vec::new);
+            for gid in &self.additional_gids {
+                if !gids.contains(gid) {
+                    gids.push(*gid);
+                    applied.changed = true;
                 }
             }
         }
         Ok(applied)
     }
+}
+
+/// The `KEY` of a `KEY=VALUE` entry.
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(key, _)| key)
 }
 
 /// A CDI mount as an OCI mount; without a type it is a bind mount.

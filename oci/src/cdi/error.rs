@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use super::edits::NodeType;
+
 /// Why CDI devices could not be resolved or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum CdiError {
@@ -23,30 +25,24 @@ pub enum CdiError {
         expected: &'static str,
     },
     /// No loaded spec file defines the requested device's kind.
-    #[error("container {id}: CDI device {device} is not defined: no CDI spec for kind {kind} in {searched}{known}{skipped}")]
+    #[error("container {id}: CDI device {device} is not defined: no CDI spec for kind {} in {searched}{notes}", kind_of(.device))]
     UnknownKind {
         /// Container id.
         id: String,
         /// The requested device.
         device: String,
-        /// Its kind.
-        kind: String,
         /// The directories searched, as text.
         searched: String,
-        /// `; known kinds: ...`, or empty.
-        known: String,
-        /// `; skipped invalid spec files: ...`, or empty.
-        skipped: String,
+        /// `; known kinds: ...` and `; skipped invalid spec files: ...`, or empty.
+        notes: String,
     },
     /// The kind is known but has no device of that name.
-    #[error("container {id}: CDI device {device} is not defined: kind {kind} has devices {known}{skipped}")]
+    #[error("container {id}: CDI device {device} is not defined: kind {} has devices {known}{skipped}", kind_of(.device))]
     UnknownDevice {
         /// Container id.
         id: String,
         /// The requested device.
         device: String,
-        /// Its kind.
-        kind: String,
         /// The kind's devices, as text.
         known: String,
         /// `; skipped invalid spec files: ...`, or empty.
@@ -79,7 +75,10 @@ pub enum CdiError {
         source: std::io::Error,
     },
     /// A device node's host node is of another type than the spec says.
-    #[error("container {id}: CDI device {device}: host device node {host_path} for {path} is {found}, but the spec says {expected}")]
+    #[error(
+        "container {id}: CDI device {device}: host device node {host_path} for {path} is {found}, but the spec says {}",
+        .expected.map_or("a device node", NodeType::describe)
+    )]
     HostNodeType {
         /// Container id.
         id: String,
@@ -91,8 +90,8 @@ pub enum CdiError {
         host_path: PathBuf,
         /// What the host node is.
         found: &'static str,
-        /// What the spec says it is.
-        expected: &'static str,
+        /// What the spec says it is (`None`: any device node).
+        expected: Option<NodeType>,
     },
     /// The OCI spec has no `linux` section to put device nodes in.
     #[error("container {id}: CDI devices {devices} need a Linux container, but the spec has no linux section")]
@@ -102,4 +101,9 @@ pub enum CdiError {
         /// The requested devices, as text.
         devices: String,
     },
+}
+
+/// The kind of a qualified device name (`vendor.com/class` of `vendor.com/class=name`).
+fn kind_of(device: &str) -> &str {
+    device.split_once('=').map_or(device, |(kind, _)| kind)
 }

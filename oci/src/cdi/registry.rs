@@ -142,22 +142,12 @@ impl CdiRegistry {
     ) -> Result<ResolvedDevices, CdiError> {
         let mut chosen: Vec<(QualifiedName, &DeviceEntry)> = Vec::new();
         for request in requested {
-            let kind = request.kind.to_string();
-            let Some(devices) = self.kinds.get(&kind) else {
+            let Some(devices) = self.kinds.get(&request.kind.to_string()) else {
                 return Err(CdiError::UnknownKind {
                     id: id.to_owned(),
                     device: request.to_string(),
-                    kind,
                     searched: self.searched_text(),
-                    known: if self.kinds.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            "; known kinds: {}",
-                            self.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
-                        )
-                    },
-                    skipped: self.skipped_text(),
+                    notes: self.known_kinds_text() + &self.skipped_text(),
                 });
             };
             let names: Vec<&String> = match devices.get_key_value(&request.name) {
@@ -167,7 +157,6 @@ impl CdiRegistry {
                     return Err(CdiError::UnknownDevice {
                         id: id.to_owned(),
                         device: request.to_string(),
-                        kind,
                         known: devices.keys().cloned().collect::<Vec<_>>().join(", "),
                         skipped: self.skipped_text(),
                     })
@@ -229,6 +218,14 @@ impl CdiRegistry {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    fn known_kinds_text(&self) -> String {
+        if self.kinds.is_empty() {
+            return String::new();
+        }
+        let kinds: Vec<&str> = self.kinds.keys().map(String::as_str).collect();
+        format!("; known kinds: {}", kinds.join(", "))
     }
 
     fn skipped_text(&self) -> String {
