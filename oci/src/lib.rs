@@ -8,6 +8,7 @@
 
 pub mod annotations;
 pub mod bundle;
+pub mod cdi;
 pub mod entrypoint;
 pub mod error;
 pub mod image;
@@ -27,8 +28,10 @@ pub use entrypoint::{Entrypoint, EntrypointKind};
 pub use error::PlanError;
 pub use image::ImageFacts;
 pub use nn::{NnPreload, NnSettings};
+pub use node_profile::{
+    CacheLocation, CdiSettings, NodeProfile, ProfileError, Resources, WasmSettings,
+};
 pub use plan::ContainerModel;
-pub use node_profile::{CacheLocation, NodeProfile, ProfileError, Resources, WasmSettings};
 pub use plan::{
     DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
     DEFAULT_SNAPSHOT_INIT,

@@ -64,6 +64,25 @@ impl Default for WasmSettings {
     }
 }
 
+/// The `[cdi]` section: where CDI spec files are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdiSettings {
+    /// Spec directories, lowest priority first: a device defined in a later directory
+    /// replaces the same device from an earlier one.
+    pub spec_dirs: Vec<std::path::PathBuf>,
+}
+
+impl Default for CdiSettings {
+    fn default() -> Self {
+        Self {
+            spec_dirs: crate::cdi::DEFAULT_SPEC_DIRS
+                .iter()
+                .map(std::path::PathBuf::from)
+                .collect(),
+        }
+    }
+}
+
 /// The node as Triage sizes containers against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeProfile {
@@ -77,6 +96,8 @@ pub struct NodeProfile {
     pub wasm: WasmSettings,
     /// wasi-nn backends and the node's preloaded models.
     pub nn: crate::nn::NnSettings,
+    /// Where CDI devices are described.
+    pub cdi: CdiSettings,
 }
 
 impl Default for NodeProfile {
@@ -96,6 +117,7 @@ impl Default for NodeProfile {
             },
             wasm: WasmSettings::default(),
             nn: crate::nn::NnSettings::default(),
+            cdi: CdiSettings::default(),
         }
     }
 }
@@ -137,6 +159,8 @@ impl NodeProfile {
     /// gpu_backend = "onnxruntime"
     /// onnxruntime = "/usr/lib/triage/libonnxruntime.so.1.32.0"
     /// preload = ["digits:ONNX:CPU:/var/lib/triage/models/digits.onnx"]
+    /// [cdi]
+    /// spec_dirs = ["/etc/cdi", "/var/run/cdi"]   # lowest priority first
     /// ```
     pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ProfileError> {
         let error = |reason: String| ProfileError {
@@ -163,9 +187,13 @@ impl NodeProfile {
                     profile.nn = crate::nn::NnSettings::from_table(table).map_err(error)?;
                     continue;
                 }
+                "cdi" => {
+                    profile.cdi = cdi_settings(table).map_err(error)?;
+                    continue;
+                }
                 other => {
                     return Err(error(format!(
-                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn])"
+                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn], [cdi])"
                     )))
                 }
             };
@@ -233,6 +261,31 @@ fn wasm_settings(table: &dyn toml_edit::TableLike) -> Result<WasmSettings, Strin
                     "unknown key wasm.{other} (expected cache, cache_max_size, snapshots)"
                 ))
             }
+        }
+    }
+    Ok(settings)
+}
+
+fn cdi_settings(table: &dyn toml_edit::TableLike) -> Result<CdiSettings, String> {
+    let mut settings = CdiSettings::default();
+    for (key, value) in table.iter() {
+        match key {
+            "spec_dirs" => {
+                let list = value
+                    .as_array()
+                    .ok_or("cdi.spec_dirs: expected a list of directories")?;
+                settings.spec_dirs = list
+                    .iter()
+                    .map(|dir| match dir.as_str() {
+                        Some(dir) if dir.starts_with('/') => Ok(dir.into()),
+                        Some(dir) => Err(format!(
+                            "cdi.spec_dirs: {dir:?} is not an absolute directory"
+                        )),
+                        None => Err(format!("cdi.spec_dirs: {dir} is not a directory name")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            other => return Err(format!("unknown key cdi.{other} (expected spec_dirs)")),
         }
     }
     Ok(settings)
@@ -360,6 +413,48 @@ mod tests {
         assert!(
             err.to_string().contains("unknown key wasm.snapshot"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn cdi_section_sets_the_spec_dirs() {
+        assert_eq!(
+            NodeProfile::default().cdi.spec_dirs,
+            [
+                std::path::PathBuf::from("/etc/cdi"),
+                std::path::PathBuf::from("/var/run/cdi")
+            ]
+        );
+        let profile =
+            NodeProfile::from_toml("p", "[cdi]\nspec_dirs = [\"/tmp/cdi-a\", \"/tmp/cdi-b\"]\n")
+                .unwrap();
+        assert_eq!(
+            profile.cdi.spec_dirs,
+            [
+                std::path::PathBuf::from("/tmp/cdi-a"),
+                std::path::PathBuf::from("/tmp/cdi-b")
+            ]
+        );
+        let none = NodeProfile::from_toml("p", "[cdi]\nspec_dirs = []\n").unwrap();
+        assert!(none.cdi.spec_dirs.is_empty());
+        let err = |text: &str| {
+            NodeProfile::from_toml("/etc/triage/config.toml", text)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("[cdi]\nspec_dirs = [\"cdi\"]\n"),
+            "node profile /etc/triage/config.toml: cdi.spec_dirs: \"cdi\" is not an absolute directory"
+        );
+        assert_eq!(
+            err("[cdi]\nspec_dirs = \"/etc/cdi\"\n"),
+            "node profile /etc/triage/config.toml: cdi.spec_dirs: expected a list of directories"
+        );
+        assert!(
+            err("[cdi]\nspec_dir = []\n").contains("unknown key cdi.spec_dir (expected spec_dirs)")
+        );
+        assert!(
+            err("[cdi]\nspec_dirs = [1]\n").contains("cdi.spec_dirs: 1 is not a directory name")
         );
     }
 

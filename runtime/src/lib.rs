@@ -8,6 +8,7 @@
 //! preopens to the container's own root and mounts.
 #![deny(missing_docs)]
 
+pub mod cdi;
 pub mod cgroup_procs;
 pub mod container;
 pub mod engine;

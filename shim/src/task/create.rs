@@ -1,4 +1,5 @@
-//! Create: mount the rootfs, decide Wasm or native, validate, and build the container.
+//! Create: mount the rootfs, apply limits and CDI devices, decide Wasm or native,
+//! validate, and build the container.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -135,7 +136,17 @@ impl TaskService {
         start_clock: OwnedFd,
     ) -> Result<(i32, bool, Option<OwnedFd>), TaskError> {
         let mut spec = Bundle::load(id, bundle)?;
-        let profile = admit_resources(&mut spec)?;
+        let profile = crate::profile::load()
+            .map_err(|e| TaskError::FailedPrecondition(format!("container {id}: {e}")))?;
+        // Both edit the spec libcontainer will read: write it back once.
+        let defaulted = admit_resources(&mut spec, &profile)?;
+        let devices_added = inject_cdi_devices(&mut spec, &profile)?;
+        if defaulted || devices_added {
+            let path = bundle.join("config.json");
+            spec.spec.save(&path).map_err(|e| {
+                TaskError::Internal(format!("container {id}: writing {}: {e}", path.display()))
+            })?;
+        }
         let cache = crate::profile::cache_settings(&profile);
         let mut plan = self.plan(&spec)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
@@ -291,24 +302,64 @@ impl TaskService {
 }
 
 /// Checks the container's resources against the node profile and, where the spec sets
-/// no limit, writes the profile's defaults into the bundle's `config.json` (which
-/// libcontainer reads to build the cgroup).
-fn admit_resources(bundle: &mut Bundle) -> Result<triage_oci::NodeProfile, TaskError> {
+/// no limit, puts the profile's defaults in the spec (libcontainer builds the cgroup
+/// from the bundle's `config.json`). Returns whether the spec changed.
+fn admit_resources(
+    bundle: &mut Bundle,
+    profile: &triage_oci::NodeProfile,
+) -> Result<bool, TaskError> {
+    let defaulted = triage_oci::admit(&bundle.id, &mut bundle.spec, profile)?;
+    if defaulted.is_empty() {
+        return Ok(false);
+    }
+    tracing::info!(
+        "node profile defaults applied where the spec sets no limit: {}",
+        defaulted.join(", ")
+    );
+    Ok(true)
+}
+
+/// Gives the container the CDI devices `triage.io/gpu` asks for, from the spec
+/// directories of the node profile: device nodes, cgroup rules, mounts, env and hooks
+/// go into the spec, for native and Wasm containers alike. What containerd already
+/// injected (CRI with `enable_cdi`) is kept, not added twice. Returns whether the spec
+/// changed.
+fn inject_cdi_devices(
+    bundle: &mut Bundle,
+    profile: &triage_oci::NodeProfile,
+) -> Result<bool, TaskError> {
     let id = bundle.id.clone();
-    let profile = crate::profile::load()
-        .map_err(|e| TaskError::FailedPrecondition(format!("container {id}: {e}")))?;
-    let defaulted = triage_oci::admit(&id, &mut bundle.spec, &profile)?;
-    if !defaulted.is_empty() {
-        let path = bundle.dir.join("config.json");
-        bundle.spec.save(&path).map_err(|e| {
-            TaskError::Internal(format!("container {id}: writing {}: {e}", path.display()))
-        })?;
-        tracing::info!(
-            "node profile defaults applied where the spec sets no limit: {}",
-            defaulted.join(", ")
+    let from_containerd: Vec<String> = bundle
+        .annotations()
+        .into_iter()
+        .filter(|(key, _)| key.starts_with(triage_oci::cdi::CRI_ANNOTATION_PREFIX))
+        .map(|(_, devices)| devices)
+        .collect();
+    if !from_containerd.is_empty() {
+        tracing::debug!(
+            devices = %from_containerd.join(","),
+            "CDI devices containerd injected before the shim"
         );
     }
-    Ok(profile)
+    let Some(injected) =
+        triage_runtime::cdi::inject_devices(&id, &mut bundle.spec, &profile.cdi.spec_dirs)?
+    else {
+        return Ok(false);
+    };
+    tracing::info!(devices = %injected.describe(), "CDI devices resolved");
+    if !injected.applied.already_present.is_empty() {
+        tracing::info!(
+            "CDI edits the spec already had (kept, not added again): {}",
+            injected.applied.already_present.join(", ")
+        );
+    }
+    if !injected.ignored.is_empty() {
+        tracing::warn!(
+            "CDI spec fields Triage does not apply: {}",
+            injected.ignored.join(", ")
+        );
+    }
+    Ok(injected.applied.changed)
 }
 
 /// A console socket for a process that asked for a terminal.

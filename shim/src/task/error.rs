@@ -48,6 +48,22 @@ impl From<triage_runtime::RuntimeError> for TaskError {
     }
 }
 
+impl From<triage_oci::cdi::CdiError> for TaskError {
+    fn from(e: triage_oci::cdi::CdiError) -> Self {
+        use triage_oci::cdi::CdiError as C;
+        match e {
+            C::InvalidRequest { .. }
+            | C::UnknownKind { .. }
+            | C::UnknownDevice { .. }
+            | C::NotLinux { .. } => Self::InvalidArgument(e.to_string()),
+            // The node's CDI files or device nodes are wrong, not the request.
+            C::Conflict { .. } | C::HostNode { .. } | C::HostNodeType { .. } => {
+                Self::FailedPrecondition(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<crate::helper::HelperError> for TaskError {
     fn from(e: crate::helper::HelperError) -> Self {
         match e {

@@ -5,6 +5,7 @@
 //! printed reason when the host lacks root, containerd or the images — except under
 //! `CI=true`, where that is a failure.
 
+mod cdi;
 mod cri;
 mod errors;
 mod lifecycle;

@@ -78,8 +78,8 @@ pub fn all(wasm_dir: &Path, models_dir: &Path, busybox: &Path) -> anyhow::Result
     ];
     for name in MODELS {
         let file = models_dir.join(name);
-        let content = std::fs::read(&file)
-            .with_context(|| format!("reading model {}", file.display()))?;
+        let content =
+            std::fs::read(&file).with_context(|| format!("reading model {}", file.display()))?;
         wasm_entries.push(Entry::File {
             path: format!("models/{name}"),
             mode: 0o644,
