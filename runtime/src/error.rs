@@ -47,7 +47,7 @@ pub enum RuntimeError {
     Plan(#[from] triage_oci::PlanError),
     /// wasi-nn could not be set up (backend, model file, model load).
     #[error(transparent)]
-    Nn(#[from] crate::nn::NnSetupError),
+    Nn(Box<crate::nn::NnSetupError>),
     /// Something in the request is not supported by this build.
     #[error("container {id}: {what} is not supported")]
     Unsupported {
@@ -56,4 +56,10 @@ pub enum RuntimeError {
         /// What was asked for.
         what: String,
     },
+}
+
+impl From<crate::nn::NnSetupError> for RuntimeError {
+    fn from(e: crate::nn::NnSetupError) -> Self {
+        Self::Nn(Box::new(e))
+    }
 }

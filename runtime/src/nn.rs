@@ -58,7 +58,7 @@ pub enum NnSetupError {
         /// The preload as written.
         preload: String,
         /// The backend's error.
-        source: NnError,
+        source: Box<NnError>,
     },
 }
 
@@ -173,33 +173,38 @@ impl NnHost {
                 id: id.to_owned(),
                 name: p.name.clone(),
                 preload: p.to_text(),
-                source,
+                source: Box::new(source),
             };
             let started = Instant::now();
-            let choice = backends.choose(p.encoding, p.target).map_err(error)?;
-            if let Some(why) = &choice.fallback {
-                if p.target == triage_nn::ExecutionTarget::Auto {
-                    tracing::info!(container = %id, model = %p.name, "wasi-nn AUTO runs on the CPU: {why}");
-                } else {
-                    tracing::warn!(container = %id, model = %p.name, asked = %p.target, "wasi-nn target not available, running on the CPU: {why}");
-                }
-            }
-            let graph = choice
-                .backend
-                .load(&[model.bytes.as_slice()], choice.target)
+            let loaded = backends
+                .load(p.encoding, p.target, &[model.bytes.as_slice()])
                 .map_err(error)?;
+            log_fallback(id, &p.name, p.target, loaded.fallback.as_deref());
             tracing::info!(
                 container = %id,
                 model = %p.name,
-                backend = choice.backend.name(),
-                target = %choice.target,
+                backend = loaded.backend,
+                target = %loaded.target,
                 bytes = model.bytes.len(),
                 ms = started.elapsed().as_secs_f64() * 1000.0,
                 "wasi-nn model preloaded"
             );
-            graphs.push((p.name.clone(), graph));
+            graphs.push((p.name.clone(), loaded.graph));
         }
         Ok(Self { backends, graphs })
+    }
+}
+
+/// Logs why a graph runs on the CPU when the guest asked for more: a warning for a GPU
+/// or TPU, a note for `AUTO`.
+pub fn log_fallback(id: &str, model: &str, asked: triage_nn::ExecutionTarget, why: Option<&str>) {
+    let Some(why) = why else {
+        return;
+    };
+    if asked == triage_nn::ExecutionTarget::Auto {
+        tracing::info!(container = %id, model, "wasi-nn AUTO runs on the CPU: {why}");
+    } else {
+        tracing::warn!(container = %id, model, asked = %asked, "wasi-nn target not available, running on the CPU: {why}");
     }
 }
 
@@ -213,6 +218,17 @@ pub fn open_libraries(backends: &BackendSet) {
                 tracing::warn!("wasi-nn backend {} unavailable: {why}", backend.name());
             }
         }
+    }
+    // The helper forks next: a library that started a thread would make that unsafe.
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|comm| comm.trim().to_owned())
+        .collect();
+    if threads.len() > 1 {
+        tracing::warn!(threads = %threads.join(","), "threads exist before the fork");
     }
 }
 

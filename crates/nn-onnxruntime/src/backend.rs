@@ -117,8 +117,9 @@ impl OnnxRuntimeBackend {
         library: &Library,
         target: ExecutionTarget,
     ) -> Result<SessionBuilder, NnError> {
+        let environment = library.environment().map_err(unavailable)?;
         let configure = || -> ort::Result<SessionBuilder> {
-            Ok(Session::builder(&library.environment)?
+            Ok(Session::builder(environment)?
                 .with_optimization_level(GraphOptimizationLevel::All)?
                 .with_intra_threads(self.options.intra_threads)?
                 .with_intra_op_spinning(false)?)

@@ -1,25 +1,47 @@
-//! The ONNX Runtime library of this process: opened once, from one path, with one environment.
+//! The ONNX Runtime library of this process: opened once, from one path; its environment made on first use.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ort::environment::Environment;
-use ort::ep::ExecutionProvider;
 use ort::LoadDynamicError;
 
-/// The opened library and the environment every session of the process is made in.
+/// The opened library, and the environment every session of the process is made in.
 pub(crate) struct Library {
     /// The path it was opened from, as given.
     pub(crate) path: PathBuf,
-    /// `ort` allows one environment per process; sessions keep it alive.
-    pub(crate) environment: Environment,
     /// Whether the library was built with the CUDA execution provider.
     pub(crate) cuda_provider: bool,
+    /// `ort` allows one environment per process; sessions keep it alive. Made at the first
+    /// session, not at opening: making it starts a thread, and the process that opens the
+    /// library (while the host's files are in view) may fork afterwards.
+    environment: OnceLock<Result<Environment, String>>,
+}
+
+impl Library {
+    /// The process's environment, made on first use.
+    pub(crate) fn environment(&self) -> Result<&Environment, String> {
+        self.environment
+            .get_or_init(|| {
+                ort::init()
+                    .with_name("triage")
+                    .with_telemetry(false)
+                    .build()
+                    .map_err(|e| {
+                        format!(
+                            "{}: cannot create the onnxruntime environment: {e}",
+                            self.path.display()
+                        )
+                    })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 /// What opening a path gave. Once a path has been opened (`dlopen` succeeded) the process is
-/// bound to that library, whether or not its environment could be made.
+/// bound to that library.
 struct Opened {
     path: PathBuf,
     result: Result<Arc<Library>, String>,
@@ -27,8 +49,7 @@ struct Opened {
 
 static OPENED: Mutex<Option<Opened>> = Mutex::new(None);
 
-/// The library at `path`, opened on first use. `Err` says why it cannot be used, naming the
-/// path.
+/// The library at `path`, opened on first use (`dlopen` only: no thread is started). `Err` says why it cannot be used, naming the path.
 pub(crate) fn open(path: &Path) -> Result<Arc<Library>, String> {
     if let Err(e) = fs::metadata(path) {
         return Err(format!("no library at {}: {e}", path.display()));
@@ -44,24 +65,16 @@ pub(crate) fn open(path: &Path) -> Result<Arc<Library>, String> {
             opened.path.display()
         ));
     }
-    let builder = ort::init_from(path).map_err(|e| describe_load_error(path, e))?;
-    let result = builder
-        .with_name("triage")
-        .with_telemetry(false)
-        .build()
-        .map_err(|e| {
-            format!(
-                "{}: cannot create the onnxruntime environment: {e}",
-                path.display()
-            )
-        })
-        .map(|environment| {
-            // Asks the library which providers it was built with; an error counts as "no".
-            let cuda_provider = ort::ep::CUDA::is_available().unwrap_or(false);
+    // Only `dlopen` and the API table: calling into the library (even asking for its
+    // providers) starts a thread, which its exit handlers then join in every process
+    // forked from this one.
+    let result = ort::init_from(path)
+        .map_err(|e| describe_load_error(path, e))
+        .map(|_| {
             Arc::new(Library {
                 path: path.to_owned(),
-                environment,
-                cuda_provider,
+                cuda_provider: cuda_provider_beside(path),
+                environment: OnceLock::new(),
             })
         });
     *opened = Some(Opened {
@@ -69,6 +82,14 @@ pub(crate) fn open(path: &Path) -> Result<Arc<Library>, String> {
         result: result.clone(),
     });
     result
+}
+
+/// Whether the CUDA execution provider ships beside the library (`onnxruntime-gpu` puts
+/// `libonnxruntime_providers_cuda.so` next to `libonnxruntime.so`; the CPU build has none).
+fn cuda_provider_beside(library: &Path) -> bool {
+    library
+        .parent()
+        .is_some_and(|dir| dir.join("libonnxruntime_providers_cuda.so").exists())
 }
 
 fn describe_load_error(path: &Path, error: LoadDynamicError) -> String {

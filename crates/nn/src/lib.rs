@@ -20,5 +20,5 @@ mod tensor;
 
 pub use backend::{NnBackend, NnContext, NnGraph};
 pub use error::NnError;
-pub use select::{BackendChoice, BackendSet};
+pub use select::{BackendChoice, BackendSet, LoadedGraph};
 pub use tensor::{ExecutionTarget, GraphEncoding, Tensor, TensorType};

@@ -24,6 +24,18 @@ pub struct BackendChoice {
     pub fallback: Option<String>,
 }
 
+/// A graph loaded by [`BackendSet::load`], with where it runs and why.
+pub struct LoadedGraph {
+    /// The graph.
+    pub graph: Arc<dyn crate::NnGraph>,
+    /// The backend that loaded it.
+    pub backend: String,
+    /// The target it runs on.
+    pub target: ExecutionTarget,
+    /// Why it does not run on the target asked for, when it does not.
+    pub fallback: Option<String>,
+}
+
 impl BackendSet {
     /// An empty set.
     pub fn new() -> Self {
@@ -93,6 +105,39 @@ impl BackendSet {
             list.sort_by_key(|b| b.name() != name);
         }
         list
+    }
+
+    /// Loads a model with the backend [`BackendSet::choose`] picks; where a GPU backend
+    /// said it serves but cannot load the model there (a CUDA library missing, say), the
+    /// CPU loads it and the reason is in [`LoadedGraph::fallback`].
+    pub fn load(
+        &self,
+        encoding: GraphEncoding,
+        asked: ExecutionTarget,
+        builders: &[&[u8]],
+    ) -> Result<LoadedGraph, NnError> {
+        let choice = self.choose(encoding, asked)?;
+        match choice.backend.load(builders, choice.target) {
+            Ok(graph) => Ok(LoadedGraph {
+                graph,
+                backend: choice.backend.name().to_owned(),
+                target: choice.target,
+                fallback: choice.fallback,
+            }),
+            Err(NnError::Unavailable { backend, reason })
+                if choice.target == ExecutionTarget::Gpu =>
+            {
+                let cpu = self.choose(encoding, ExecutionTarget::Cpu)?;
+                let graph = cpu.backend.load(builders, ExecutionTarget::Cpu)?;
+                Ok(LoadedGraph {
+                    graph,
+                    backend: cpu.backend.name().to_owned(),
+                    target: ExecutionTarget::Cpu,
+                    fallback: Some(format!("{backend}: {reason}")),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Chooses the backend for a graph of `encoding` that the guest wants on `asked`.
@@ -177,12 +222,47 @@ mod tests {
                 _ => Ok(()),
             }
         }
-        fn load(&self, _: &[&[u8]], _: ExecutionTarget) -> Result<Arc<dyn NnGraph>, NnError> {
-            Err(NnError::Load {
-                backend: self.name.to_owned(),
+        fn load(&self, _: &[&[u8]], target: ExecutionTarget) -> Result<Arc<dyn NnGraph>, NnError> {
+            match target {
+                // A GPU the backend said it serves, whose library then fails.
+                ExecutionTarget::Gpu => Err(NnError::Unavailable {
+                    backend: self.name.to_owned(),
+                    reason: "libcudnn.so.9 not found".to_owned(),
+                }),
+                _ => Ok(Arc::new(Graph(self.name))),
+            }
+        }
+    }
+
+    struct Graph(&'static str);
+
+    impl NnGraph for Graph {
+        fn backend(&self) -> &str {
+            self.0
+        }
+        fn target(&self) -> ExecutionTarget {
+            ExecutionTarget::Cpu
+        }
+        fn init_context(&self) -> Result<Box<dyn crate::NnContext>, NnError> {
+            Err(NnError::Compute {
+                backend: self.0.to_owned(),
                 reason: "not in this test".to_owned(),
             })
         }
+    }
+
+    #[test]
+    fn a_gpu_load_that_fails_for_want_of_a_library_runs_on_the_cpu_with_the_reason() {
+        let loaded = set(Ok(()))
+            .load(GraphEncoding::Onnx, ExecutionTarget::Gpu, &[b"model"])
+            .unwrap();
+        assert_eq!(loaded.backend, "tract");
+        assert_eq!(loaded.graph.backend(), "tract");
+        assert_eq!(loaded.target, ExecutionTarget::Cpu);
+        assert_eq!(
+            loaded.fallback.as_deref(),
+            Some("onnxruntime: libcudnn.so.9 not found")
+        );
     }
 
     fn set(gpu: Result<(), String>) -> BackendSet {

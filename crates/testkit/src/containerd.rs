@@ -335,7 +335,12 @@ disabled_plugins = [{disabled}]
 
     /// containerd's log so far, including the shims' log lines it copied.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The file containerd (and the shims it starts) log to.
+    pub fn log_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("containerd.log")
     }
 
     /// A `ctr` command against this daemon, in [`NAMESPACE`].

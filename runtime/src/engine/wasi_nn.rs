@@ -92,21 +92,20 @@ impl BackendInner for ForEncoding {
             WitTarget::Gpu => ExecutionTarget::Gpu,
             WitTarget::Tpu => ExecutionTarget::Tpu,
         };
-        let choice = self
+        let loaded = self
             .backends
-            .choose(self.encoding, asked)
+            .load(self.encoding, asked, builders)
             .map_err(|e| backend_error(&self.id, e))?;
-        if let Some(why) = &choice.fallback {
-            tracing::warn!(container = %self.id, asked = %asked, "wasi-nn target not available, running on the CPU: {why}");
-        }
-        let graph = choice
-            .backend
-            .load(builders, choice.target)
-            .map_err(|e| backend_error(&self.id, e))?;
-        tracing::info!(container = %self.id, backend = choice.backend.name(), target = %choice.target, "wasi-nn graph loaded by the guest");
+        crate::nn::log_fallback(
+            &self.id,
+            "(loaded by the guest)",
+            asked,
+            loaded.fallback.as_deref(),
+        );
+        tracing::info!(container = %self.id, backend = loaded.backend, target = %loaded.target, "wasi-nn graph loaded by the guest");
         let shared: Box<dyn BackendGraph> = Box::new(SharedGraph {
             id: self.id.clone(),
-            graph,
+            graph: loaded.graph,
         });
         Ok(Graph::from(shared))
     }

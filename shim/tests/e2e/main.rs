@@ -11,6 +11,7 @@ mod errors;
 mod lifecycle;
 mod limits;
 mod native;
+mod nn;
 mod support;
 mod terminal;
 mod wasm;

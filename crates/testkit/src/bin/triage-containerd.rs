@@ -1,6 +1,7 @@
 //! Runs a command against a private containerd: starts it, imports images, exports
 //! `CONTAINERD_ADDRESS`/`CONTAINERD_NAMESPACE` (which `ctr` reads) and the shims'
-//! `TRIAGE_CACHE_DIR` and `TRIAGE_CONFIG`, runs the command,
+//! `TRIAGE_CACHE_DIR` and `TRIAGE_CONFIG`, and its log's path as `TRIAGE_CONTAINERD_LOG`,
+//! runs the command,
 //! stops containerd and cleans up. Used by the scripts in `benches/`.
 //!
 //! Usage: `triage-containerd --shim PATH [--import ARCHIVE]... -- COMMAND [ARGS]...`
@@ -44,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         // The artifact cache and node profile its Triage shims use.
         .env("TRIAGE_CACHE_DIR", ctd.artifact_cache_dir())
         .env("TRIAGE_CONFIG", ctd.node_profile_path())
+        .env("TRIAGE_CONTAINERD_LOG", ctd.log_path())
         .status()
         .with_context(|| format!("running {program}"))?;
     drop(ctd);

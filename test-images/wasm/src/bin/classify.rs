@@ -5,6 +5,9 @@
 //! order: `.pgm` images (P2 or P5; pixels are the features) or `.csv`/`.txt` numbers.
 //! Prints `NAME LABEL PROBABILITY` per case (class names from `$LABELS`, comma-separated,
 //! else the class index); `$NN_TARGET=gpu` asks for a GPU. A summary goes to stderr.
+//! For benchmarks: `.f32` cases are raw little-endian floats, `$INPUT_SHAPE` (e.g.
+//! `1,3,224,224`) gives the input's dimensions (default `1,FEATURES`), and `$TIMING=1`
+//! adds each case's microseconds (set_input to get_output) to its line.
 
 use std::path::Path;
 use std::time::Instant;
@@ -21,6 +24,16 @@ fn main() {
         Ok("gpu") | Ok("GPU") => ExecutionTarget::GPU,
         _ => ExecutionTarget::CPU,
     };
+    let shape: Option<Vec<usize>> = std::env::var("INPUT_SHAPE").ok().map(|s| {
+        s.split(',')
+            .map(|d| {
+                d.trim()
+                    .parse()
+                    .unwrap_or_else(|_| fail(2, &format!("bad INPUT_SHAPE {s:?}")))
+            })
+            .collect()
+    });
+    let timing = std::env::var("TIMING").as_deref() == Ok("1");
     let labels: Vec<String> = std::env::var("LABELS")
         .map(|l| l.split(',').map(str::to_owned).collect())
         .unwrap_or_default();
@@ -57,8 +70,10 @@ fn main() {
                 continue;
             }
         };
+        let dims = shape.clone().unwrap_or_else(|| vec![1, features.len()]);
+        let case_started = Instant::now();
         let result = context
-            .set_input(0, TensorType::F32, &[1, features.len()], &features)
+            .set_input(0, TensorType::F32, &dims, &features)
             .and_then(|()| context.compute())
             .and_then(|()| context.get_output(0, &mut output));
         match result {
@@ -76,7 +91,12 @@ fn main() {
                     .get(class)
                     .cloned()
                     .unwrap_or_else(|| class.to_string());
-                println!("{name} {label} {p:.4}");
+                if timing {
+                    let micros = case_started.elapsed().as_secs_f64() * 1e6;
+                    println!("{name} {label} {p:.4} {micros:.0}");
+                } else {
+                    println!("{name} {label} {p:.4}");
+                }
             }
             Err(e) => {
                 println!("{name} error {e}");
@@ -104,6 +124,12 @@ fn fail(code: i32, message: &str) -> ! {
 /// A case's features: a PGM image's pixels, or the numbers of a text file.
 fn read_case(path: &Path) -> Result<Vec<f32>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    if path.extension().is_some_and(|e| e == "f32") {
+        return Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect());
+    }
     if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
         return read_pgm(&bytes);
     }

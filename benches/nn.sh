@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# wasi-nn through the whole container path, per backend: (a) one container classifying a
+# batch, (b) a container per case with the model preloaded, (c) a 224×224 CNN.
+#
+#   N=30 bash benches/nn.sh        (after `make build test-images`)
+#
+# Backends: tract (built in) and onnxruntime (TRIAGE_ONNXRUNTIME, else the library
+# scripts/onnxruntime.sh fetches). The CNN is `light_squeezenet.onnx` from PyPI's `onnx`
+# wheel (ONNX's backend test data: SqueezeNet's layers with constant weights), fetched
+# once into /var/cache/triage/models. Cases: the digits model's 450 held-out 8×8 images.
+# Prints per-case latency inside the guest (set_input..get_output, p50/p99), cases per
+# minute inside one container and for the whole `ctr run`, and per-container wall time.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$( [ -w /var/cache ] && echo /var/cache/triage/target || echo "$root/target")}
+N=${N:-30}
+shim="$target/release/containerd-shim-triage-v1"
+
+if [ -z "${CONTAINERD_ADDRESS:-}" ]; then
+  exec "$target/release/triage-containerd" --shim "$shim" --import "$root/dist/images/wasm.tar" \
+    -- bash "$0" "$@"
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+wasm=triage.test/wasm:latest
+run=(ctr run --rm --runtime io.containerd.triage.v1)
+
+# The CNN, from the onnx wheel (pip download; nothing else of the wheel is installed).
+models=/var/cache/triage/models
+squeezenet=$models/light_squeezenet.onnx
+if [ ! -f "$squeezenet" ]; then
+  mkdir -p "$models" "$work/wheel"
+  python3 -m pip download -q onnx==1.23.2 --no-deps --only-binary=:all: -d "$work/wheel"
+  python3 - "$work"/wheel/onnx-*.whl "$squeezenet" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    open(sys.argv[2], "wb").write(z.read("onnx/backend/test/data/light/light_squeezenet.onnx"))
+PY
+fi
+
+# Cases: digits as PGM images, all in one directory and one per directory; CNN inputs as
+# raw float32 3×224×224 images.
+python3 - "$root/test-images/models/digits_holdout.csv" "$work" "$N" <<'PY'
+import os, random, struct, sys
+rows = [l.strip().split(",") for l in open(sys.argv[1]).read().splitlines()[1:] if l.strip()]
+work, n = sys.argv[2], int(sys.argv[3])
+os.makedirs(f"{work}/digits")
+for i, row in enumerate(rows):
+    pgm = "P2\n8 8\n16\n" + " ".join(row[1:]) + "\n"
+    open(f"{work}/digits/case-{i:03}.pgm", "w").write(pgm)
+    if i < n:
+        os.makedirs(f"{work}/single/{i:03}")
+        open(f"{work}/single/{i:03}/case.pgm", "w").write(pgm)
+os.makedirs(f"{work}/cnn/cases")
+rng = random.Random(7)
+for i in range(n):
+    data = struct.pack("<%df" % (3 * 224 * 224), *(rng.random() for _ in range(3 * 224 * 224)))
+    open(f"{work}/cnn/cases/img-{i:03}.f32", "wb").write(data)
+PY
+cp "$squeezenet" "$work/cnn/"
+
+# Percentiles of the numbers on stdin (one per line): "p50 p99 count".
+stats() {
+  python3 -c '
+import sys
+v = sorted(float(x) for x in sys.stdin.read().split())
+p = lambda q: v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+print(f"{p(0.5):.3f} {p(0.99):.3f} {len(v)}")'
+}
+now_ms() { date +%s%N | awk '{printf "%.3f", $1 / 1e6}'; }
+
+backends=(tract)
+library=${TRIAGE_ONNXRUNTIME:-$(bash "$root/scripts/onnxruntime.sh" 2>/dev/null || true)}
+[ -n "$library" ] && [ -f "$library" ] && backends+=(onnxruntime) || echo "onnxruntime: not measured (no library)" >&2
+
+labels="LABELS=0,1,2,3,4,5,6,7,8,9"
+digits_preload="triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx"
+printf '%-12s %-34s %10s %10s %10s\n' backend measurement p50 p99 rate
+for backend in "${backends[@]}"; do
+  printf '[nn]\ncpu_backend = "%s"\nonnxruntime = "%s"\n' "$backend" "$library" > "$TRIAGE_CONFIG"
+
+  # (a) One container, 450 cases.
+  start=$(now_ms)
+  "${run[@]}" --mount "type=bind,src=$work/digits,dst=/cases,options=rbind:ro" \
+    --env "$labels" --env TIMING=1 --annotation "$digits_preload" \
+    "$wasm" "nn-batch-$backend" /classify.wasm digits /cases > "$work/batch.out" 2> "$work/batch.err"
+  wall=$(awk -v a="$start" -v b="$(now_ms)" 'BEGIN {print b - a}')
+  cases=$(wc -l < "$work/batch.out")
+  read -r p50 p99 _ < <(awk '{print $4 / 1000}' "$work/batch.out" | stats)
+  inside=$(awk '{s += $4} END {printf "%.0f", NR / (s / 1e6) * 60}' "$work/batch.out")
+  whole=$(awk -v n="$cases" -v w="$wall" 'BEGIN {printf "%.0f", n / (w / 1000) * 60}')
+  printf '%-12s %-34s %8sms %8sms %8s/min\n' "$backend" "(a) batch: per case in the guest" "$p50" "$p99" "$inside"
+  printf '%-12s %-34s %10s %10s %8s/min\n' "$backend" "(a) batch: whole ctr run ($cases)" "${wall}ms" "" "$whole"
+
+  # (b) A container per case, the model preloaded at Create.
+  : > "$work/single.wall"; : > "$work/single.guest"
+  for dir in "$work"/single/*; do
+    start=$(now_ms)
+    "${run[@]}" --mount "type=bind,src=$dir,dst=/cases,options=rbind:ro" \
+      --env "$labels" --env TIMING=1 --annotation "$digits_preload" \
+      "$wasm" "nn-one-$backend" /classify.wasm digits /cases > "$work/one.out" 2>/dev/null
+    awk -v a="$start" -v b="$(now_ms)" 'BEGIN {print b - a}' >> "$work/single.wall"
+    awk '{print $4 / 1000}' "$work/one.out" >> "$work/single.guest"
+  done
+  read -r p50 p99 n < <(stats < "$work/single.guest")
+  printf '%-12s %-34s %8sms %8sms\n' "$backend" "(b) per container: case in guest" "$p50" "$p99"
+  read -r p50 p99 n < <(stats < "$work/single.wall")
+  rate=$(awk -v m="$p50" 'BEGIN {printf "%.0f", 60000 / m}')
+  printf '%-12s %-34s %8sms %8sms %8s/min\n' "$backend" "(b) per container: ctr run --rm" "$p50" "$p99" "$rate"
+
+  # (c) The 224×224 CNN, N images in one container.
+  "${run[@]}" --mount "type=bind,src=$work/cnn,dst=/data,options=rbind:ro" \
+    --env TIMING=1 --env INPUT_SHAPE=1,3,224,224 \
+    --annotation "triage.io/nn-preload=squeezenet:ONNX:CPU:/data/light_squeezenet.onnx" \
+    "$wasm" "nn-cnn-$backend" /classify.wasm squeezenet /data/cases > "$work/cnn.out" 2>/dev/null
+  read -r p50 p99 n < <(awk '{print $4 / 1000}' "$work/cnn.out" | stats)
+  rate=$(awk '{s += $4} END {printf "%.0f", NR / (s / 1e6) * 60}' "$work/cnn.out")
+  printf '%-12s %-34s %8sms %8sms %8s/min\n' "$backend" "(c) squeezenet 224x224 ($n)" "$p50" "$p99" "$rate"
+  load=$(grep "nn-cnn-$backend" "$TRIAGE_CONTAINERD_LOG" | grep -o 'wasi-nn model preloaded.*' | grep -o 'ms=[0-9.]*' | head -1)
+  printf '%-12s %-34s %10s\n' "$backend" "(c) squeezenet graph build at Create" "${load#ms=}ms"
+done

@@ -1,0 +1,306 @@
+//! wasi-nn: a Wasm guest classifies cases from its mount with preloaded models.
+
+use std::path::Path;
+
+use triage_testkit::models::{models_dir, TestModel, BREAST_CANCER, DIGITS};
+
+use crate::support::{assert_clean, containerd, run, shim_log, WASM_IMAGE};
+
+/// Writes the model's held-out cases into `dir`: digits as 8×8 PGM images, breast-mass
+/// features as CSV lines. Returns the true labels by file name.
+fn write_cases(model: TestModel, dir: &Path) -> Vec<(String, String)> {
+    std::fs::create_dir_all(dir).unwrap();
+    model
+        .holdout()
+        .into_iter()
+        .enumerate()
+        .map(|(i, case)| {
+            let (name, content) = if model.features == 64 {
+                let pixels: Vec<String> = case.features.iter().map(|p| format!("{p}")).collect();
+                (
+                    format!("case-{i:03}.pgm"),
+                    format!("P2\n8 8\n16\n{}\n", pixels.join(" ")),
+                )
+            } else {
+                let values: Vec<String> = case.features.iter().map(|v| format!("{v:?}")).collect();
+                (format!("case-{i:03}.csv"), values.join(","))
+            };
+            std::fs::write(dir.join(&name), content).unwrap();
+            (name, case.label)
+        })
+        .collect()
+}
+
+/// The share of cases the guest labelled right; every case must have a line.
+fn accuracy(stdout: &str, truth: &[(String, String)]) -> f64 {
+    let mut correct = 0;
+    for (name, label) in truth {
+        let line = stdout
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("no line for {name} in:\n{stdout}"));
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        let p: f32 = fields[2].parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(p > 0.0 && p <= 1.0, "{line}");
+        if fields[1] == label {
+            correct += 1;
+        }
+    }
+    correct as f64 / truth.len() as f64
+}
+
+fn labels_env(model: TestModel) -> String {
+    format!("LABELS={}", model.labels.join(","))
+}
+
+#[test]
+fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
+    let Some(ctd) = containerd("a_wasm_guest_classifies_mounted_cases_with_preloaded_models")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let digits = write_cases(DIGITS, &dir.path().join("digits"));
+    let mount = format!(
+        "type=bind,src={},dst=/cases,options=rbind:ro",
+        dir.path().join("digits").display()
+    );
+    let labels = labels_env(DIGITS);
+
+    // A model in the image, preloaded by annotation (WasmEdge's --nn-preload form).
+    let preload = "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx";
+    let flags = ["--mount", &mount, "--env", &labels, "--annotation", preload];
+    let out = run(
+        &ctd,
+        &flags,
+        WASM_IMAGE,
+        "nn-digits",
+        &["/classify.wasm", "digits", "/cases"],
+    );
+    assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-digits"));
+    let acc = accuracy(&out.stdout, &digits);
+    assert!(acc >= 0.95, "digits accuracy {acc}");
+    assert!(
+        out.stderr
+            .contains(&format!("classified {} cases", digits.len())),
+        "{out:?}"
+    );
+    let log = shim_log(&ctd, "nn-digits");
+    assert!(log.contains("wasi-nn backends: tract (ONNX; CPU"), "{log}");
+    let loaded = log
+        .lines()
+        .find(|l| l.contains("wasi-nn model preloaded"))
+        .unwrap_or_else(|| panic!("no preload line:\n{log}"));
+    assert!(
+        loaded.contains("model=digits")
+            && loaded.contains("backend=\"tract\"")
+            && loaded.contains("target=CPU"),
+        "{loaded}"
+    );
+
+    // A GPU asked for on a node without one: the CPU serves, with the reason logged.
+    let gpu = "triage.io/nn-preload=digits:ONNX:GPU:/models/digits_mlp.onnx";
+    let flags = ["--mount", &mount, "--env", &labels, "--annotation", gpu];
+    let out = run(
+        &ctd,
+        &flags,
+        WASM_IMAGE,
+        "nn-gpu",
+        &["/classify.wasm", "digits", "/cases"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(accuracy(&out.stdout, &digits) >= 0.95);
+    let log = shim_log(&ctd, "nn-gpu");
+    assert!(
+        log.contains("wasi-nn target not available, running on the CPU"),
+        "{log}"
+    );
+
+    // The guest loads the model from bytes it reads itself (no preload).
+    let flags = ["--mount", &mount, "--env", &labels];
+    let out = run(
+        &ctd,
+        &flags,
+        WASM_IMAGE,
+        "nn-bytes",
+        &["/classify.wasm", "/models/digits_mlp.onnx", "/cases"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(accuracy(&out.stdout, &digits) >= 0.95);
+    assert!(shim_log(&ctd, "nn-bytes").contains("wasi-nn graph loaded by the guest"));
+
+    // A node model (host path) from the node profile, served to any guest by name.
+    let breast = write_cases(BREAST_CANCER, &dir.path().join("breast"));
+    ctd.write_node_profile(&format!(
+        "[nn]\npreload = [\"breast:ONNX:CPU:{}\"]\n",
+        models_dir().join(BREAST_CANCER.file).display()
+    ))
+    .unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/cases,options=rbind:ro",
+        dir.path().join("breast").display()
+    );
+    let labels = labels_env(BREAST_CANCER);
+    let flags = ["--mount", &mount, "--env", &labels];
+    let out = run(
+        &ctd,
+        &flags,
+        WASM_IMAGE,
+        "nn-breast",
+        &["/classify.wasm", "breast", "/cases"],
+    );
+    assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-breast"));
+    let acc = accuracy(&out.stdout, &breast);
+    assert!(acc >= 0.95, "breast cancer accuracy {acc}");
+    assert!(out.stdout.contains(" malignant ") && out.stdout.contains(" benign "));
+}
+
+#[test]
+fn onnx_runtime_serves_the_same_guest_when_the_node_chooses_it() {
+    let test = "onnx_runtime_serves_the_same_guest_when_the_node_chooses_it";
+    let Some(library) = std::env::var_os("TRIAGE_ONNXRUNTIME").filter(|l| Path::new(l).exists())
+    else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!(
+                "{test}: CI must set TRIAGE_ONNXRUNTIME (make test runs scripts/onnxruntime.sh)"
+            );
+        }
+        eprintln!(
+            "SKIPPED {test}: TRIAGE_ONNXRUNTIME names no library (run scripts/onnxruntime.sh)"
+        );
+        return;
+    };
+    let Some(ctd) = containerd(test) else {
+        return;
+    };
+    ctd.write_node_profile(&format!(
+        "[nn]\ncpu_backend = \"onnxruntime\"\nonnxruntime = \"{}\"\n",
+        Path::new(&library).display()
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let digits = write_cases(DIGITS, dir.path());
+    let mount = format!(
+        "type=bind,src={},dst=/cases,options=rbind:ro",
+        dir.path().display()
+    );
+    let labels = labels_env(DIGITS);
+    let preload = "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx";
+    let flags = ["--mount", &mount, "--env", &labels, "--annotation", preload];
+    let out = run(
+        &ctd,
+        &flags,
+        WASM_IMAGE,
+        "nn-ort",
+        &["/classify.wasm", "digits", "/cases"],
+    );
+    assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-ort"));
+    assert!(accuracy(&out.stdout, &digits) >= 0.95);
+    let log = shim_log(&ctd, "nn-ort");
+    let loaded = log
+        .lines()
+        .find(|l| l.contains("wasi-nn model preloaded"))
+        .unwrap_or_else(|| panic!("no preload line:\n{log}"));
+    assert!(loaded.contains("backend=\"onnxruntime\""), "{loaded}");
+    // The library is opened before the helper forks; its threads start after the fork.
+    assert!(!log.contains("threads exist before the fork"), "{log}");
+}
+
+#[test]
+fn the_classifier_sees_only_its_mount_and_bad_models_fail_at_create() {
+    let Some(ctd) = containerd("the_classifier_sees_only_its_mount_and_bad_models_fail_at_create")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write_cases(DIGITS, &dir.path().join("cases"));
+    let mount = format!(
+        "type=bind,src={},dst=/cases,options=rbind:ro",
+        dir.path().join("cases").display()
+    );
+    let preload = "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx";
+    let flags = ["--mount", &mount, "--annotation", preload];
+
+    // The host's directories and files do not exist for the guest, even where they do on
+    // the host: its view is the image's root and its mount.
+    let host_cases = dir.path().join("cases").display().to_string();
+    let out = run(
+        &ctd,
+        &flags,
+        WASM_IMAGE,
+        "nn-host-dir",
+        &["/classify.wasm", "digits", &host_cases],
+    );
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("cannot read cases directory {host_cases}")),
+        "{out:?}"
+    );
+    let host_model = DIGITS.path().display().to_string();
+    let out = run(
+        &ctd,
+        &flags,
+        WASM_IMAGE,
+        "nn-host-model",
+        &["/classify.wasm", &host_model, "/cases"],
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("cannot read model {host_model}")),
+        "{out:?}"
+    );
+
+    // A preload whose file is not in the container: Create fails, naming it.
+    let missing = "triage.io/nn-preload=digits:ONNX:CPU:/models/nope.onnx";
+    let out = run(
+        &ctd,
+        &["--annotation", missing],
+        WASM_IMAGE,
+        "nn-missing",
+        &["/classify.wasm", "digits", "/"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("container nn-missing: wasi-nn model \"digits\" at /models/nope.onnx"),
+        "{out:?}"
+    );
+    assert_clean(&ctd, "nn-missing");
+
+    // A preload that does not parse.
+    let bad = "triage.io/nn-preload=digits:ONYX:CPU:/models/digits_mlp.onnx";
+    let out = run(
+        &ctd,
+        &["--annotation", bad],
+        WASM_IMAGE,
+        "nn-malformed",
+        &["/classify.wasm", "digits", "/"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("container nn-malformed: annotation triage.io/nn-preload")
+            && out.stderr.contains("unknown encoding \"ONYX\""),
+        "{out:?}"
+    );
+    assert_clean(&ctd, "nn-malformed");
+
+    // A file that is not a model: its load in the container fails Create.
+    let not_model = "triage.io/nn-preload=digits:ONNX:CPU:/hello.wasm";
+    let out = run(
+        &ctd,
+        &["--annotation", not_model],
+        WASM_IMAGE,
+        "nn-not-model",
+        &["/classify.wasm", "digits", "/"],
+    );
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("container nn-not-model: wasi-nn model \"digits\" (digits:ONNX:CPU:/hello.wasm): tract: cannot load the model"),
+        "{out:?}"
+    );
+    assert_clean(&ctd, "nn-not-model");
+}
