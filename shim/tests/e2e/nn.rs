@@ -253,54 +253,37 @@ fn the_classifier_sees_only_its_mount_and_bad_models_fail_at_create() {
         "{out:?}"
     );
 
-    // A preload whose file is not in the container: Create fails, naming it.
-    let missing = "triage.io/nn-preload=digits:ONNX:CPU:/models/nope.onnx";
-    let out = run(
-        &ctd,
-        &["--annotation", missing],
-        WASM_IMAGE,
-        "nn-missing",
-        &["/classify.wasm", "digits", "/"],
-    );
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr
-            .contains("container nn-missing: wasi-nn model \"digits\" at /models/nope.onnx"),
-        "{out:?}"
-    );
-    assert_clean(&ctd, "nn-missing");
-
-    // A preload that does not parse.
-    let bad = "triage.io/nn-preload=digits:ONYX:CPU:/models/digits_mlp.onnx";
-    let out = run(
-        &ctd,
-        &["--annotation", bad],
-        WASM_IMAGE,
-        "nn-malformed",
-        &["/classify.wasm", "digits", "/"],
-    );
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr
-            .contains("container nn-malformed: annotation triage.io/nn-preload")
-            && out.stderr.contains("unknown encoding \"ONYX\""),
-        "{out:?}"
-    );
-    assert_clean(&ctd, "nn-malformed");
-
-    // A file that is not a model: its load in the container fails Create.
-    let not_model = "triage.io/nn-preload=digits:ONNX:CPU:/hello.wasm";
-    let out = run(
-        &ctd,
-        &["--annotation", not_model],
-        WASM_IMAGE,
-        "nn-not-model",
-        &["/classify.wasm", "digits", "/"],
-    );
-    assert_ne!(out.code, 0);
-    assert!(
-        out.stderr.contains("container nn-not-model: wasi-nn model \"digits\" (digits:ONNX:CPU:/hello.wasm): tract: cannot load the model"),
-        "{out:?}"
-    );
-    assert_clean(&ctd, "nn-not-model");
+    // Preloads Create refuses, naming the container and what is wrong, leaving nothing:
+    // a file not in the container, a preload that does not parse, a file that is not a
+    // model (its load in the container's init fails).
+    let refused = [
+        (
+            "nn-missing",
+            "digits:ONNX:CPU:/models/nope.onnx",
+            "container nn-missing: wasi-nn model \"digits\" at /models/nope.onnx",
+        ),
+        (
+            "nn-malformed",
+            "digits:ONYX:CPU:/models/digits_mlp.onnx",
+            "container nn-malformed: annotation triage.io/nn-preload: \"digits:ONYX:CPU:/models/digits_mlp.onnx\": unknown encoding \"ONYX\"",
+        ),
+        (
+            "nn-not-model",
+            "digits:ONNX:CPU:/hello.wasm",
+            "container nn-not-model: wasi-nn model \"digits\" (digits:ONNX:CPU:/hello.wasm): tract: cannot load the model",
+        ),
+    ];
+    for (id, preload, error) in refused {
+        let annotation = format!("triage.io/nn-preload={preload}");
+        let out = run(
+            &ctd,
+            &["--annotation", &annotation],
+            WASM_IMAGE,
+            id,
+            &["/classify.wasm", "digits", "/"],
+        );
+        assert_ne!(out.code, 0, "{id}");
+        assert!(out.stderr.contains(error), "{id}: {out:?}");
+        assert_clean(&ctd, id);
+    }
 }
