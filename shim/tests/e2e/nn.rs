@@ -4,7 +4,9 @@ use std::path::Path;
 
 use triage_testkit::models::{models_dir, TestModel, BREAST_CANCER, DIGITS};
 
-use crate::support::{assert_clean, containerd, run, shim_log, WASM_IMAGE};
+use crate::support::{
+    assert_clean, containerd, run, shim_log, CtrOutput, PrivateContainerd, WASM_IMAGE,
+};
 
 /// Writes the model's held-out cases into `dir`: digits as 8×8 PGM images, breast-mass
 /// features as CSV lines. Returns the true labels by file name.
@@ -54,6 +56,41 @@ fn labels_env(model: TestModel) -> String {
     format!("LABELS={}", model.labels.join(","))
 }
 
+/// Runs `/classify.wasm MODEL /cases` with `cases` mounted read-only at `/cases`, the
+/// labels of `labels` in the environment, and `extra` flags.
+fn classify(
+    ctd: &PrivateContainerd,
+    id: &str,
+    cases: &Path,
+    labels: TestModel,
+    extra: &[&str],
+    model: &str,
+) -> CtrOutput {
+    let mount = format!(
+        "type=bind,src={},dst=/cases,options=rbind:ro",
+        cases.display()
+    );
+    let labels = labels_env(labels);
+    let mut flags = vec!["--mount", mount.as_str(), "--env", labels.as_str()];
+    flags.extend_from_slice(extra);
+    run(
+        ctd,
+        &flags,
+        WASM_IMAGE,
+        id,
+        &["/classify.wasm", model, "/cases"],
+    )
+}
+
+/// The shim's `wasi-nn model preloaded` line for container `id`.
+fn preload_line(ctd: &PrivateContainerd, id: &str) -> String {
+    let log = shim_log(ctd, id);
+    log.lines()
+        .find(|l| l.contains("wasi-nn model preloaded"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no preload line:\n{log}"))
+}
+
 #[test]
 fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
     let Some(ctd) = containerd("a_wasm_guest_classifies_mounted_cases_with_preloaded_models")
@@ -61,23 +98,15 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let digits = write_cases(DIGITS, &dir.path().join("digits"));
-    let mount = format!(
-        "type=bind,src={},dst=/cases,options=rbind:ro",
-        dir.path().join("digits").display()
-    );
-    let labels = labels_env(DIGITS);
+    let cases = dir.path().join("digits");
+    let digits = write_cases(DIGITS, &cases);
 
     // A model in the image, preloaded by annotation (WasmEdge's --nn-preload form).
-    let preload = "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx";
-    let flags = ["--mount", &mount, "--env", &labels, "--annotation", preload];
-    let out = run(
-        &ctd,
-        &flags,
-        WASM_IMAGE,
-        "nn-digits",
-        &["/classify.wasm", "digits", "/cases"],
-    );
+    let preload = [
+        "--annotation",
+        "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx",
+    ];
+    let out = classify(&ctd, "nn-digits", &cases, DIGITS, &preload, "digits");
     assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-digits"));
     let acc = accuracy(&out.stdout, &digits);
     assert!(acc >= 0.95, "digits accuracy {acc}");
@@ -88,10 +117,7 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
     );
     let log = shim_log(&ctd, "nn-digits");
     assert!(log.contains("wasi-nn backends: tract (ONNX; CPU"), "{log}");
-    let loaded = log
-        .lines()
-        .find(|l| l.contains("wasi-nn model preloaded"))
-        .unwrap_or_else(|| panic!("no preload line:\n{log}"));
+    let loaded = preload_line(&ctd, "nn-digits");
     assert!(
         loaded.contains("model=digits")
             && loaded.contains("backend=\"tract\"")
@@ -100,15 +126,11 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
     );
 
     // A GPU asked for on a node without one: the CPU serves, with the reason logged.
-    let gpu = "triage.io/nn-preload=digits:ONNX:GPU:/models/digits_mlp.onnx";
-    let flags = ["--mount", &mount, "--env", &labels, "--annotation", gpu];
-    let out = run(
-        &ctd,
-        &flags,
-        WASM_IMAGE,
-        "nn-gpu",
-        &["/classify.wasm", "digits", "/cases"],
-    );
+    let gpu = [
+        "--annotation",
+        "triage.io/nn-preload=digits:ONNX:GPU:/models/digits_mlp.onnx",
+    ];
+    let out = classify(&ctd, "nn-gpu", &cases, DIGITS, &gpu, "digits");
     assert_eq!(out.code, 0, "{out:?}");
     assert!(accuracy(&out.stdout, &digits) >= 0.95);
     let log = shim_log(&ctd, "nn-gpu");
@@ -118,38 +140,27 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
     );
 
     // The guest loads the model from bytes it reads itself (no preload).
-    let flags = ["--mount", &mount, "--env", &labels];
-    let out = run(
+    let out = classify(
         &ctd,
-        &flags,
-        WASM_IMAGE,
         "nn-bytes",
-        &["/classify.wasm", "/models/digits_mlp.onnx", "/cases"],
+        &cases,
+        DIGITS,
+        &[],
+        "/models/digits_mlp.onnx",
     );
     assert_eq!(out.code, 0, "{out:?}");
     assert!(accuracy(&out.stdout, &digits) >= 0.95);
     assert!(shim_log(&ctd, "nn-bytes").contains("wasi-nn graph loaded by the guest"));
 
     // A node model (host path) from the node profile, served to any guest by name.
-    let breast = write_cases(BREAST_CANCER, &dir.path().join("breast"));
+    let cases = dir.path().join("breast");
+    let breast = write_cases(BREAST_CANCER, &cases);
     ctd.write_node_profile(&format!(
         "[nn]\npreload = [\"breast:ONNX:CPU:{}\"]\n",
         models_dir().join(BREAST_CANCER.file).display()
     ))
     .unwrap();
-    let mount = format!(
-        "type=bind,src={},dst=/cases,options=rbind:ro",
-        dir.path().join("breast").display()
-    );
-    let labels = labels_env(BREAST_CANCER);
-    let flags = ["--mount", &mount, "--env", &labels];
-    let out = run(
-        &ctd,
-        &flags,
-        WASM_IMAGE,
-        "nn-breast",
-        &["/classify.wasm", "breast", "/cases"],
-    );
+    let out = classify(&ctd, "nn-breast", &cases, BREAST_CANCER, &[], "breast");
     assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-breast"));
     let acc = accuracy(&out.stdout, &breast);
     assert!(acc >= 0.95, "breast cancer accuracy {acc}");
@@ -181,27 +192,15 @@ fn onnx_runtime_serves_the_same_guest_when_the_node_chooses_it() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let digits = write_cases(DIGITS, dir.path());
-    let mount = format!(
-        "type=bind,src={},dst=/cases,options=rbind:ro",
-        dir.path().display()
-    );
-    let labels = labels_env(DIGITS);
-    let preload = "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx";
-    let flags = ["--mount", &mount, "--env", &labels, "--annotation", preload];
-    let out = run(
-        &ctd,
-        &flags,
-        WASM_IMAGE,
-        "nn-ort",
-        &["/classify.wasm", "digits", "/cases"],
-    );
+    let preload = [
+        "--annotation",
+        "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx",
+    ];
+    let out = classify(&ctd, "nn-ort", dir.path(), DIGITS, &preload, "digits");
     assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-ort"));
     assert!(accuracy(&out.stdout, &digits) >= 0.95);
     let log = shim_log(&ctd, "nn-ort");
-    let loaded = log
-        .lines()
-        .find(|l| l.contains("wasi-nn model preloaded"))
-        .unwrap_or_else(|| panic!("no preload line:\n{log}"));
+    let loaded = preload_line(&ctd, "nn-ort");
     assert!(loaded.contains("backend=\"onnxruntime\""), "{loaded}");
     // The library is opened before the helper forks; its threads start after the fork.
     assert!(!log.contains("threads exist before the fork"), "{log}");
