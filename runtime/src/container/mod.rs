@@ -163,11 +163,30 @@ pub fn release(id: &str, bundle: &Path) -> Result<bool, RuntimeError> {
             root.join(NOTIFY_FILE).display()
         ),
     })?;
-    container
-        .set_status(ContainerStatus::Running)
-        .save()
-        .map_err(|e| container_error(id, "start", e))?;
+    container.set_status(ContainerStatus::Running);
+    save_state(id, &container)?;
     Ok(true)
+}
+
+/// Writes the container's libcontainer state as a whole: to a temporary file renamed over
+/// `state.json`, so a shim killed at any moment leaves the old state or the new one,
+/// never an empty file that no later `delete` can read.
+fn save_state(id: &str, container: &Container) -> Result<(), RuntimeError> {
+    let path = container.root.join("state.json");
+    let temporary = container.root.join(".state.json.new");
+    let io = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RuntimeError::Io {
+            id: id.to_owned(),
+            op,
+            path,
+            source,
+        }
+    };
+    let bytes = serde_json::to_vec(&container.state)
+        .map_err(|e| io("encode container state", &path)(std::io::Error::other(e)))?;
+    std::fs::write(&temporary, bytes).map_err(io("write container state", &temporary))?;
+    std::fs::rename(&temporary, &path).map_err(io("replace container state", &path))
 }
 
 /// Sends libcontainer's start message to the init waiting on `socket`. The socket is
@@ -251,14 +270,28 @@ const DELETE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis
 
 /// Kills what is left of the container and removes its cgroup and state.
 ///
-/// A container that libcontainer never recorded is not an error.
+/// A container that libcontainer never recorded is not an error. One whose state file
+/// cannot be read (a process killed while libcontainer rewrote it) is removed through
+/// its bundle's spec instead: the processes of its cgroup are killed and the cgroup goes.
 pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
     let dir = state_root(bundle).join(id);
     let mut attempt = 1;
     while dir.join("state.json").exists() {
-        let result = Container::load(dir.clone())
-            .map_err(|e| container_error(id, "load", e))
-            .and_then(|mut c| c.delete(true).map_err(|e| container_error(id, "delete", e)));
+        let container = match Container::load(dir.clone()) {
+            Ok(container) => container,
+            Err(e) => {
+                tracing::warn!(
+                    "container {id}: unreadable state ({}); removing it through the bundle's spec",
+                    container_error(id, "load", e)
+                );
+                remove_cgroup_of_bundle(id, bundle)?;
+                break;
+            }
+        };
+        let mut container = container;
+        let result = container
+            .delete(true)
+            .map_err(|e| container_error(id, "delete", e));
         match result {
             Ok(()) => break,
             // libcontainer keeps its state when the cgroup cannot go yet: try again.
@@ -270,6 +303,58 @@ pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
             Err(e) => return Err(e),
         }
     }
+    remove_state_dirs(id, bundle)
+}
+
+/// Kills every process in the cgroup the bundle's spec names for container `id` and
+/// removes that cgroup (retrying while killed processes are being reaped).
+fn remove_cgroup_of_bundle(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, FreezerState};
+    use libcontainer::oci_spec::runtime::Spec;
+
+    let spec = Spec::load(bundle.join("config.json"))
+        .map_err(|e| container_error(id, "read the bundle's spec", e))?;
+    let cgroups_path = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.cgroups_path().clone());
+    let manager = create_cgroup_manager(CgroupConfig {
+        cgroup_path: libcontainer::utils::get_cgroup_path(&cgroups_path, id),
+        systemd_cgroup: false,
+        container_name: id.to_owned(),
+    })
+    .map_err(|e| container_error(id, "delete", e))?;
+    let mut attempt = 1;
+    loop {
+        let _ = manager.freeze(FreezerState::Frozen);
+        let pids = manager
+            .get_all_pids()
+            .map_err(|e| container_error(id, "delete", e))?;
+        for pid in pids {
+            match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => tracing::warn!("container {id}: killing pid {pid}: {e}"),
+            }
+        }
+        let _ = manager.freeze(FreezerState::Thawed);
+        match manager.remove() {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < DELETE_ATTEMPTS => {
+                tracing::warn!(
+                    attempt,
+                    "container {id}: removing the cgroup: {e}; retrying"
+                );
+                attempt += 1;
+                std::thread::sleep(DELETE_RETRY_PAUSE);
+            }
+            Err(e) => return Err(container_error(id, "delete", e)),
+        }
+    }
+}
+
+/// Removes libcontainer's state directory of `id` and the bundle's state root.
+fn remove_state_dirs(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+    let dir = state_root(bundle).join(id);
     for leftover in [dir.as_path(), state_root(bundle).as_path()] {
         match std::fs::remove_dir_all(leftover) {
             Ok(()) => {}

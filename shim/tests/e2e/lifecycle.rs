@@ -96,17 +96,39 @@ fn a_killed_shim_is_cleaned_up_through_the_delete_action() {
     let Some(ctd) = containerd("a_killed_shim_is_cleaned_up_through_the_delete_action") else {
         return;
     };
-    let mut child = spawn_run(&ctd, WASM_IMAGE, "crash-wasm", &["/sleeper.wasm"], &[]);
+    kill_the_shim_and_expect_cleanup(&ctd, "crash-wasm", |_| {});
+    // A shim killed while libcontainer rewrote its state file leaves an empty one: the
+    // delete action then finds the cgroup through the bundle's spec.
+    kill_the_shim_and_expect_cleanup(&ctd, "crash-torn", |state| {
+        std::fs::write(state, b"").expect("truncate state.json");
+    });
+    assert!(
+        shim_log(&ctd, "crash-torn").contains("unreadable state"),
+        "{}",
+        shim_log(&ctd, "crash-torn")
+    );
+}
+
+/// Runs the Wasm sleeper as `id`, lets `damage` act on its libcontainer state file, kills
+/// its shim with SIGKILL and waits until containerd's cleanup (`containerd-shim-triage-v1
+/// delete`) has removed the guest, its cgroup, state and the dead shim's socket.
+fn kill_the_shim_and_expect_cleanup(
+    ctd: &PrivateContainerd,
+    id: &str,
+    damage: impl FnOnce(&std::path::Path),
+) {
+    let mut child = spawn_run(ctd, WASM_IMAGE, id, &["/sleeper.wasm"], &[]);
     assert_eq!(first_line(&mut child), "sleeper ready");
-    let shim_pid: i32 = std::fs::read_to_string(ctd.bundle_dir("crash-wasm").join("shim.pid"))
+    let bundle = ctd.bundle_dir(id);
+    let shim_pid: i32 = std::fs::read_to_string(bundle.join("shim.pid"))
         .expect("shim.pid")
         .trim()
         .parse()
         .expect("a pid");
-    let address =
-        std::fs::read_to_string(ctd.bundle_dir("crash-wasm").join("address")).expect("address");
+    let address = std::fs::read_to_string(bundle.join("address")).expect("address");
     let socket = std::path::PathBuf::from(address.trim().trim_start_matches("unix://"));
     assert!(socket.exists());
+    damage(&bundle.join(".triage").join(id).join("state.json"));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shim_pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -118,7 +140,7 @@ fn a_killed_shim_is_cleaned_up_through_the_delete_action() {
     let out = finish(child);
     assert_ne!(out.code, 0, "{out:?}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while task_status(&ctd, "crash-wasm").is_some() {
+    while task_status(ctd, id).is_some() {
         assert!(
             Instant::now() < deadline,
             "task never cleaned up:\n{}",
@@ -127,11 +149,8 @@ fn a_killed_shim_is_cleaned_up_through_the_delete_action() {
         std::thread::sleep(Duration::from_millis(25));
     }
     // `ctr run --rm` still removes the container record.
-    assert!(!ctd
-        .ctr(&["container", "ls", "-q"])
-        .stdout
-        .contains("crash-wasm"));
-    assert_clean(&ctd, "crash-wasm");
+    assert!(!ctd.ctr(&["container", "ls", "-q"]).stdout.contains(id));
+    assert_clean(ctd, id);
     // The dead daemon's socket went with it.
     assert!(!socket.exists(), "{} left behind", socket.display());
 }
