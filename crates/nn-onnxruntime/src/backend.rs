@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::Session;
-use triage_nn::{ExecutionTarget, GraphEncoding, NnBackend, NnError, NnGraph};
+use triage_nn::{ExecutionTarget, GraphEncoding, NnBackend, NnError, NnGraph, SharedBytes};
 
 use crate::graph::OnnxGraph;
 use crate::library::{self, Library};
@@ -154,6 +154,45 @@ impl fmt::Debug for OnnxRuntimeBackend {
     }
 }
 
+fn load_error(reason: impl fmt::Display) -> NnError {
+    NnError::Load {
+        backend: NAME.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The one model an ONNX graph is made of.
+fn one_model<'a>(builders: &[&'a [u8]]) -> Result<&'a [u8], NnError> {
+    match builders {
+        [model] => Ok(model),
+        _ => Err(load_error(format!(
+            "an ONNX graph is one builder (the model's bytes), {} were passed",
+            builders.len()
+        ))),
+    }
+}
+
+fn check_target(target: ExecutionTarget) -> Result<(), NnError> {
+    if matches!(target, ExecutionTarget::Cpu | ExecutionTarget::Gpu) {
+        Ok(())
+    } else {
+        Err(unavailable(format!(
+            "{NAME} serves CPU and GPU, not {target}"
+        )))
+    }
+}
+
+/// A file name for an optimised model that no other process writes at the same time.
+fn scratch_path() -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    std::env::temp_dir().join(format!(
+        "triage-nn-{}-{}.ort",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 fn unavailable(reason: String) -> NnError {
     NnError::Unavailable {
         backend: NAME.to_owned(),
@@ -186,28 +225,70 @@ impl NnBackend for OnnxRuntimeBackend {
         builders: &[&[u8]],
         target: ExecutionTarget,
     ) -> Result<Arc<dyn NnGraph>, NnError> {
-        let [model] = builders else {
-            return Err(NnError::Load {
-                backend: NAME.to_owned(),
-                reason: format!(
-                    "an ONNX graph is one builder (the model's bytes), {} were passed",
-                    builders.len()
-                ),
-            });
-        };
-        if !matches!(target, ExecutionTarget::Cpu | ExecutionTarget::Gpu) {
-            return Err(unavailable(format!(
-                "{NAME} serves CPU and GPU, not {target}"
-            )));
-        }
+        let model = one_model(builders)?;
+        check_target(target)?;
         let library = self.opened().map_err(unavailable)?;
         let mut builder = self.builder(library, target)?;
-        let session = builder
-            .commit_from_memory(model)
-            .map_err(|e| NnError::Load {
-                backend: NAME.to_owned(),
-                reason: e.to_string(),
-            })?;
-        Ok(Arc::new(OnnxGraph::new(session, target)))
+        let session = builder.commit_from_memory(model).map_err(load_error)?;
+        Ok(Arc::new(OnnxGraph::new(session, target, None)))
+    }
+
+    /// The library file as it is now (path, size, modification time): another library
+    /// (version) at the same path makes other prepared models. `None` if it cannot be
+    /// examined (then nothing is prepared).
+    fn prepared_identity(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let path = std::fs::canonicalize(&self.library).ok()?;
+        let meta = std::fs::metadata(&path).ok()?;
+        Some(format!(
+            "{} {} bytes, modified {}.{:09}, optimisation all, ORT format",
+            path.display(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec()
+        ))
+    }
+
+    /// The model optimised for `target` (graph optimisation level all, with the CUDA
+    /// execution provider for a GPU) and saved in ONNX Runtime's ORT format.
+    fn prepare(&self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Vec<u8>, NnError> {
+        let model = one_model(builders)?;
+        check_target(target)?;
+        let library = self.opened().map_err(unavailable)?;
+        let scratch = scratch_path();
+        let mut builder = self
+            .builder(library, target)?
+            .with_config_entry("session.save_model_format", "ORT")
+            .and_then(|b| b.with_optimized_model_path(&scratch))
+            .map_err(|e| load_error(format!("cannot configure the optimised model: {e}")))?;
+        let committed = builder.commit_from_memory(model).map_err(load_error);
+        let saved = std::fs::read(&scratch);
+        let _ = std::fs::remove_file(&scratch);
+        drop(committed?);
+        saved.map_err(|e| {
+            load_error(format!(
+                "the optimised model {} was not written: {e}",
+                scratch.display()
+            ))
+        })
+    }
+
+    /// A session over the ORT-format bytes without copying them: the graph's weights stay
+    /// in `prepared` (`session.use_ort_model_bytes_directly` and `..._for_initializers`).
+    fn load_prepared(
+        &self,
+        prepared: SharedBytes,
+        target: ExecutionTarget,
+    ) -> Result<Arc<dyn NnGraph>, NnError> {
+        check_target(target)?;
+        let library = self.opened().map_err(unavailable)?;
+        let mut builder = self
+            .builder(library, target)?
+            .with_config_entry("session.use_ort_model_bytes_directly", "1")
+            .and_then(|b| b.with_config_entry("session.use_ort_model_bytes_for_initializers", "1"))
+            .map_err(|e| load_error(format!("cannot configure a session: {e}")))?;
+        let bytes: &[u8] = (*prepared).as_ref();
+        let session = builder.commit_from_memory(bytes).map_err(load_error)?;
+        Ok(Arc::new(OnnxGraph::new(session, target, Some(prepared))))
     }
 }

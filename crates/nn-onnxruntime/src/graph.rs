@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Outlet, TensorElementType, ValueType};
-use triage_nn::{ExecutionTarget, NnContext, NnError, NnGraph, Tensor};
+use triage_nn::{ExecutionTarget, NnContext, NnError, NnGraph, SharedBytes, Tensor};
 
 use crate::tensor::{self, shape_text, type_name};
 use crate::NAME;
@@ -37,6 +37,9 @@ struct Shared {
     inputs: Vec<Port>,
     outputs: Vec<Port>,
     target: ExecutionTarget,
+    /// The prepared model the session reads its graph and weights from, when it was
+    /// loaded from one: declared after `session`, so it is dropped after it.
+    _borrowed: Option<SharedBytes>,
 }
 
 /// An ONNX model in an ONNX Runtime session.
@@ -45,7 +48,13 @@ pub(crate) struct OnnxGraph {
 }
 
 impl OnnxGraph {
-    pub(crate) fn new(session: Session, target: ExecutionTarget) -> Self {
+    /// The graph of `session`; `borrowed` holds the bytes the session was made from
+    /// without copying them, for as long as the session lives.
+    pub(crate) fn new(
+        session: Session,
+        target: ExecutionTarget,
+        borrowed: Option<SharedBytes>,
+    ) -> Self {
         let inputs = session.inputs().iter().map(Port::new).collect();
         let outputs = session.outputs().iter().map(Port::new).collect();
         Self {
@@ -54,6 +63,7 @@ impl OnnxGraph {
                 inputs,
                 outputs,
                 target,
+                _borrowed: borrowed,
             }),
         }
     }

@@ -4,6 +4,10 @@ use std::sync::Arc;
 
 use crate::{ExecutionTarget, GraphEncoding, NnError, Tensor};
 
+/// Bytes a graph may borrow for as long as it lives: a prepared model mapped from the
+/// node's store, whose pages every container that maps it shares.
+pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
 /// A wasi-nn backend: loads models of some encodings for some targets.
 ///
 /// A backend is made once per process and shared; it must not start threads or touch a
@@ -26,6 +30,38 @@ pub trait NnBackend: Send + Sync {
         builders: &[&[u8]],
         target: ExecutionTarget,
     ) -> Result<Arc<dyn NnGraph>, NnError>;
+
+    /// What a prepared model of this backend depends on besides the model and target (the
+    /// library and its version), or `None` when the backend has no prepared form: then
+    /// every container builds its graphs from the model itself. Must not start threads.
+    fn prepared_identity(&self) -> Option<String> {
+        None
+    }
+
+    /// The model turned, once per node, into the form [`NnBackend::load_prepared`] loads
+    /// quickly (parsed, optimised for `target`, serialised). Called in a process made for
+    /// it, which may start threads and exits afterwards.
+    fn prepare(&self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Vec<u8>, NnError> {
+        let _ = (builders, target);
+        Err(NnError::Load {
+            backend: self.name().to_owned(),
+            reason: "this backend has no prepared form".to_owned(),
+        })
+    }
+
+    /// A graph from what [`NnBackend::prepare`] made under the same identity, for `target`.
+    /// The graph may borrow `prepared` instead of copying it.
+    fn load_prepared(
+        &self,
+        prepared: SharedBytes,
+        target: ExecutionTarget,
+    ) -> Result<Arc<dyn NnGraph>, NnError> {
+        let _ = (prepared, target);
+        Err(NnError::Load {
+            backend: self.name().to_owned(),
+            reason: "this backend has no prepared form".to_owned(),
+        })
+    }
 }
 
 /// A loaded model. Immutable: every guest that uses the model shares it.

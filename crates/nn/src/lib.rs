@@ -11,6 +11,11 @@
 //! [`BackendSet`] holds the backends this node has and picks one for a graph: the node's
 //! choice per target, and the CPU backend (with a reason to log) when a GPU was asked for
 //! but none can serve it.
+//!
+//! A backend may also have a *prepared form* of a model ([`NnBackend::prepare`]): made
+//! once per node and kept in the node's artifact cache, it is mapped by every container
+//! that preloads the same model for the same target, which then neither parses nor
+//! optimises it again and shares its pages with the others.
 #![deny(missing_docs)]
 
 mod backend;
@@ -18,7 +23,7 @@ mod error;
 mod select;
 mod tensor;
 
-pub use backend::{NnBackend, NnContext, NnGraph};
+pub use backend::{NnBackend, NnContext, NnGraph, SharedBytes};
 pub use error::NnError;
 pub use select::{BackendChoice, BackendSet, LoadedGraph};
 pub use tensor::{ExecutionTarget, GraphEncoding, Tensor, TensorType};

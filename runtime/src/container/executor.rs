@@ -102,11 +102,13 @@ static NN_PREPARED: OnceLock<(triage_nn::BackendSet, Vec<crate::nn::ModelBytes>)
 
 /// For a module that imports wasi-nn: the node's backends (opening the libraries they
 /// load, while the host's filesystem is in view) and the bytes of the node's and the
-/// container's preloaded models. A module that does not import wasi-nn gets nothing.
+/// container's preloaded models, with their prepared graphs from the node's store where
+/// the plan uses the artifact cache. A module that does not import wasi-nn gets nothing.
 pub fn preload_nn(
     plan: &WorkloadPlan,
     settings: &triage_oci::NnSettings,
     preloaded: Option<&engine::Preloaded>,
+    cache: &crate::engine::cache::CacheSettings,
 ) -> Result<(), crate::RuntimeError> {
     let WorkloadKind::Wasm(wasm) = &plan.kind else {
         return Ok(());
@@ -131,8 +133,16 @@ pub fn preload_nn(
         return Ok(());
     }
     let backends = crate::nn::backend_set(&plan.id, settings)?;
-    let models = crate::nn::read_models(&plan.id, &settings.preload, &wasm.nn_preload)?;
+    let mut models = crate::nn::read_models(&plan.id, &settings.preload, &wasm.nn_preload)?;
     crate::nn::open_libraries(&backends);
+    if let (true, Some(dir)) = (wasm.artifact_cache, &cache.dir) {
+        match crate::engine::cache::ArtifactCache::open(dir, cache.max_bytes) {
+            Ok(store) => crate::nn::store::prepare_models(&plan.id, &backends, &mut models, &store),
+            Err(e) => {
+                tracing::warn!(container = %plan.id, "{e}; wasi-nn graphs are built in the container")
+            }
+        }
+    }
     tracing::info!(
         container = %plan.id,
         models = models.len(),

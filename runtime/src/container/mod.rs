@@ -64,7 +64,7 @@ pub fn create(
     // the artifact cache.
     let preloaded = executor::preload_module(plan, bundle, cache);
     // wasi-nn models are read here too, where host and rootfs paths are in view.
-    executor::preload_nn(plan, nn, preloaded.as_ref())?;
+    executor::preload_nn(plan, nn, preloaded.as_ref(), cache)?;
     let executor = TriageExecutor::new(plan.clone(), report_fd);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)

@@ -204,6 +204,53 @@ fn onnx_runtime_serves_the_same_guest_when_the_node_chooses_it() {
     assert!(loaded.contains("backend=\"onnxruntime\""), "{loaded}");
     // The library is opened before the helper forks; its threads start after the fork.
     assert!(!log.contains("threads exist before the fork"), "{log}");
+    // The first container of the node prepared the model (optimised, ORT format) ...
+    let store_line = |id: &str| {
+        let log = shim_log(&ctd, id);
+        log.lines()
+            .find(|l| l.contains("wasi-nn prepared graph from the node's store"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no store line:\n{log}"))
+    };
+    assert!(store_line("nn-ort").contains("outcome=Built"), "{log}");
+    assert!(
+        loaded.contains("from=\"prepared graph (node store)\""),
+        "{loaded}"
+    );
+    let entries = || {
+        std::fs::read_dir(ctd.artifact_cache_dir())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("bin".as_ref()))
+            .count()
+    };
+    let stored = entries();
+    // ... and the next maps it: no second entry, the same answers.
+    let out = classify(&ctd, "nn-ort-2", dir.path(), DIGITS, &preload, "digits");
+    assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-ort-2"));
+    assert!(accuracy(&out.stdout, &digits) >= 0.95);
+    assert!(
+        store_line("nn-ort-2").contains("outcome=Hit"),
+        "{}",
+        shim_log(&ctd, "nn-ort-2")
+    );
+    let loaded = preload_line(&ctd, "nn-ort-2");
+    assert!(
+        loaded.contains("from=\"prepared graph (node store)\""),
+        "{loaded}"
+    );
+    assert_eq!(entries(), stored);
+    // Without the artifact cache the container builds its graph from the model.
+    let no_cache = [
+        "--annotation",
+        "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx",
+        "--annotation",
+        "triage.io/cache=off",
+    ];
+    let out = classify(&ctd, "nn-ort-3", dir.path(), DIGITS, &no_cache, "digits");
+    assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-ort-3"));
+    assert!(accuracy(&out.stdout, &digits) >= 0.95);
+    let loaded = preload_line(&ctd, "nn-ort-3");
+    assert!(loaded.contains("from=\"model bytes\""), "{loaded}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod errors;
 mod models;
+mod prepared;
 mod targets;
 
 use std::path::{Path, PathBuf};

@@ -5,7 +5,10 @@
 //! graphs are built in the container's init after the fork: their memory and the time to
 //! build them are the container's, and a backend that starts threads or opens a device
 //! does it in the process that uses it. They are ready before Start, so a guest's
-//! `load_by_name` finds them without loading anything.
+//! `load_by_name` finds them without loading anything. Where the backend has a prepared
+//! form, the graph comes from the node's store instead (see [`store`]).
+
+pub mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -109,6 +112,8 @@ pub struct ModelBytes {
     pub preload: NnPreload,
     /// The file's contents.
     pub bytes: Arc<Vec<u8>>,
+    /// Its prepared graph from the node's store, when its backend has one.
+    pub prepared: Option<store::PreparedModel>,
 }
 
 /// Reads the node's models and the container's; a container model replaces a node model
@@ -134,6 +139,7 @@ pub fn read_models(
         models.push(ModelBytes {
             preload: preload.clone(),
             bytes: Arc::new(bytes),
+            prepared: None,
         });
     }
     Ok(models)
@@ -176,9 +182,32 @@ impl NnHost {
                 source: Box::new(source),
             };
             let started = Instant::now();
-            let loaded = backends
-                .load(p.encoding, p.target, &[model.bytes.as_slice()])
-                .map_err(error)?;
+            let from_store = model.prepared.as_ref().and_then(|prepared| {
+                match store::load_prepared(&backends, prepared) {
+                    Ok(graph) => Some((prepared, graph)),
+                    Err(why) => {
+                        tracing::warn!(container = %id, model = %p.name, entry = prepared.entry, "wasi-nn prepared graph not loaded ({why}); building it from the model");
+                        None
+                    }
+                }
+            });
+            let (loaded, source) = match from_store {
+                Some((prepared, graph)) => (
+                    triage_nn::LoadedGraph {
+                        graph,
+                        backend: prepared.backend.clone(),
+                        target: prepared.target,
+                        fallback: prepared.fallback.clone(),
+                    },
+                    "prepared graph (node store)",
+                ),
+                None => (
+                    backends
+                        .load(p.encoding, p.target, &[model.bytes.as_slice()])
+                        .map_err(error)?,
+                    "model bytes",
+                ),
+            };
             log_fallback(id, &p.name, p.target, loaded.fallback.as_deref());
             tracing::info!(
                 container = %id,
@@ -186,6 +215,7 @@ impl NnHost {
                 backend = loaded.backend,
                 target = %loaded.target,
                 bytes = model.bytes.len(),
+                from = source,
                 ms = started.elapsed().as_secs_f64() * 1000.0,
                 "wasi-nn model preloaded"
             );
@@ -304,6 +334,7 @@ mod tests {
         let models = [ModelBytes {
             preload: preload("bad", "/m/bad.onnx"),
             bytes: Arc::new(b"not onnx".to_vec()),
+            prepared: None,
         }];
         let set = backend_set("c1", &NnSettings::default()).unwrap();
         let err = NnHost::load("c1", set, &models).unwrap_err().to_string();

@@ -1,0 +1,151 @@
+//! Prepared wasi-nn graphs in the node's store: made once per model, backend and target, mapped by later containers; against a real libonnxruntime.so (`TRIAGE_ONNXRUNTIME`).
+
+use std::path::PathBuf;
+
+use triage_nn::Tensor;
+use triage_oci::{NnPreload, NnSettings};
+use triage_runtime::engine::cache::{ArtifactCache, CacheOutcome, DEFAULT_MAX_BYTES};
+use triage_runtime::nn::{backend_set, read_models, store, ModelBytes, NnHost};
+use triage_testkit::models::DIGITS;
+
+fn library() -> Option<PathBuf> {
+    match std::env::var_os("TRIAGE_ONNXRUNTIME").map(PathBuf::from) {
+        Some(path) if path.is_file() => Some(path),
+        _ => {
+            eprintln!(
+                "skipping: TRIAGE_ONNXRUNTIME names no library \
+                 (export TRIAGE_ONNXRUNTIME=\"$(scripts/onnxruntime.sh)\")"
+            );
+            None
+        }
+    }
+}
+
+fn settings(cpu_backend: &str, library: PathBuf) -> NnSettings {
+    NnSettings {
+        cpu_backend: Some(cpu_backend.into()),
+        onnxruntime: Some(library),
+        ..NnSettings::default()
+    }
+}
+
+/// The node's preload of `model` for `target`, read and looked up in the store.
+fn prepared(
+    id: &str,
+    settings: &NnSettings,
+    cache: &ArtifactCache,
+    model: &std::path::Path,
+    target: &str,
+) -> (triage_nn::BackendSet, Vec<ModelBytes>) {
+    let preload = NnPreload::parse(&format!("digits:ONNX:{target}:{}", model.display())).unwrap();
+    let backends = backend_set(id, settings).expect("backends");
+    let mut models = read_models(id, &[preload], &[]).expect("model read");
+    store::prepare_models(id, &backends, &mut models, cache);
+    (backends, models)
+}
+
+#[test]
+fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
+    let Some(library) = library() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    let ort = settings("onnxruntime", library.clone());
+
+    // The first container of the node prepares the model; the entry is ORT format.
+    let (_, first) = prepared("c1", &ort, &cache, &DIGITS.path(), "CPU");
+    let first = first[0].prepared.clone().expect("prepared");
+    assert_eq!(first.outcome, CacheOutcome::Built);
+    assert_eq!(first.backend, "onnxruntime");
+    assert_eq!(&(*first.bytes).as_ref()[4..8], b"ORTM");
+    assert_eq!(cache.entries().unwrap().len(), 1);
+
+    // The next maps the same entry, and its graph classifies as the model does.
+    let (backends, models) = prepared("c2", &ort, &cache, &DIGITS.path(), "CPU");
+    let second = models[0].prepared.clone().expect("prepared");
+    assert_eq!(second.outcome, CacheOutcome::Hit);
+    assert_eq!(second.entry, first.entry);
+    let host = NnHost::load("c2", backends, &models).expect("graphs");
+    let (name, graph) = &host.graphs[0];
+    assert_eq!((name.as_str(), graph.backend()), ("digits", "onnxruntime"));
+    let mut context = graph.init_context().unwrap();
+    let cases = DIGITS.holdout();
+    let right = cases
+        .iter()
+        .filter(|case| {
+            let input = Tensor::from_f32(vec![1, DIGITS.features as u32], &case.features);
+            context.set_input(0, &input).unwrap();
+            context.compute().unwrap();
+            let p = context.get_output(0).unwrap().to_f32().unwrap();
+            DIGITS.classify(&p).0 == case.label
+        })
+        .count();
+    assert!(
+        right as f64 / cases.len() as f64 >= 0.95,
+        "{right}/{}",
+        cases.len()
+    );
+
+    // A GPU asked for on a node without one runs the CPU graph: the same entry.
+    let (_, gpu) = prepared("c3", &ort, &cache, &DIGITS.path(), "GPU");
+    let gpu = gpu[0].prepared.clone().expect("prepared");
+    assert_eq!(
+        (gpu.entry.as_str(), gpu.outcome),
+        (first.entry.as_str(), CacheOutcome::Hit)
+    );
+    assert!(gpu.fallback.is_some());
+
+    // Another model is another entry; the store keys by content, not by path.
+    let copy = dir.path().join("same-digits.onnx");
+    std::fs::copy(DIGITS.path(), &copy).unwrap();
+    let (_, same) = prepared("c4", &ort, &cache, &copy, "CPU");
+    assert_eq!(
+        same[0].prepared.as_ref().unwrap().outcome,
+        CacheOutcome::Hit
+    );
+    let other = dir.path().join("breast.onnx");
+    std::fs::copy(triage_testkit::models::BREAST_CANCER.path(), &other).unwrap();
+    let (_, other) = prepared("c5", &ort, &cache, &other, "CPU");
+    assert_eq!(
+        other[0].prepared.as_ref().unwrap().outcome,
+        CacheOutcome::Built
+    );
+    assert_eq!(cache.entries().unwrap().len(), 2);
+}
+
+#[test]
+fn models_of_backends_without_a_prepared_form_or_that_fail_are_built_in_the_container() {
+    let Some(library) = library() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    // tract has no prepared form: nothing is stored, the graph is built from the bytes.
+    let (backends, models) = prepared(
+        "c1",
+        &settings("tract", library.clone()),
+        &cache,
+        &DIGITS.path(),
+        "CPU",
+    );
+    assert!(models[0].prepared.is_none());
+    assert!(cache.entries().unwrap().is_empty());
+    assert_eq!(
+        NnHost::load("c1", backends, &models).unwrap().graphs[0]
+            .1
+            .backend(),
+        "tract"
+    );
+
+    // A file that is not a model fails in the preparing process; nothing is stored and
+    // the container's load reports the error.
+    let bad = dir.path().join("bad.onnx");
+    std::fs::write(&bad, b"not a model").unwrap();
+    let (backends, models) = prepared("c2", &settings("onnxruntime", library), &cache, &bad, "CPU");
+    assert!(models[0].prepared.is_none());
+    assert!(cache.entries().unwrap().is_empty());
+    let err = NnHost::load("c2", backends, &models)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("container c2: wasi-nn model \"digits\""),
+        "{err}"
+    );
+}
