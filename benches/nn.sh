@@ -9,7 +9,9 @@
 # wheel (ONNX's backend test data: SqueezeNet's layers with constant weights), fetched
 # once into /var/cache/triage/models. Cases: the digits model's 450 held-out 8×8 images.
 # Prints per-case latency inside the guest (set_input..get_output, p50/p99), cases per
-# minute inside one container and for the whole `ctr run`, and per-container wall time.
+# minute inside one container and for the whole `ctr run`, and per-container wall time;
+# for the CNN also the graph's set-up at Create, built in the container or taken from the
+# node's store of prepared graphs (columns: helper, prepare or map; init, session).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -111,13 +113,35 @@ for backend in "${backends[@]}"; do
   printf '%-12s %-34s %8sms %8sms %8s/min\n' "$backend" "(b) per container: ctr run --rm" "$p50" "$p99" "$rate"
 
   # (c) The 224×224 CNN, N images in one container.
-  "${run[@]}" --mount "type=bind,src=$work/cnn,dst=/data,options=rbind:ro" \
-    --env TIMING=1 --env INPUT_SHAPE=1,3,224,224 \
-    --annotation "triage.io/nn-preload=squeezenet:ONNX:CPU:/data/light_squeezenet.onnx" \
-    "$wasm" "nn-cnn-$backend" /classify.wasm squeezenet /data/cases > "$work/cnn.out" 2>/dev/null
+  cnn() { # ID [ANNOTATION...]: classify the N images in container ID
+    local id=$1; shift
+    "${run[@]}" --mount "type=bind,src=$work/cnn,dst=/data,options=rbind:ro" \
+      --env TIMING=1 --env INPUT_SHAPE=1,3,224,224 \
+      --annotation "triage.io/nn-preload=squeezenet:ONNX:CPU:/data/light_squeezenet.onnx" "$@" \
+      "$wasm" "$id" /classify.wasm squeezenet /data/cases > "$work/cnn.out" 2> "$work/cnn.err" ||
+      { echo "$id failed:" >&2; cat "$work/cnn.err" >&2; grep -F "$id" "$TRIAGE_CONTAINERD_LOG" | tail -5 >&2; return 1; }
+  }
+  # The ms= of the shim's line MESSAGE for container ID, or "-".
+  logged_ms() {
+    { grep -F "$1" "$TRIAGE_CONTAINERD_LOG" | grep -o "$2.*" | grep -o 'ms=[0-9.]*' | head -1 | awk -F= '{printf "%.1f", $2}'; } || true
+  }
+  cnn "nn-cnn-$backend-1"
   read -r p50 p99 n < <(awk '{print $4 / 1000}' "$work/cnn.out" | stats)
   rate=$(awk '{s += $4} END {printf "%.0f", NR / (s / 1e6) * 60}' "$work/cnn.out")
   printf '%-12s %-34s %8sms %8sms %8s/min\n' "$backend" "(c) squeezenet 224x224 ($n)" "$p50" "$p99" "$rate"
-  load=$(grep "nn-cnn-$backend" "$TRIAGE_CONTAINERD_LOG" | grep -o 'wasi-nn model preloaded.*' | grep -o 'ms=[0-9.]*' | head -1)
-  printf '%-12s %-34s %10s\n' "$backend" "(c) squeezenet graph build at Create" "${load#ms=}ms"
+  # Its graph at Create: built from the model in the container (artifact cache off), or
+  # from the node's store: the first container prepares it (helper), each maps it and
+  # makes its session over the mapped bytes (init).
+  cnn "nn-cnn-$backend-own" --annotation triage.io/cache=off
+  cnn "nn-cnn-$backend-2"
+  cnn "nn-cnn-$backend-3"
+  printf '%-12s %-34s %9sms\n' "$backend" "(c) graph from the model (cache off)" \
+    "$(logged_ms "nn-cnn-$backend-own" 'wasi-nn model preloaded')"
+  for i in 1 2 3; do
+    stored=$(logged_ms "nn-cnn-$backend-$i" "wasi-nn prepared graph from the node")
+    printf '%-12s %-34s %9sms %9sms\n' "$backend" "(c) graph, store: container $i" "${stored:--}" \
+      "$(logged_ms "nn-cnn-$backend-$i" 'wasi-nn model preloaded')"
+  done
+  env_ms=$(logged_ms "nn-cnn-$backend-3" 'onnxruntime environment made')
+  [ -z "$env_ms" ] || printf '%-12s %-34s %9s %9sms\n' "$backend" "(c) of which onnxruntime environment" "" "$env_ms"
 done

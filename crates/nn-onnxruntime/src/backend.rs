@@ -182,6 +182,19 @@ fn check_target(target: ExecutionTarget) -> Result<(), NnError> {
     }
 }
 
+/// `builder` with session configuration `entries` added.
+fn with_entries(
+    mut builder: SessionBuilder,
+    entries: &[(&str, &str)],
+) -> Result<SessionBuilder, NnError> {
+    for (key, value) in entries {
+        builder = builder
+            .with_config_entry(key, value)
+            .map_err(|e| load_error(format!("cannot set {key} = {value}: {e}")))?;
+    }
+    Ok(builder)
+}
+
 /// A file name for an optimised model that no other process writes at the same time.
 fn scratch_path() -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,10 +269,12 @@ impl NnBackend for OnnxRuntimeBackend {
         check_target(target)?;
         let library = self.opened().map_err(unavailable)?;
         let scratch = scratch_path();
-        let mut builder = self
-            .builder(library, target)?
-            .with_config_entry("session.save_model_format", "ORT")
-            .and_then(|b| b.with_optimized_model_path(&scratch))
+        let builder = with_entries(
+            self.builder(library, target)?,
+            &[("session.save_model_format", "ORT")],
+        )?;
+        let mut builder = builder
+            .with_optimized_model_path(&scratch)
             .map_err(|e| load_error(format!("cannot configure the optimised model: {e}")))?;
         let committed = builder.commit_from_memory(model).map_err(load_error);
         let saved = std::fs::read(&scratch);
@@ -282,11 +297,13 @@ impl NnBackend for OnnxRuntimeBackend {
     ) -> Result<Arc<dyn NnGraph>, NnError> {
         check_target(target)?;
         let library = self.opened().map_err(unavailable)?;
-        let mut builder = self
-            .builder(library, target)?
-            .with_config_entry("session.use_ort_model_bytes_directly", "1")
-            .and_then(|b| b.with_config_entry("session.use_ort_model_bytes_for_initializers", "1"))
-            .map_err(|e| load_error(format!("cannot configure a session: {e}")))?;
+        let mut builder = with_entries(
+            self.builder(library, target)?,
+            &[
+                ("session.use_ort_model_bytes_directly", "1"),
+                ("session.use_ort_model_bytes_for_initializers", "1"),
+            ],
+        )?;
         let bytes: &[u8] = (*prepared).as_ref();
         let session = builder.commit_from_memory(bytes).map_err(load_error)?;
         Ok(Arc::new(OnnxGraph::new(session, target, Some(prepared))))

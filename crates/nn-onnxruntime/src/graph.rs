@@ -178,17 +178,15 @@ impl NnContext for OnnxContext {
     fn compute(&mut self) -> Result<(), NnError> {
         // A failed compute leaves no outputs of an earlier one behind.
         self.outputs = None;
-        let mut values: Vec<SessionInputValue<'_>> = Vec::with_capacity(self.inputs.len());
+        // Inputs the guest did not set are left to the session: an input that is also an
+        // initializer (models of IR version 3 list their weights as inputs, and an
+        // optimised model its folded constants) has a value already.
+        let mut values: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(self.inputs.len());
+        let mut unset = Vec::new();
         for (i, (value, port)) in self.inputs.iter().zip(&self.shared.inputs).enumerate() {
             match value {
-                Some(value) => values.push(value.into()),
-                None => {
-                    return Err(tensor_error(format!(
-                        "{} is not set; {}",
-                        port_label("input", i, port),
-                        ports_text("input", &self.shared.inputs)
-                    )))
-                }
+                Some(value) => values.push((port.name.as_str(), value.into())),
+                None => unset.push(port_label("input", i, port)),
             }
         }
         let mut session = self
@@ -196,12 +194,16 @@ impl NnContext for OnnxContext {
             .session
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let outputs = session
-            .run(values.as_slice())
-            .map_err(|e| NnError::Compute {
+        let outputs = session.run(values).map_err(|e| match unset.first() {
+            Some(first) => tensor_error(format!(
+                "{first} is not set; {} ({e})",
+                ports_text("input", &self.shared.inputs)
+            )),
+            None => NnError::Compute {
                 backend: NAME.to_owned(),
                 reason: e.to_string(),
-            })?;
+            },
+        })?;
         let outputs = outputs
             .into_iter()
             .map(|(_, value)| tensor::from_value(&value))

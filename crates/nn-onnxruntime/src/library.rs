@@ -24,16 +24,22 @@ impl Library {
     pub(crate) fn environment(&self) -> Result<&Environment, String> {
         self.environment
             .get_or_init(|| {
-                ort::init()
+                let started = std::time::Instant::now();
+                let made = ort::init()
                     .with_name("triage")
                     .with_telemetry(false)
-                    .build()
-                    .map_err(|e| {
-                        format!(
-                            "{}: cannot create the onnxruntime environment: {e}",
-                            self.path.display()
-                        )
-                    })
+                    .build();
+                tracing::info!(
+                    library = %self.path.display(),
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "onnxruntime environment made"
+                );
+                made.map_err(|e| {
+                    format!(
+                        "{}: cannot create the onnxruntime environment: {e}",
+                        self.path.display()
+                    )
+                })
             })
             .as_ref()
             .map_err(Clone::clone)

@@ -104,8 +104,7 @@ fn bytes_that_are_not_a_prepared_model_are_a_load_error() {
     );
     let err = backend
         .prepare(&[b"not a model"], ExecutionTarget::Cpu)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(
         err.starts_with("onnxruntime: cannot load the model:"),
