@@ -29,6 +29,14 @@
 //! one thread at a time, so computes on one graph are serialised (each context keeps its own
 //! inputs and outputs, and holds the session only while it runs).
 //!
+//! Across the processes of a node, the *prepared form* of a model is shared:
+//! [`triage_nn::NnBackend::prepare`] optimises it for a target and saves it in ONNX
+//! Runtime's ORT format; [`triage_nn::NnBackend::load_prepared`] makes a session over those
+//! bytes without copying them, so the runtime keeps one prepared copy per node (in its
+//! artifact cache) that every container maps. Inputs a guest leaves unset are left to the
+//! session: an input that is also an initializer (ONNX IR version 3 lists weights as
+//! inputs, and an optimised model its folded constants) has its value already.
+//!
 //! # Adding a backend like this one
 //!
 //! This crate depends only on `triage-nn` and the library it wraps; a third party adds a
@@ -42,7 +50,9 @@
 //!    [`triage_nn::NnError`]s that say what failed, naming the backend. Do nothing expensive
 //!    in the constructor: no threads, no devices, no `dlopen` before the first `serves` or
 //!    `load`.
-//! 2. Register it: the runtime's backend list is in `triage-runtime`'s `engine::nn` module,
+//!    Optionally, give it a prepared form (`prepared_identity`, `prepare`, `load_prepared`)
+//!    that the node makes once per model and target and every container loads quickly.
+//! 2. Register it: the runtime's backend list is in `triage-runtime`'s `nn` module,
 //!    which adds each compiled-in backend to a [`triage_nn::BackendSet`]; add yours there
 //!    behind a cargo feature of `triage-runtime` (a feature per backend, so nodes that do not
 //!    need it do not build it).
