@@ -8,6 +8,11 @@ use triage_runtime::engine::cache::{ArtifactCache, CacheOutcome, DEFAULT_MAX_BYT
 use triage_runtime::nn::{backend_set, read_models, store, ModelBytes, NnHost};
 use triage_testkit::models::DIGITS;
 
+/// The store prepares models in a forked child. The runtime forks from a single-threaded
+/// helper; here the tests take turns, so no other test thread holds a lock (the
+/// allocator's, a library's) that the child would wait on forever.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn library() -> Option<PathBuf> {
     match std::env::var_os("TRIAGE_ONNXRUNTIME").map(PathBuf::from) {
         Some(path) if path.is_file() => Some(path),
@@ -46,6 +51,7 @@ fn prepared(
 
 #[test]
 fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(library) = library() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
@@ -113,39 +119,58 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
 }
 
 #[test]
-fn models_of_backends_without_a_prepared_form_or_that_fail_are_built_in_the_container() {
+fn tract_prepares_nnef_and_a_model_that_fails_to_prepare_is_built_in_the_container() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(library) = library() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
-    // tract has no prepared form: nothing is stored, the graph is built from the bytes.
-    let (backends, models) = prepared(
-        "c1",
-        &settings("tract", library.clone()),
+    // tract's prepared form: the decluttered model as an NNEF archive (a tar).
+    let tract = settings("tract", library.clone());
+    let (_, models) = prepared("c1", &tract, &cache, &DIGITS.path(), "CPU");
+    let first = models[0].prepared.clone().expect("prepared");
+    assert_eq!(
+        (first.backend.as_str(), first.outcome),
+        ("tract", CacheOutcome::Built)
+    );
+    assert_eq!(&(*first.bytes).as_ref()[257..262], b"ustar");
+    let (backends, models) = prepared("c2", &tract, &cache, &DIGITS.path(), "CPU");
+    assert_eq!(
+        models[0].prepared.as_ref().unwrap().outcome,
+        CacheOutcome::Hit
+    );
+    let host = NnHost::load("c2", backends, &models).unwrap();
+    assert_eq!(host.graphs[0].1.backend(), "tract");
+    // The same model for another backend is another entry.
+    let (_, models) = prepared(
+        "c3",
+        &settings("onnxruntime", library.clone()),
         &cache,
         &DIGITS.path(),
         "CPU",
     );
-    assert!(models[0].prepared.is_none());
-    assert!(cache.entries().unwrap().is_empty());
-    assert_eq!(
-        NnHost::load("c1", backends, &models).unwrap().graphs[0]
-            .1
-            .backend(),
-        "tract"
-    );
+    assert_ne!(models[0].prepared.as_ref().unwrap().entry, first.entry);
+    assert_eq!(cache.entries().unwrap().len(), 2);
 
     // A file that is not a model fails in the preparing process; nothing is stored and
     // the container's load reports the error.
     let bad = dir.path().join("bad.onnx");
     std::fs::write(&bad, b"not a model").unwrap();
-    let (backends, models) = prepared("c2", &settings("onnxruntime", library), &cache, &bad, "CPU");
-    assert!(models[0].prepared.is_none());
-    assert!(cache.entries().unwrap().is_empty());
-    let err = NnHost::load("c2", backends, &models)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("container c2: wasi-nn model \"digits\""),
-        "{err}"
-    );
+    for backend in ["tract", "onnxruntime"] {
+        let (backends, models) = prepared(
+            "c4",
+            &settings(backend, library.clone()),
+            &cache,
+            &bad,
+            "CPU",
+        );
+        assert!(models[0].prepared.is_none());
+        let err = NnHost::load("c4", backends, &models)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("container c4: wasi-nn model \"digits\""),
+            "{err}"
+        );
+    }
+    assert_eq!(cache.entries().unwrap().len(), 2);
 }

@@ -1,7 +1,10 @@
 //! The built-in CPU backend: ONNX graphs on tract (pure Rust, no threads, no device).
 //!
 //! tract parses the model, fixes its types, and optimises it into a plan once per load;
-//! every context of the graph runs that shared plan. It serves [`ExecutionTarget::Cpu`]
+//! every context of the graph runs that shared plan. Its prepared form (made once per node
+//! by the runtime) is the model already parsed, typed and simplified ("decluttered"),
+//! saved as NNEF with tract's extensions: loading it skips ONNX parsing and analysis and
+//! leaves only the optimisation into a plan. It serves [`ExecutionTarget::Cpu`]
 //! only; the node's backend choice sends GPU graphs here (with a logged reason) when no
 //! GPU backend serves. Operators from the `ai.onnx.ml` domain are not supported: export
 //! models with plain ONNX operators.
@@ -13,12 +16,57 @@ use tract_onnx::prelude::{
     tvec, DatumType, Framework, InferenceModelExt, IntoRunnable, TValue, Tensor as TractTensor,
     TypedRunnableModel,
 };
+use tract_onnx::WithOnnx;
 use triage_nn::{
-    ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnGraph, Tensor, TensorType,
+    ExecutionTarget, GraphEncoding, NnBackend, NnContext, NnError, NnGraph, SharedBytes, Tensor,
+    TensorType,
 };
 
 /// The backend's name in configuration and logs.
 pub const NAME: &str = "tract";
+
+/// The tract release this crate is built with (pinned in the workspace): prepared models
+/// are kept per release.
+pub const TRACT_VERSION: &str = "0.23.9";
+
+fn load_error(reason: String) -> NnError {
+    NnError::Load {
+        backend: NAME.to_owned(),
+        reason,
+    }
+}
+
+fn cpu_only(target: ExecutionTarget) -> Result<(), NnError> {
+    if target == ExecutionTarget::Cpu {
+        Ok(())
+    } else {
+        Err(NnError::Unavailable {
+            backend: NAME.to_owned(),
+            reason: format!("CPU only (asked {target})"),
+        })
+    }
+}
+
+/// The one ONNX model of `builders`.
+fn one_model<'a>(builders: &[&'a [u8]]) -> Result<&'a [u8], NnError> {
+    match builders {
+        [bytes] => Ok(bytes),
+        _ => Err(load_error(format!(
+            "an ONNX model is one buffer, {} were passed",
+            builders.len()
+        ))),
+    }
+}
+
+/// An optimised, runnable graph of a typed model.
+fn graph_of(model: tract_onnx::prelude::TypedModel) -> Result<Arc<dyn NnGraph>, NnError> {
+    let inputs = model.inputs.len();
+    let plan = model
+        .into_optimized()
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| load_error(format!("optimising: {e:#}")))?;
+    Ok(Arc::new(TractGraph { plan, inputs }))
+}
 
 /// ONNX on tract, for the CPU.
 #[derive(Debug, Default, Clone, Copy)]
@@ -52,34 +100,53 @@ impl NnBackend for TractBackend {
         builders: &[&[u8]],
         target: ExecutionTarget,
     ) -> Result<Arc<dyn NnGraph>, NnError> {
-        let load_error = |reason: String| NnError::Load {
-            backend: NAME.to_owned(),
-            reason,
-        };
-        let [bytes] = builders else {
-            return Err(load_error(format!(
-                "an ONNX model is one buffer, {} were passed",
-                builders.len()
-            )));
-        };
-        if target != ExecutionTarget::Cpu {
-            return Err(NnError::Unavailable {
-                backend: NAME.to_owned(),
-                reason: format!("CPU only (asked {target})"),
-            });
-        }
+        let bytes = one_model(builders)?;
+        cpu_only(target)?;
         let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
             .map_err(|e| load_error(format!("parsing ONNX: {e:#}")))?;
-        let inputs = model
-            .input_outlets()
-            .map_err(|e| load_error(e.to_string()))?
-            .len();
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| load_error(format!("optimising: {e:#}")))?;
-        Ok(Arc::new(TractGraph { plan, inputs }))
+        let typed = model
+            .into_typed()
+            .map_err(|e| load_error(format!("analysing: {e:#}")))?;
+        graph_of(typed)
+    }
+
+    fn prepared_identity(&self) -> Option<String> {
+        Some(format!("tract {TRACT_VERSION}, decluttered model as NNEF"))
+    }
+
+    /// The model parsed, typed and decluttered, as an NNEF archive (tar) with tract's
+    /// extensions. The model's properties (ONNX doc strings and metadata) are left out:
+    /// the graph does not need them and NNEF cannot quote every string they hold.
+    fn prepare(&self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Vec<u8>, NnError> {
+        let bytes = one_model(builders)?;
+        cpu_only(target)?;
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .map_err(|e| load_error(format!("parsing ONNX: {e:#}")))?;
+        model.properties.clear();
+        let mut archive = Vec::new();
+        tract_nnef::nnef()
+            .with_onnx()
+            .write_to_tar(&model, &mut archive)
+            .map_err(|e| load_error(format!("writing NNEF: {e:#}")))?;
+        Ok(archive)
+    }
+
+    fn load_prepared(
+        &self,
+        prepared: SharedBytes,
+        target: ExecutionTarget,
+    ) -> Result<Arc<dyn NnGraph>, NnError> {
+        cpu_only(target)?;
+        let bytes: &[u8] = (*prepared).as_ref();
+        let model = tract_nnef::nnef()
+            .with_onnx()
+            .model_for_read(&mut &bytes[..])
+            .map_err(|e| load_error(format!("reading the prepared NNEF model: {e:#}")))?;
+        graph_of(model)
     }
 }
 

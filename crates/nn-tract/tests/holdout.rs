@@ -1,6 +1,8 @@
 //! tract serves the committed models: held-out accuracy, and clear errors for bad input.
 
-use triage_nn::{ExecutionTarget, NnBackend, NnError, Tensor, TensorType};
+use std::sync::Arc;
+
+use triage_nn::{ExecutionTarget, NnBackend, NnError, NnGraph, Tensor, TensorType};
 use triage_nn_tract::TractBackend;
 use triage_testkit::models::{TestModel, BREAST_CANCER, DIGITS};
 
@@ -9,6 +11,22 @@ fn holdout_accuracy(model: TestModel) -> f64 {
     let graph = TractBackend::new()
         .load(&[&model.bytes()], ExecutionTarget::Cpu)
         .expect("model loads");
+    graph_accuracy(graph.as_ref(), model)
+}
+
+/// The model's graph from its prepared form (as the node's store keeps it).
+fn prepared_graph(model: TestModel) -> Arc<dyn NnGraph> {
+    let backend = TractBackend::new();
+    let prepared = backend
+        .prepare(&[&model.bytes()], ExecutionTarget::Cpu)
+        .expect("prepare");
+    backend
+        .load_prepared(Arc::new(prepared), ExecutionTarget::Cpu)
+        .expect("load_prepared")
+}
+
+/// Classifies every held-out case of `model` one by one with `graph`; returns the accuracy.
+fn graph_accuracy(graph: &dyn NnGraph, model: TestModel) -> f64 {
     let mut context = graph.init_context().expect("context");
     let cases = model.holdout();
     let mut correct = 0;
@@ -108,4 +126,56 @@ fn bad_models_and_tensors_are_refused_with_the_reason() {
     context.set_input(0, &wrong).unwrap();
     let err = context.compute().unwrap_err().to_string();
     assert!(err.starts_with("tract: compute failed"), "{err}");
+}
+
+#[test]
+fn prepared_models_classify_as_the_onnx_models_do_batches_included() {
+    for model in [DIGITS, BREAST_CANCER] {
+        let accuracy = graph_accuracy(prepared_graph(model).as_ref(), model);
+        assert!(accuracy >= 0.95, "{}: accuracy {accuracy}", model.file);
+    }
+    // Same probabilities as the graph built from the ONNX model, for a batch of 5.
+    let cases = &DIGITS.holdout()[..5];
+    let flat: Vec<f32> = cases.iter().flat_map(|c| c.features.clone()).collect();
+    let answer = |graph: Arc<dyn NnGraph>| {
+        let mut context = graph.init_context().unwrap();
+        context
+            .set_input(0, &Tensor::from_f32(vec![5, 64], &flat))
+            .unwrap();
+        context.compute().unwrap();
+        let output = context.get_output(0).unwrap();
+        assert_eq!(output.dimensions, vec![5, 10]);
+        output.to_f32().unwrap()
+    };
+    let direct = TractBackend::new()
+        .load(&[&DIGITS.bytes()], ExecutionTarget::Cpu)
+        .unwrap();
+    let (a, b) = (answer(direct), answer(prepared_graph(DIGITS)));
+    assert!(
+        a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6),
+        "{a:?}\n{b:?}"
+    );
+    let identity = TractBackend::new().prepared_identity().unwrap();
+    assert!(
+        identity.contains(triage_nn_tract::TRACT_VERSION),
+        "{identity}"
+    );
+}
+
+#[test]
+fn a_prepared_form_is_refused_for_a_gpu_and_garbage_does_not_load() {
+    let backend = TractBackend::new();
+    let err = backend
+        .prepare(&[&DIGITS.bytes()], ExecutionTarget::Gpu)
+        .expect_err("CPU only");
+    assert!(matches!(err, NnError::Unavailable { .. }), "{err}");
+    let err = backend
+        .load_prepared(Arc::new(b"not a tar".to_vec()), ExecutionTarget::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.starts_with("tract: cannot load the model: reading the prepared NNEF model"),
+        "{err}"
+    );
 }

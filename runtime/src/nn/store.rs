@@ -179,16 +179,97 @@ fn prepare_in_child(
         }
         ForkResult::Parent { child } => {
             drop(writer);
-            let mut payload = Vec::new();
-            let read = std::fs::File::from(reader).read_to_end(&mut payload);
+            let read = read_until(std::fs::File::from(reader), PREPARE_LIMIT);
+            if read.is_err() {
+                // Too slow or stuck: it goes, and the container builds its own graph.
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            }
             let status = waitpid(child, None)
                 .map_err(|e| format!("waiting for the preparing process: {e}"))?;
-            read.map_err(|e| format!("reading the prepared model: {e}"))?;
+            let payload = read?;
             match status {
                 WaitStatus::Exited(_, 0) => Ok(payload),
                 WaitStatus::Exited(_, 1) => Err(String::from_utf8_lossy(&payload).into_owned()),
                 other => Err(format!("the preparing process ended: {other:?}")),
             }
         }
+    }
+}
+
+/// How long a model may take to prepare before the preparing process is killed.
+const PREPARE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Reads `pipe` to its end, giving up after `limit`.
+fn read_until(mut pipe: std::fs::File, limit: std::time::Duration) -> Result<Vec<u8>, String> {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + limit;
+    let mut payload = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fd = libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready =
+            unsafe { libc::poll(&mut fd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+        match ready {
+            0 if Instant::now() >= deadline => {
+                return Err(format!("preparing took longer than {} s", limit.as_secs()))
+            }
+            0 => continue,
+            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
+                continue
+            }
+            -1 => {
+                return Err(format!(
+                    "waiting for the prepared model: {}",
+                    std::io::Error::last_os_error()
+                ))
+            }
+            _ => {}
+        }
+        match pipe.read(&mut chunk) {
+            Ok(0) => return Ok(payload),
+            Ok(n) => payload.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("reading the prepared model: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preparation_that_does_not_finish_in_time_is_given_up() {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let err = read_until(
+            std::fs::File::from(reader),
+            std::time::Duration::from_millis(50),
+        )
+        .unwrap_err();
+        assert_eq!(err, "preparing took longer than 0 s");
+        drop(writer);
+    }
+
+    #[test]
+    fn a_prepared_model_is_read_to_the_end_of_the_pipe() {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let payload: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let expected = payload.clone();
+        let sender = std::thread::spawn(move || {
+            std::fs::File::from(writer).write_all(&payload).unwrap();
+        });
+        let read = read_until(
+            std::fs::File::from(reader),
+            std::time::Duration::from_secs(30),
+        )
+        .unwrap();
+        sender.join().unwrap();
+        assert_eq!(read, expected);
     }
 }

@@ -121,7 +121,8 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
     assert!(
         loaded.contains("model=digits")
             && loaded.contains("backend=\"tract\"")
-            && loaded.contains("target=CPU"),
+            && loaded.contains("target=CPU")
+            && loaded.contains("from=\"prepared graph (node store)\""),
         "{loaded}"
     );
 
@@ -136,6 +137,14 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
     let log = shim_log(&ctd, "nn-gpu");
     assert!(
         log.contains("wasi-nn target not available, running on the CPU"),
+        "{log}"
+    );
+    // It maps the graph the first container prepared for the CPU.
+    assert!(
+        log.lines().any(
+            |l| l.contains("wasi-nn prepared graph from the node's store")
+                && l.contains("outcome=Hit")
+        ),
         "{log}"
     );
 
@@ -168,8 +177,8 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
 }
 
 #[test]
-fn onnx_runtime_serves_the_same_guest_when_the_node_chooses_it() {
-    let test = "onnx_runtime_serves_the_same_guest_when_the_node_chooses_it";
+fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
+    let test = "onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node";
     let Some(library) = std::env::var_os("TRIAGE_ONNXRUNTIME").filter(|l| Path::new(l).exists())
     else {
         if std::env::var("CI").as_deref() == Ok("true") {
@@ -196,11 +205,15 @@ fn onnx_runtime_serves_the_same_guest_when_the_node_chooses_it() {
         "--annotation",
         "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx",
     ];
-    let out = classify(&ctd, "nn-ort", dir.path(), DIGITS, &preload, "digits");
-    assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-ort"));
-    assert!(accuracy(&out.stdout, &digits) >= 0.95);
+    // Classifies the cases in container `id` and returns its preload line.
+    let classified = |id: &str, flags: &[&str]| {
+        let out = classify(&ctd, id, dir.path(), DIGITS, flags, "digits");
+        assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, id));
+        assert!(accuracy(&out.stdout, &digits) >= 0.95);
+        preload_line(&ctd, id)
+    };
+    let loaded = classified("nn-ort", &preload);
     let log = shim_log(&ctd, "nn-ort");
-    let loaded = preload_line(&ctd, "nn-ort");
     assert!(loaded.contains("backend=\"onnxruntime\""), "{loaded}");
     // The library is opened before the helper forks; its threads start after the fork.
     assert!(!log.contains("threads exist before the fork"), "{log}");
@@ -225,15 +238,12 @@ fn onnx_runtime_serves_the_same_guest_when_the_node_chooses_it() {
     };
     let stored = entries();
     // ... and the next maps it: no second entry, the same answers.
-    let out = classify(&ctd, "nn-ort-2", dir.path(), DIGITS, &preload, "digits");
-    assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-ort-2"));
-    assert!(accuracy(&out.stdout, &digits) >= 0.95);
+    let loaded = classified("nn-ort-2", &preload);
     assert!(
         store_line("nn-ort-2").contains("outcome=Hit"),
         "{}",
         shim_log(&ctd, "nn-ort-2")
     );
-    let loaded = preload_line(&ctd, "nn-ort-2");
     assert!(
         loaded.contains("from=\"prepared graph (node store)\""),
         "{loaded}"
@@ -246,10 +256,7 @@ fn onnx_runtime_serves_the_same_guest_when_the_node_chooses_it() {
         "--annotation",
         "triage.io/cache=off",
     ];
-    let out = classify(&ctd, "nn-ort-3", dir.path(), DIGITS, &no_cache, "digits");
-    assert_eq!(out.code, 0, "{out:?}\n{}", shim_log(&ctd, "nn-ort-3"));
-    assert!(accuracy(&out.stdout, &digits) >= 0.95);
-    let loaded = preload_line(&ctd, "nn-ort-3");
+    let loaded = classified("nn-ort-3", &no_cache);
     assert!(loaded.contains("from=\"model bytes\""), "{loaded}");
 }
 

@@ -8,7 +8,7 @@ mod targets;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use triage_nn::{ExecutionTarget, NnBackend, NnGraph};
+use triage_nn::{ExecutionTarget, NnBackend, NnContext, NnGraph, Tensor};
 use triage_nn_onnxruntime::OnnxRuntimeBackend;
 
 /// The library named by `TRIAGE_ONNXRUNTIME`, or `None` (with the reason on stderr) when the
@@ -55,4 +55,16 @@ pub fn load(backend: &OnnxRuntimeBackend, file: &str) -> Arc<dyn NnGraph> {
     backend
         .load(&[&model(file)], ExecutionTarget::Cpu)
         .unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// One inference: `values` as a `[1, n]` f32 input, the first output as f32s.
+pub fn infer(context: &mut dyn NnContext, values: &[f32]) -> Vec<f32> {
+    let input = Tensor::from_f32(vec![1, values.len() as u32], values);
+    context.set_input(0, &input).expect("set_input");
+    context.compute().expect("compute");
+    context
+        .get_output(0)
+        .expect("output")
+        .to_f32()
+        .expect("f32")
 }

@@ -187,16 +187,7 @@ fn contexts_of_one_graph_compute_on_several_threads() {
                 let mut context = graph.init_context().expect("context");
                 s.spawn(move || {
                     rows.iter()
-                        .map(|(_, values)| {
-                            let input = Tensor::from_f32(vec![1, 64], values);
-                            context.set_input(0, &input).expect("set_input");
-                            context.compute().expect("compute");
-                            context
-                                .get_output(0)
-                                .expect("output")
-                                .to_f32()
-                                .expect("f32")
-                        })
+                        .map(|(_, values)| crate::infer(context.as_mut(), values))
                         .collect()
                 })
             })

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use triage_nn::{ExecutionTarget, NnBackend, SharedBytes, Tensor};
+use triage_nn::{ExecutionTarget, NnBackend, SharedBytes};
 
 use crate::{backend, library, load, model};
 
@@ -20,14 +20,7 @@ fn answers(graph: &dyn triage_nn::NnGraph) -> Vec<Vec<f32>> {
                 .skip(1)
                 .map(|v| v.parse().expect("feature"))
                 .collect();
-            let input = Tensor::from_f32(vec![1, values.len() as u32], &values);
-            context.set_input(0, &input).expect("set_input");
-            context.compute().expect("compute");
-            context
-                .get_output(0)
-                .expect("output")
-                .to_f32()
-                .expect("f32")
+            crate::infer(context.as_mut(), &values)
         })
         .collect()
 }
