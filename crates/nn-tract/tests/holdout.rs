@@ -25,6 +25,22 @@ fn prepared_graph(model: TestModel) -> Arc<dyn NnGraph> {
         .expect("load_prepared")
 }
 
+/// The probabilities `graph` gives for the first five held-out digits, as one batch.
+fn first_five_digits(graph: &dyn NnGraph) -> Vec<f32> {
+    let flat: Vec<f32> = DIGITS.holdout()[..5]
+        .iter()
+        .flat_map(|c| c.features.clone())
+        .collect();
+    let mut context = graph.init_context().unwrap();
+    context
+        .set_input(0, &Tensor::from_f32(vec![5, 64], &flat))
+        .unwrap();
+    context.compute().unwrap();
+    let output = context.get_output(0).unwrap();
+    assert_eq!(output.dimensions, vec![5, 10]);
+    output.to_f32().unwrap()
+}
+
 /// Classifies every held-out case of `model` one by one with `graph`; returns the accuracy.
 fn graph_accuracy(graph: &dyn NnGraph, model: TestModel) -> f64 {
     let mut context = graph.init_context().expect("context");
@@ -64,15 +80,7 @@ fn a_batch_gives_one_row_per_case() {
     let graph = TractBackend::new()
         .load(&[&DIGITS.bytes()], ExecutionTarget::Cpu)
         .unwrap();
-    let mut context = graph.init_context().unwrap();
-    let flat: Vec<f32> = cases.iter().flat_map(|c| c.features.clone()).collect();
-    context
-        .set_input(0, &Tensor::from_f32(vec![5, 64], &flat))
-        .unwrap();
-    context.compute().unwrap();
-    let output = context.get_output(0).unwrap();
-    assert_eq!(output.dimensions, vec![5, 10]);
-    let probabilities = output.to_f32().unwrap();
+    let probabilities = first_five_digits(graph.as_ref());
     let labels: Vec<&str> = probabilities
         .chunks(10)
         .map(|row| DIGITS.classify(row).0)
@@ -135,22 +143,13 @@ fn prepared_models_classify_as_the_onnx_models_do_batches_included() {
         assert!(accuracy >= 0.95, "{}: accuracy {accuracy}", model.file);
     }
     // Same probabilities as the graph built from the ONNX model, for a batch of 5.
-    let cases = &DIGITS.holdout()[..5];
-    let flat: Vec<f32> = cases.iter().flat_map(|c| c.features.clone()).collect();
-    let answer = |graph: Arc<dyn NnGraph>| {
-        let mut context = graph.init_context().unwrap();
-        context
-            .set_input(0, &Tensor::from_f32(vec![5, 64], &flat))
-            .unwrap();
-        context.compute().unwrap();
-        let output = context.get_output(0).unwrap();
-        assert_eq!(output.dimensions, vec![5, 10]);
-        output.to_f32().unwrap()
-    };
     let direct = TractBackend::new()
         .load(&[&DIGITS.bytes()], ExecutionTarget::Cpu)
         .unwrap();
-    let (a, b) = (answer(direct), answer(prepared_graph(DIGITS)));
+    let (a, b) = (
+        first_five_digits(direct.as_ref()),
+        first_five_digits(prepared_graph(DIGITS).as_ref()),
+    );
     assert!(
         a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6),
         "{a:?}\n{b:?}"
