@@ -161,17 +161,6 @@ fn load_error(reason: impl fmt::Display) -> NnError {
     }
 }
 
-/// The one model an ONNX graph is made of.
-fn one_model<'a>(builders: &[&'a [u8]]) -> Result<&'a [u8], NnError> {
-    match builders {
-        [model] => Ok(model),
-        _ => Err(load_error(format!(
-            "an ONNX graph is one builder (the model's bytes), {} were passed",
-            builders.len()
-        ))),
-    }
-}
-
 fn check_target(target: ExecutionTarget) -> Result<(), NnError> {
     if matches!(target, ExecutionTarget::Cpu | ExecutionTarget::Gpu) {
         Ok(())
@@ -238,7 +227,7 @@ impl NnBackend for OnnxRuntimeBackend {
         builders: &[&[u8]],
         target: ExecutionTarget,
     ) -> Result<Arc<dyn NnGraph>, NnError> {
-        let model = one_model(builders)?;
+        let model = triage_nn::one_builder(NAME, GraphEncoding::Onnx, builders)?;
         check_target(target)?;
         let library = self.opened().map_err(unavailable)?;
         let mut builder = self.builder(library, target)?;
@@ -265,7 +254,7 @@ impl NnBackend for OnnxRuntimeBackend {
     /// The model optimised for `target` (graph optimisation level all, with the CUDA
     /// execution provider for a GPU) and saved in ONNX Runtime's ORT format.
     fn prepare(&self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Vec<u8>, NnError> {
-        let model = one_model(builders)?;
+        let model = triage_nn::one_builder(NAME, GraphEncoding::Onnx, builders)?;
         check_target(target)?;
         let library = self.opened().map_err(unavailable)?;
         let scratch = scratch_path();

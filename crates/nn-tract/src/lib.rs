@@ -47,17 +47,6 @@ fn cpu_only(target: ExecutionTarget) -> Result<(), NnError> {
     }
 }
 
-/// The one ONNX model of `builders`.
-fn one_model<'a>(builders: &[&'a [u8]]) -> Result<&'a [u8], NnError> {
-    match builders {
-        [bytes] => Ok(bytes),
-        _ => Err(load_error(format!(
-            "an ONNX model is one buffer, {} were passed",
-            builders.len()
-        ))),
-    }
-}
-
 /// An optimised, runnable graph of a typed model.
 fn graph_of(model: tract_onnx::prelude::TypedModel) -> Result<Arc<dyn NnGraph>, NnError> {
     let inputs = model.inputs.len();
@@ -100,7 +89,7 @@ impl NnBackend for TractBackend {
         builders: &[&[u8]],
         target: ExecutionTarget,
     ) -> Result<Arc<dyn NnGraph>, NnError> {
-        let bytes = one_model(builders)?;
+        let bytes = triage_nn::one_builder(NAME, GraphEncoding::Onnx, builders)?;
         cpu_only(target)?;
         let model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])
@@ -119,7 +108,7 @@ impl NnBackend for TractBackend {
     /// extensions. The model's properties (ONNX doc strings and metadata) are left out:
     /// the graph does not need them and NNEF cannot quote every string they hold.
     fn prepare(&self, builders: &[&[u8]], target: ExecutionTarget) -> Result<Vec<u8>, NnError> {
-        let bytes = one_model(builders)?;
+        let bytes = triage_nn::one_builder(NAME, GraphEncoding::Onnx, builders)?;
         cpu_only(target)?;
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &bytes[..])

@@ -108,7 +108,8 @@ fn bad_models_and_tensors_are_refused_with_the_reason() {
         .err()
         .unwrap();
     assert!(
-        err.to_string().contains("one buffer, 2 were passed"),
+        err.to_string()
+            .contains("one builder (the model's bytes), 2 were passed"),
         "{err}"
     );
     assert!(backend.serves(ExecutionTarget::Gpu).is_err());

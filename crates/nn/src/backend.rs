@@ -64,6 +64,25 @@ pub trait NnBackend: Send + Sync {
     }
 }
 
+/// The one builder of a model whose encoding has a single buffer (ONNX: the model's
+/// bytes); `Err` names `backend` and the number passed.
+pub fn one_builder<'a>(
+    backend: &str,
+    encoding: GraphEncoding,
+    builders: &[&'a [u8]],
+) -> Result<&'a [u8], NnError> {
+    match builders {
+        [model] => Ok(model),
+        _ => Err(NnError::Load {
+            backend: backend.to_owned(),
+            reason: format!(
+                "an {encoding} graph is one builder (the model's bytes), {} were passed",
+                builders.len()
+            ),
+        }),
+    }
+}
+
 /// A loaded model. Immutable: every guest that uses the model shares it.
 pub trait NnGraph: Send + Sync {
     /// The backend that loaded it.

@@ -23,7 +23,7 @@ mod error;
 mod select;
 mod tensor;
 
-pub use backend::{NnBackend, NnContext, NnGraph, SharedBytes};
+pub use backend::{one_builder, NnBackend, NnContext, NnGraph, SharedBytes};
 pub use error::NnError;
 pub use select::{BackendChoice, BackendSet, LoadedGraph};
 pub use tensor::{ExecutionTarget, GraphEncoding, Tensor, TensorType};
