@@ -34,6 +34,28 @@ fn settings(cpu_backend: &str, library: PathBuf) -> NnSettings {
     }
 }
 
+/// What each store test needs: its turn, the library, and an empty store.
+struct Fixture {
+    _turn: std::sync::MutexGuard<'static, ()>,
+    library: PathBuf,
+    dir: tempfile::TempDir,
+    cache: ArtifactCache,
+}
+
+/// The fixture, or `None` (with the reason on stderr) where no library is configured.
+fn fixture() -> Option<Fixture> {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let library = library()?;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    Some(Fixture {
+        _turn: turn,
+        library,
+        dir,
+        cache,
+    })
+}
+
 /// The node's preload of `model` for `target`, read and looked up in the store.
 fn prepared(
     id: &str,
@@ -51,10 +73,16 @@ fn prepared(
 
 #[test]
 fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(library) = library() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    // Bound by name, the turn is held to the end of the test.
+    let Some(Fixture {
+        _turn,
+        library,
+        dir,
+        cache,
+    }) = fixture()
+    else {
+        return;
+    };
     let ort = settings("onnxruntime", library.clone());
 
     // The first container of the node prepares the model; the entry is ORT format.
@@ -120,10 +148,16 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
 
 #[test]
 fn tract_prepares_nnef_and_a_model_that_fails_to_prepare_is_built_in_the_container() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(library) = library() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    // Bound by name, the turn is held to the end of the test.
+    let Some(Fixture {
+        _turn,
+        library,
+        dir,
+        cache,
+    }) = fixture()
+    else {
+        return;
+    };
     // tract's prepared form: the decluttered model as an NNEF archive (a tar).
     let tract = settings("tract", library.clone());
     let (_, models) = prepared("c1", &tract, &cache, &DIGITS.path(), "CPU");

@@ -82,13 +82,23 @@ fn classify(
     )
 }
 
-/// The shim's `wasi-nn model preloaded` line for container `id`.
-fn preload_line(ctd: &PrivateContainerd, id: &str) -> String {
+/// The first line of the shim's log for container `id` that contains `message`.
+fn log_line(ctd: &PrivateContainerd, id: &str, message: &str) -> String {
     let log = shim_log(ctd, id);
     log.lines()
-        .find(|l| l.contains("wasi-nn model preloaded"))
+        .find(|l| l.contains(message))
         .map(str::to_owned)
-        .unwrap_or_else(|| panic!("no preload line:\n{log}"))
+        .unwrap_or_else(|| panic!("no {message:?} line:\n{log}"))
+}
+
+/// The shim's `wasi-nn model preloaded` line for container `id`.
+fn preload_line(ctd: &PrivateContainerd, id: &str) -> String {
+    log_line(ctd, id, "wasi-nn model preloaded")
+}
+
+/// The shim's `wasi-nn prepared graph from the node's store` line for container `id`.
+fn store_line(ctd: &PrivateContainerd, id: &str) -> String {
+    log_line(ctd, id, "wasi-nn prepared graph from the node's store")
 }
 
 #[test]
@@ -140,13 +150,8 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
         "{log}"
     );
     // It maps the graph the first container prepared for the CPU.
-    assert!(
-        log.lines().any(
-            |l| l.contains("wasi-nn prepared graph from the node's store")
-                && l.contains("outcome=Hit")
-        ),
-        "{log}"
-    );
+    let stored = store_line(&ctd, "nn-gpu");
+    assert!(stored.contains("outcome=Hit"), "{stored}");
 
     // The guest loads the model from bytes it reads itself (no preload).
     let out = classify(
@@ -218,14 +223,10 @@ fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
     // The library is opened before the helper forks; its threads start after the fork.
     assert!(!log.contains("threads exist before the fork"), "{log}");
     // The first container of the node prepared the model (optimised, ORT format) ...
-    let store_line = |id: &str| {
-        let log = shim_log(&ctd, id);
-        log.lines()
-            .find(|l| l.contains("wasi-nn prepared graph from the node's store"))
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no store line:\n{log}"))
-    };
-    assert!(store_line("nn-ort").contains("outcome=Built"), "{log}");
+    assert!(
+        store_line(&ctd, "nn-ort").contains("outcome=Built"),
+        "{log}"
+    );
     assert!(
         loaded.contains("from=\"prepared graph (node store)\""),
         "{loaded}"
@@ -240,7 +241,7 @@ fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
     // ... and the next maps it: no second entry, the same answers.
     let loaded = classified("nn-ort-2", &preload);
     assert!(
-        store_line("nn-ort-2").contains("outcome=Hit"),
+        store_line(&ctd, "nn-ort-2").contains("outcome=Hit"),
         "{}",
         shim_log(&ctd, "nn-ort-2")
     );
