@@ -35,33 +35,49 @@ static PREPARED: Mutex<Option<Box<dyn PreparedGuest + Send>>> = Mutex::new(None)
 /// process; `prepare` uses it (and the module it holds) instead of compiling.
 static PRELOADED: OnceLock<Box<dyn crate::engine::WasmEngine>> = OnceLock::new();
 
-/// Loads the plan's module through the artifact cache in the helper, before the fork:
-/// from its snapshot where the plan asks for one and the module has the init export.
-/// Returns what happened, for the log; `None` where nothing was preloaded (a native plan,
-/// a module in an image layer, `triage.io/cache: off`, or a cache that cannot be used:
-/// then the init compiles).
-pub fn preload_module(
+/// The node's artifact cache, opened once per Create for the compiled module and the
+/// prepared wasi-nn graphs; `None` for a native plan, `triage.io/cache: off`, no cache
+/// directory, or a cache that cannot be used (logged: the container then compiles and
+/// builds its graphs itself).
+pub fn open_cache(
     plan: &WorkloadPlan,
-    bundle: &std::path::Path,
     settings: &crate::engine::cache::CacheSettings,
-) -> Option<engine::Preloaded> {
+) -> Option<crate::engine::cache::ArtifactCache> {
     let WorkloadKind::Wasm(WasmPlan {
-        module: ModuleSource::File { host_path, .. },
         artifact_cache: true,
-        snapshot,
         ..
     }) = &plan.kind
     else {
         return None;
     };
     let dir = settings.dir.as_ref()?;
-    let cache = match crate::engine::cache::ArtifactCache::open(dir, settings.max_bytes) {
-        Ok(cache) => cache,
+    match crate::engine::cache::ArtifactCache::open(dir, settings.max_bytes) {
+        Ok(cache) => Some(cache),
         Err(e) => {
-            tracing::warn!(container = %plan.id, "{e}; compiling without the cache");
-            return None;
+            tracing::warn!(container = %plan.id, "{e}; compiling and building graphs without the cache");
+            None
         }
+    }
+}
+
+/// Loads the plan's module through the artifact cache in the helper, before the fork:
+/// from its snapshot where the plan asks for one and the module has the init export.
+/// Returns what happened, for the log; `None` where nothing was preloaded (a native plan,
+/// a module in an image layer, or no cache: then the init compiles).
+pub fn preload_module(
+    plan: &WorkloadPlan,
+    bundle: &std::path::Path,
+    cache: Option<&crate::engine::cache::ArtifactCache>,
+) -> Option<engine::Preloaded> {
+    let WorkloadKind::Wasm(WasmPlan {
+        module: ModuleSource::File { host_path, .. },
+        snapshot,
+        ..
+    }) = &plan.kind
+    else {
+        return None;
     };
+    let cache = cache?;
     let engine = engine::default_engine(&plan.id).ok()?;
     let snapshot_init = snapshot.init_export().map(str::to_owned);
     // A snapshot's init is bounded by the container's memory limit: read the spec only
@@ -77,7 +93,7 @@ pub fn preload_module(
         init_memory_limit,
     };
     let started = std::time::Instant::now();
-    match engine.preload(&plan.id, host_path, &cache, &options) {
+    match engine.preload(&plan.id, host_path, cache, &options) {
         Ok(preloaded) => {
             tracing::info!(
                 container = %plan.id,
@@ -108,7 +124,7 @@ pub fn preload_nn(
     plan: &WorkloadPlan,
     settings: &triage_oci::NnSettings,
     preloaded: Option<&engine::Preloaded>,
-    cache: &crate::engine::cache::CacheSettings,
+    cache: Option<&crate::engine::cache::ArtifactCache>,
 ) -> Result<(), crate::RuntimeError> {
     let WorkloadKind::Wasm(wasm) = &plan.kind else {
         return Ok(());
@@ -135,13 +151,8 @@ pub fn preload_nn(
     let backends = crate::nn::backend_set(&plan.id, settings)?;
     let mut models = crate::nn::read_models(&plan.id, &settings.preload, &wasm.nn_preload)?;
     crate::nn::open_libraries(&backends);
-    if let (true, Some(dir)) = (wasm.artifact_cache, &cache.dir) {
-        match crate::engine::cache::ArtifactCache::open(dir, cache.max_bytes) {
-            Ok(store) => crate::nn::store::prepare_models(&plan.id, &backends, &mut models, &store),
-            Err(e) => {
-                tracing::warn!(container = %plan.id, "{e}; wasi-nn graphs are built in the container")
-            }
-        }
+    if let Some(cache) = cache {
+        crate::nn::store::prepare_models(&plan.id, &backends, &mut models, cache);
     }
     tracing::info!(
         container = %plan.id,

@@ -62,9 +62,10 @@ pub fn create(
     let root = state_root(bundle);
     // Compiled (and pre-initialised) once per node: loaded here, before the fork, from
     // the artifact cache.
-    let preloaded = executor::preload_module(plan, bundle, cache);
+    let store = executor::open_cache(plan, cache);
+    let preloaded = executor::preload_module(plan, bundle, store.as_ref());
     // wasi-nn models are read here too, where host and rootfs paths are in view.
-    executor::preload_nn(plan, nn, preloaded.as_ref(), cache)?;
+    executor::preload_nn(plan, nn, preloaded.as_ref(), store.as_ref())?;
     let executor = TriageExecutor::new(plan.clone(), report_fd);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)
