@@ -278,7 +278,7 @@ pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
     let dir = state_root(bundle).join(id);
     let mut attempt = 1;
     while dir.join("state.json").exists() {
-        let container = match Container::load(dir.clone()) {
+        let mut container = match Container::load(dir.clone()) {
             Ok(container) => container,
             Err(e) => {
                 tracing::warn!(
@@ -289,7 +289,6 @@ pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
                 break;
             }
         };
-        let mut container = container;
         let result = container
             .delete(true)
             .map_err(|e| container_error(id, "delete", e));
