@@ -73,7 +73,8 @@ impl NnPreload {
 /// The `[nn]` section of the node profile: the node's wasi-nn backends and models.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NnSettings {
-    /// The backend for CPU graphs (default `tract`, built in).
+    /// The backend for CPU graphs (default: `onnxruntime` where the node has its library,
+    /// else `tract`, built in).
     pub cpu_backend: Option<String>,
     /// The backend for GPU graphs (default `onnxruntime`).
     pub gpu_backend: Option<String>,

@@ -155,7 +155,7 @@ impl NodeProfile {
     /// cache_max_size = "1Gi"
     /// snapshots = true
     /// [nn]
-    /// cpu_backend = "tract"              # built in
+    /// cpu_backend = "tract"              # built in; default: onnxruntime where set
     /// gpu_backend = "onnxruntime"
     /// onnxruntime = "/usr/lib/triage/libonnxruntime.so.1.32.0"
     /// preload = ["digits:ONNX:CPU:/var/lib/triage/models/digits.onnx"]

@@ -91,14 +91,18 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
     assert_eq!(first.outcome, CacheOutcome::Built);
     assert_eq!(first.backend, "onnxruntime");
     assert_eq!(&(*first.bytes).as_ref()[4..8], b"ORTM");
-    assert_eq!(cache.entries().unwrap().len(), 1);
+    // Two entries: the prepared graph, and the model file's digest.
+    assert_eq!(cache.entries().unwrap().len(), 2);
 
-    // The next maps the same entry, and its graph classifies as the model does.
+    // The next maps the same entry without reading the model file, and its graph
+    // classifies as the model does.
     let (backends, models) = prepared("c2", &ort, &cache, &DIGITS.path(), "CPU");
     let second = models[0].prepared.clone().expect("prepared");
     assert_eq!(second.outcome, CacheOutcome::Hit);
     assert_eq!(second.entry, first.entry);
+    assert!(!models[0].was_read());
     let host = NnHost::load("c2", backends, &models).expect("graphs");
+    assert!(!models[0].was_read());
     let (name, graph) = &host.graphs[0];
     assert_eq!((name.as_str(), graph.backend()), ("digits", "onnxruntime"));
     let mut context = graph.init_context().unwrap();
@@ -128,7 +132,8 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
     );
     assert!(gpu.fallback.is_some());
 
-    // Another model is another entry; the store keys by content, not by path.
+    // Another model is another entry; the store keys by content, not by path: a copy
+    // is read once (its digest is new) and maps the same entry.
     let copy = dir.path().join("same-digits.onnx");
     std::fs::copy(DIGITS.path(), &copy).unwrap();
     let (_, same) = prepared("c4", &ort, &cache, &copy, "CPU");
@@ -136,6 +141,7 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
         same[0].prepared.as_ref().unwrap().outcome,
         CacheOutcome::Hit
     );
+    assert!(same[0].was_read());
     let other = dir.path().join("breast.onnx");
     std::fs::copy(triage_testkit::models::BREAST_CANCER.path(), &other).unwrap();
     let (_, other) = prepared("c5", &ort, &cache, &other, "CPU");
@@ -143,7 +149,16 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
         other[0].prepared.as_ref().unwrap().outcome,
         CacheOutcome::Built
     );
-    assert_eq!(cache.entries().unwrap().len(), 2);
+    // Prepared graphs: digits, breast cancer; digests: three files.
+    assert_eq!(cache.entries().unwrap().len(), 5);
+
+    // A model rewritten in place is read again and prepared again.
+    std::fs::copy(triage_testkit::models::BREAST_CANCER.path(), &copy).unwrap();
+    let (_, rewritten) = prepared("c6", &ort, &cache, &copy, "CPU");
+    assert!(rewritten[0].was_read());
+    let rewritten = rewritten[0].prepared.clone().unwrap();
+    assert_ne!(rewritten.entry, first.entry);
+    assert_eq!(rewritten.outcome, CacheOutcome::Hit);
 }
 
 #[test]
@@ -183,7 +198,8 @@ fn tract_prepares_nnef_and_a_model_that_fails_to_prepare_is_built_in_the_contain
         "CPU",
     );
     assert_ne!(models[0].prepared.as_ref().unwrap().entry, first.entry);
-    assert_eq!(cache.entries().unwrap().len(), 2);
+    // Two prepared graphs, and the model file's digest.
+    assert_eq!(cache.entries().unwrap().len(), 3);
 
     // A file that is not a model fails in the preparing process; nothing is stored and
     // the container's load reports the error.
@@ -206,5 +222,6 @@ fn tract_prepares_nnef_and_a_model_that_fails_to_prepare_is_built_in_the_contain
             "{err}"
         );
     }
-    assert_eq!(cache.entries().unwrap().len(), 2);
+    // No prepared graph for it; its digest is remembered.
+    assert_eq!(cache.entries().unwrap().len(), 4);
 }

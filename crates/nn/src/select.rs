@@ -57,6 +57,11 @@ impl BackendSet {
         self.gpu = Some(name.into());
     }
 
+    /// The backend tried first for CPU graphs, and for GPU graphs.
+    pub fn preferred(&self) -> (Option<&str>, Option<&str>) {
+        (self.cpu.as_deref(), self.gpu.as_deref())
+    }
+
     /// The backends, in order.
     pub fn backends(&self) -> &[Arc<dyn NnBackend>] {
         &self.backends

@@ -236,6 +236,9 @@ disabled_plugins = [{disabled}]
             .env("PATH", path)
             .env("TRIAGE_CONFIG", self.node_profile_path())
             .env("TRIAGE_CACHE_DIR", d.join("artifact-cache"))
+            // The node's wasi-nn backends are what its profile says: a test that wants
+            // ONNX Runtime names the library there.
+            .env_remove("TRIAGE_ONNXRUNTIME")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

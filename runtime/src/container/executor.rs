@@ -154,9 +154,12 @@ pub fn preload_nn(
     if let Some(cache) = cache {
         crate::nn::store::prepare_models(&plan.id, &backends, &mut models, cache);
     }
+    let (cpu, gpu) = backends.preferred();
     tracing::info!(
         container = %plan.id,
         models = models.len(),
+        cpu = cpu.unwrap_or_default(),
+        gpu = gpu.unwrap_or_default(),
         "wasi-nn backends: {}",
         backends.describe()
     );

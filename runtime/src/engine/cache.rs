@@ -309,6 +309,37 @@ impl ArtifactCache {
         Ok((artifact, outcome))
     }
 
+    /// The sha256 of a file's `bytes`, remembered by the file's identity (`meta`: device,
+    /// inode, size, modification and change times), so a file this node has seen is not
+    /// read again: a change to it changes its ctime, which user space cannot set back.
+    /// `bytes` is called only when the file is new to the cache.
+    pub fn file_digest<'a>(
+        &self,
+        meta: &std::fs::Metadata,
+        bytes: impl FnOnce() -> Result<&'a [u8], String>,
+    ) -> Result<([u8; 32], CacheOutcome), CacheError> {
+        use std::os::unix::fs::MetadataExt;
+        let identity: Vec<[u8; 8]> = [
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime() as u64,
+            meta.mtime_nsec() as u64,
+            meta.ctime() as u64,
+            meta.ctime_nsec() as u64,
+        ]
+        .map(u64::to_le_bytes)
+        .to_vec();
+        let mut parts: Vec<&[u8]> = vec![b"sha256 of a file"];
+        parts.extend(identity.iter().map(|f| &f[..]));
+        let name = Self::entry_name(&parts);
+        let (path, outcome) = self.get_or_build(&name, || Ok(Sha256::digest(bytes()?).to_vec()))?;
+        let stored = std::fs::read(&path).map_err(io_err("read", &path))?;
+        let digest = <[u8; 32]>::try_from(stored.as_slice())
+            .map_err(|_| CacheError::Build(format!("{}: not a sha256 digest", path.display())))?;
+        Ok((digest, outcome))
+    }
+
     fn lock_path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.lock"))
     }
@@ -637,5 +668,42 @@ mod tests {
         );
         assert_eq!(cache.prune(0).unwrap().len(), 2);
         assert!(cache.entries().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_digest_is_remembered_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(&dir.path().join("cache"), DEFAULT_MAX_BYTES).unwrap();
+        let model = dir.path().join("model.onnx");
+        std::fs::write(&model, b"first model").unwrap();
+        let first: [u8; 32] = Sha256::digest(b"first model").into();
+        let digest = |cache: &ArtifactCache, reads: &AtomicUsize| {
+            let meta = std::fs::metadata(&model).unwrap();
+            let bytes = std::fs::read(&model).unwrap();
+            cache
+                .file_digest(&meta, || {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    Ok(&bytes[..])
+                })
+                .unwrap()
+        };
+        let reads = AtomicUsize::new(0);
+        assert_eq!(digest(&cache, &reads), (first, CacheOutcome::Built));
+        assert_eq!(digest(&cache, &reads), (first, CacheOutcome::Hit));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // Rewritten in place, same size: its change time moved, so it is read again.
+        std::fs::write(&model, b"other model").unwrap();
+        let other: [u8; 32] = Sha256::digest(b"other model").into();
+        assert_eq!(digest(&cache, &reads), (other, CacheOutcome::Built));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // A reader that fails leaves nothing remembered.
+        std::fs::write(&model, b"third").unwrap();
+        let meta = std::fs::metadata(&model).unwrap();
+        let err = cache
+            .file_digest(&meta, || Err("cannot read it".to_owned()))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "cannot read it");
+        let third: [u8; 32] = Sha256::digest(b"third").into();
+        assert_eq!(digest(&cache, &reads), (third, CacheOutcome::Built));
     }
 }

@@ -1,7 +1,8 @@
 //! The node's wasi-nn backends, and the models a container preloads for `load_by_name`.
 //!
-//! Model files are read in the create helper, before the fork, where both the node's
-//! models (host paths) and the container's (its rootfs, mounted) are visible. The
+//! Model files are opened in the create helper, before the fork, where both the node's
+//! models (host paths) and the container's (its rootfs, mounted) are visible, and read
+//! only where a graph is built from them. The
 //! graphs are built in the container's init after the fork: their memory and the time to
 //! build them are the container's, and a backend that starts threads or opens a device
 //! does it in the process that uses it. They are ready before Start, so a guest's
@@ -11,16 +12,18 @@
 pub mod store;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use triage_nn::{BackendSet, NnError, NnGraph};
 use triage_oci::{ContainerModel, NnPreload, NnSettings};
 
-/// The backend every build has.
+/// The backend every build has: CPU graphs' default where the node has no ONNX Runtime.
 pub const CPU_BACKEND: &str = triage_nn_tract::NAME;
+/// The ONNX Runtime backend, offered where the node has its library.
+pub const ONNXRUNTIME_BACKEND: &str = "onnxruntime";
 /// The backend for GPU graphs unless the node profile names another.
-pub const GPU_BACKEND: &str = "onnxruntime";
+pub const GPU_BACKEND: &str = ONNXRUNTIME_BACKEND;
 /// Where the ONNX Runtime library is when the node profile does not say.
 pub const ONNXRUNTIME_ENV: &str = "TRIAGE_ONNXRUNTIME";
 
@@ -66,21 +69,35 @@ pub enum NnSetupError {
 }
 
 /// The backends this build has, in the node's order of preference.
+///
+/// CPU graphs go to `nn.cpu_backend` when the profile names one; otherwise to ONNX
+/// Runtime where the node has its library (its prepared graphs are mapped and shared by
+/// every container, and it computes faster), else to tract. A preferred backend whose
+/// library does not load leaves the graph to the next one.
 pub fn backend_set(id: &str, settings: &NnSettings) -> Result<BackendSet, NnSetupError> {
+    let library = settings
+        .onnxruntime
+        .clone()
+        .or_else(|| std::env::var_os(ONNXRUNTIME_ENV).map(PathBuf::from));
+    backends_with(id, settings, library)
+}
+
+/// [`backend_set`] with the ONNX Runtime library found (or not).
+fn backends_with(
+    id: &str,
+    settings: &NnSettings,
+    onnxruntime: Option<PathBuf>,
+) -> Result<BackendSet, NnSetupError> {
     let mut set = BackendSet::new();
     set.add(Arc::new(triage_nn_tract::TractBackend::new()));
     #[cfg(feature = "onnxruntime")]
-    {
-        let library = settings
-            .onnxruntime
-            .clone()
-            .or_else(|| std::env::var_os(ONNXRUNTIME_ENV).map(PathBuf::from));
-        if let Some(library) = library {
-            set.add(Arc::new(triage_nn_onnxruntime::OnnxRuntimeBackend::new(
-                library,
-            )));
-        }
+    if let Some(library) = onnxruntime {
+        set.add(Arc::new(triage_nn_onnxruntime::OnnxRuntimeBackend::new(
+            library,
+        )));
     }
+    #[cfg(not(feature = "onnxruntime"))]
+    let _ = onnxruntime;
     let names: Vec<String> = set.backends().iter().map(|b| b.name().to_owned()).collect();
     let known = |key: &'static str, name: &str| {
         // The GPU backend may be one this node has no library for: then GPU graphs fall
@@ -96,7 +113,11 @@ pub fn backend_set(id: &str, settings: &NnSettings) -> Result<BackendSet, NnSetu
             })
         }
     };
-    let cpu = settings.cpu_backend.as_deref().unwrap_or(CPU_BACKEND);
+    let cpu = match settings.cpu_backend.as_deref() {
+        Some(name) => name,
+        None if names.iter().any(|n| n == ONNXRUNTIME_BACKEND) => ONNXRUNTIME_BACKEND,
+        None => CPU_BACKEND,
+    };
     let gpu = settings.gpu_backend.as_deref().unwrap_or(GPU_BACKEND);
     known("cpu_backend", cpu)?;
     known("gpu_backend", gpu)?;
@@ -105,18 +126,66 @@ pub fn backend_set(id: &str, settings: &NnSettings) -> Result<BackendSet, NnSetu
     Ok(set)
 }
 
-/// A model's bytes, read before the fork.
+/// A model file, opened before the fork (where both the node's paths and the container's
+/// are visible). Its bytes are read only when something needs them: not at all when its
+/// prepared graph is in the node's store and the store remembers the file's digest.
 #[derive(Debug, Clone)]
 pub struct ModelBytes {
     /// The preload, with the path as it was written (container or host).
     pub preload: NnPreload,
-    /// The file's contents.
-    pub bytes: Arc<Vec<u8>>,
+    /// The open file (read with `pread`: the descriptor, and its offset, are shared with
+    /// the container's init after the fork).
+    file: Arc<std::fs::File>,
+    /// Its metadata when opened.
+    meta: std::fs::Metadata,
+    /// Its contents, once read.
+    bytes: OnceLock<Arc<Vec<u8>>>,
     /// Its prepared graph from the node's store, when its backend has one.
     pub prepared: Option<store::PreparedModel>,
 }
 
-/// Reads the node's models and the container's; a container model replaces a node model
+impl ModelBytes {
+    /// The model file's contents, read on first use.
+    pub fn bytes(&self, id: &str) -> Result<&[u8], NnSetupError> {
+        if let Some(bytes) = self.bytes.get() {
+            return Ok(bytes);
+        }
+        let read = read_all_at(&self.file).map_err(|source| NnSetupError::Read {
+            id: id.to_owned(),
+            name: self.preload.name.clone(),
+            path: self.preload.path.clone(),
+            source,
+        })?;
+        Ok(self.bytes.get_or_init(|| Arc::new(read)))
+    }
+
+    /// Whether its contents have been read.
+    pub fn was_read(&self) -> bool {
+        self.bytes.get().is_some()
+    }
+
+    /// The file's metadata when it was opened.
+    pub fn metadata(&self) -> &std::fs::Metadata {
+        &self.meta
+    }
+}
+
+/// The whole file, read from offset 0 without moving the descriptor's offset.
+fn read_all_at(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match file.read_at(&mut chunk, bytes.len() as u64) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Opens the node's models and the container's; a container model replaces a node model
 /// of the same name.
 pub fn read_models(
     id: &str,
@@ -129,7 +198,17 @@ pub fn read_models(
         .map(|p| (p, p.path.clone()))
         .chain(container.iter().map(|m| (&m.preload, m.host_path.clone())));
     for (preload, host_path) in sources {
-        let bytes = std::fs::read(&host_path).map_err(|source| NnSetupError::Read {
+        let opened = std::fs::File::open(&host_path).and_then(|file| {
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::IsADirectory,
+                    "is a directory",
+                ));
+            }
+            Ok((file, meta))
+        });
+        let (file, meta) = opened.map_err(|source| NnSetupError::Read {
             id: id.to_owned(),
             name: preload.name.clone(),
             path: preload.path.clone(),
@@ -138,7 +217,9 @@ pub fn read_models(
         models.retain(|m| m.preload.name != preload.name);
         models.push(ModelBytes {
             preload: preload.clone(),
-            bytes: Arc::new(bytes),
+            file: Arc::new(file),
+            meta,
+            bytes: OnceLock::new(),
             prepared: None,
         });
     }
@@ -203,7 +284,7 @@ impl NnHost {
                 ),
                 None => (
                     backends
-                        .load(p.encoding, p.target, &[model.bytes.as_slice()])
+                        .load(p.encoding, p.target, &[model.bytes(id)?])
                         .map_err(error)?,
                     "model bytes",
                 ),
@@ -214,8 +295,9 @@ impl NnHost {
                 model = %p.name,
                 backend = loaded.backend,
                 target = %loaded.target,
-                bytes = model.bytes.len(),
+                bytes = model.metadata().len(),
                 from = source,
+                model_read = model.was_read(),
                 ms = started.elapsed().as_secs_f64() * 1000.0,
                 "wasi-nn model preloaded"
             );
@@ -288,7 +370,7 @@ mod tests {
         let models = read_models("c1", &node, &container).unwrap();
         let found: Vec<(&str, &[u8])> = models
             .iter()
-            .map(|m| (m.preload.name.as_str(), m.bytes.as_slice()))
+            .map(|m| (m.preload.name.as_str(), m.bytes("c1").unwrap()))
             .collect();
         assert_eq!(
             found,
@@ -321,22 +403,48 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("tract"), "{err}");
-        let set = backend_set("c1", &NnSettings::default()).unwrap();
-        assert!(
-            set.describe().starts_with("tract (ONNX; CPU"),
-            "{}",
-            set.describe()
+        let set = backends_with("c1", &NnSettings::default(), None).unwrap();
+        assert_eq!(
+            set.describe(),
+            "tract (ONNX; CPU; no GPU: CPU only (asked GPU))"
         );
+        assert_eq!(set.preferred(), (Some("tract"), Some("onnxruntime")));
+    }
+
+    #[cfg(feature = "onnxruntime")]
+    #[test]
+    fn cpu_graphs_go_to_onnx_runtime_where_the_node_has_its_library_unless_the_profile_says() {
+        let library = PathBuf::from("/nonexistent/libonnxruntime.so");
+        let set = backends_with("c1", &NnSettings::default(), Some(library.clone())).unwrap();
+        assert_eq!(set.preferred(), (Some("onnxruntime"), Some("onnxruntime")));
+        // A library that does not load leaves CPU graphs to tract.
+        let choice = set
+            .choose(
+                triage_nn::GraphEncoding::Onnx,
+                triage_nn::ExecutionTarget::Cpu,
+            )
+            .unwrap();
+        assert_eq!(choice.backend.name(), "tract");
+        assert_eq!(choice.fallback, None);
+        let tract = NnSettings {
+            cpu_backend: Some("tract".into()),
+            ..NnSettings::default()
+        };
+        let set = backends_with("c1", &tract, Some(library)).unwrap();
+        assert_eq!(set.preferred(), (Some("tract"), Some("onnxruntime")));
     }
 
     #[test]
     fn a_model_that_does_not_parse_fails_its_load_with_the_preload_text() {
-        let models = [ModelBytes {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.onnx");
+        std::fs::write(&file, b"not onnx").unwrap();
+        let container = [ContainerModel {
             preload: preload("bad", "/m/bad.onnx"),
-            bytes: Arc::new(b"not onnx".to_vec()),
-            prepared: None,
+            host_path: file,
         }];
-        let set = backend_set("c1", &NnSettings::default()).unwrap();
+        let models = read_models("c1", &[], &container).unwrap();
+        let set = backends_with("c1", &NnSettings::default(), None).unwrap();
         let err = NnHost::load("c1", set, &models).unwrap_err().to_string();
         assert!(
             err.starts_with("container c1: wasi-nn model \"bad\" (bad:ONNX:CPU:/m/bad.onnx): tract: cannot load the model"),

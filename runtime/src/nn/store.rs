@@ -3,17 +3,17 @@
 //! A backend with a prepared form (ONNX Runtime: the model optimised and saved in its ORT
 //! format) gets it made in a child of the create helper the first time a node sees the
 //! model (the child may start the library's threads; the helper, which forks the
-//! container next, must not). The entry is keyed by the model's sha256, the backend, its
-//! identity (library file and version) and the target, and is MAC-verified like compiled
-//! modules. The helper maps it read-only before the fork; the container's init builds its
-//! session over the mapped bytes without copying them, so every container of the model
-//! shares one copy of its weights in the page cache and none parses or optimises it again.
+//! container next, must not). The entry is keyed by the model's sha256 (remembered by the
+//! file's identity, so a known file is not read again), the backend, its identity
+//! (library file and version) and the target, and is MAC-verified like compiled modules.
+//! The helper maps it read-only before the fork; the container's init builds its session
+//! over the mapped bytes without copying them, so every container of the model shares one
+//! copy of its weights in the page cache and none parses or optimises it again.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use triage_nn::{BackendSet, ExecutionTarget, NnBackend, NnGraph, SharedBytes};
 
 use super::ModelBytes;
@@ -48,15 +48,20 @@ impl std::fmt::Debug for PreparedModel {
     }
 }
 
-/// The cache entry name of a model prepared by `backend` (with `identity`) for `target`.
-pub fn entry_name(model: &[u8], backend: &str, identity: &str, target: ExecutionTarget) -> String {
-    let digest = Sha256::digest(model);
+/// The cache entry name of a model (by its sha256) prepared by `backend` (with
+/// `identity`) for `target`.
+pub fn entry_name(
+    model_sha256: &[u8; 32],
+    backend: &str,
+    identity: &str,
+    target: ExecutionTarget,
+) -> String {
     ArtifactCache::entry_name(&[
         b"wasi-nn prepared graph",
         backend.as_bytes(),
         identity.as_bytes(),
         target.as_str().as_bytes(),
-        &digest,
+        model_sha256,
     ])
 }
 
@@ -80,20 +85,31 @@ pub fn prepare_models(
             tracing::info!(container = %id, model = %p.name, backend, "wasi-nn graph built in the container: the backend has no prepared form");
             continue;
         };
-        let entry = entry_name(&model.bytes, &backend, &identity, choice.target);
         let started = Instant::now();
-        let built = cache.get_or_build(&entry, || {
-            prepare_in_child(choice.backend.as_ref(), &model.bytes, choice.target)
+        // The file's digest is remembered by its identity: a model the node has seen is
+        // not read again.
+        let digest = cache
+            .file_digest(model.metadata(), || {
+                model.bytes(id).map_err(|e| e.to_string())
+            })
+            .map_err(|e| e.to_string());
+        let built = digest.and_then(|(digest, _)| {
+            let entry = entry_name(&digest, &backend, &identity, choice.target);
+            cache
+                .get_or_build(&entry, || {
+                    let bytes = model.bytes(id).map_err(|e| e.to_string())?;
+                    prepare_in_child(choice.backend.as_ref(), bytes, choice.target)
+                })
+                .map(|(path, outcome)| (entry, path, outcome))
+                .map_err(|e| e.to_string())
         });
-        let mapped = built
-            .map_err(|e| e.to_string())
-            .and_then(|(path, outcome)| {
-                map(&path)
-                    .map(|bytes| (bytes, outcome))
-                    .map_err(|e| format!("mapping {}: {e}", path.display()))
-            });
+        let mapped = built.and_then(|(entry, path, outcome)| {
+            map(&path)
+                .map(|bytes| (entry, bytes, outcome))
+                .map_err(|e| format!("mapping {}: {e}", path.display()))
+        });
         match mapped {
-            Ok((bytes, outcome)) => {
+            Ok((entry, bytes, outcome)) => {
                 tracing::info!(
                     container = %id,
                     model = %p.name,

@@ -110,6 +110,9 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
     let dir = tempfile::tempdir().unwrap();
     let cases = dir.path().join("digits");
     let digits = write_cases(DIGITS, &cases);
+    // The built-in backend, even where the node has ONNX Runtime's library.
+    ctd.write_node_profile("[nn]\ncpu_backend = \"tract\"\n")
+        .unwrap();
 
     // A model in the image, preloaded by annotation (WasmEdge's --nn-preload form).
     let preload = [
@@ -125,8 +128,8 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
             .contains(&format!("classified {} cases", digits.len())),
         "{out:?}"
     );
-    let log = shim_log(&ctd, "nn-digits");
-    assert!(log.contains("wasi-nn backends: tract (ONNX; CPU"), "{log}");
+    let backends = log_line(&ctd, "nn-digits", "wasi-nn backends: tract (ONNX; CPU");
+    assert!(backends.contains("cpu=\"tract\""), "{backends}");
     let loaded = preload_line(&ctd, "nn-digits");
     assert!(
         loaded.contains("model=digits")
@@ -170,7 +173,7 @@ fn a_wasm_guest_classifies_mounted_cases_with_preloaded_models() {
     let cases = dir.path().join("breast");
     let breast = write_cases(BREAST_CANCER, &cases);
     ctd.write_node_profile(&format!(
-        "[nn]\npreload = [\"breast:ONNX:CPU:{}\"]\n",
+        "[nn]\ncpu_backend = \"tract\"\npreload = [\"breast:ONNX:CPU:{}\"]\n",
         models_dir().join(BREAST_CANCER.file).display()
     ))
     .unwrap();
@@ -199,8 +202,9 @@ fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
     let Some(ctd) = containerd(test) else {
         return;
     };
+    // The node has the library: CPU graphs go to it without naming it.
     ctd.write_node_profile(&format!(
-        "[nn]\ncpu_backend = \"onnxruntime\"\nonnxruntime = \"{}\"\n",
+        "[nn]\nonnxruntime = \"{}\"\n",
         Path::new(&library).display()
     ))
     .unwrap();
@@ -220,6 +224,8 @@ fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
     let loaded = classified("nn-ort", &preload);
     let log = shim_log(&ctd, "nn-ort");
     assert!(loaded.contains("backend=\"onnxruntime\""), "{loaded}");
+    let backends = log_line(&ctd, "nn-ort", "wasi-nn backends:");
+    assert!(backends.contains("cpu=\"onnxruntime\""), "{backends}");
     // The library is opened before the helper forks; its threads start after the fork.
     assert!(!log.contains("threads exist before the fork"), "{log}");
     // The first container of the node prepared the model (optimised, ORT format) ...
@@ -238,7 +244,8 @@ fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
             .count()
     };
     let stored = entries();
-    // ... and the next maps it: no second entry, the same answers.
+    // ... and the next maps it without reading the model file: no new entry, the same
+    // answers.
     let loaded = classified("nn-ort-2", &preload);
     assert!(
         store_line(&ctd, "nn-ort-2").contains("outcome=Hit"),
@@ -246,7 +253,8 @@ fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
         shim_log(&ctd, "nn-ort-2")
     );
     assert!(
-        loaded.contains("from=\"prepared graph (node store)\""),
+        loaded.contains("from=\"prepared graph (node store)\"")
+            && loaded.contains("model_read=false"),
         "{loaded}"
     );
     assert_eq!(entries(), stored);
