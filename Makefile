@@ -40,10 +40,12 @@ lint: setup
 	$(CARGO) clippy --release -j $(JOBS) -p triage-runtime --no-default-features -- -D warnings
 
 # All tests: lint, unit tests, and the end-to-end tests against a private containerd.
-# TRIAGE_ONNXRUNTIME: the ONNX Runtime library (scripts/onnxruntime.sh fetches the pinned one).
+# TRIAGE_ONNXRUNTIME: the ONNX Runtime library (scripts/onnxruntime.sh fetches the pinned one);
+# ORT_DISABLE_TELEMETRY: the tests that use it in-process send and keep nothing (the shim sets
+# it for its helpers itself).
 test: lint build test-images
 	set -o pipefail; TRIAGE_IMAGES=$(CURDIR)/$(IMAGES) \
-		TRIAGE_ONNXRUNTIME=$$(bash scripts/onnxruntime.sh) \
+		TRIAGE_ONNXRUNTIME=$$(bash scripts/onnxruntime.sh) ORT_DISABLE_TELEMETRY=1 \
 		$(CARGO) test --release -j $(JOBS) --workspace -- --test-threads 2 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/cgroup-leftovers.sh; fi
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "%d passed, %d failed\n", p, f}' $(CARGO_TARGET_DIR)/test.log

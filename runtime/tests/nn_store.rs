@@ -225,3 +225,49 @@ fn tract_prepares_nnef_and_a_model_that_fails_to_prepare_is_built_in_the_contain
     // No prepared graph for it; its digest is remembered.
     assert_eq!(cache.entries().unwrap().len(), 4);
 }
+
+/// A third-party backend with no prepared form (the trait's defaults): tract's loading
+/// under another name.
+struct NoPreparedForm(triage_nn_tract::TractBackend);
+
+impl triage_nn::NnBackend for NoPreparedForm {
+    fn name(&self) -> &str {
+        "plain"
+    }
+    fn encodings(&self) -> &[triage_nn::GraphEncoding] {
+        self.0.encodings()
+    }
+    fn serves(&self, target: triage_nn::ExecutionTarget) -> Result<(), String> {
+        self.0.serves(target)
+    }
+    fn load(
+        &self,
+        builders: &[&[u8]],
+        target: triage_nn::ExecutionTarget,
+    ) -> Result<std::sync::Arc<dyn triage_nn::NnGraph>, triage_nn::NnError> {
+        self.0.load(builders, target)
+    }
+}
+
+#[test]
+fn a_backend_without_a_prepared_form_builds_its_graph_in_the_container() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    let mut backends = triage_nn::BackendSet::new();
+    backends.add(std::sync::Arc::new(NoPreparedForm(
+        triage_nn_tract::TractBackend::new(),
+    )));
+    let preload =
+        NnPreload::parse(&format!("digits:ONNX:CPU:{}", DIGITS.path().display())).unwrap();
+    let mut models = read_models("c1", &[preload], &[]).unwrap();
+    store::prepare_models("c1", &backends, &mut models, &cache);
+    // Nothing stored, nothing read before the fork ...
+    assert!(models[0].prepared.is_none());
+    assert!(!models[0].was_read());
+    assert!(cache.entries().unwrap().is_empty());
+    // ... the container's init reads the model and builds the graph.
+    let host = NnHost::load("c1", backends, &models).unwrap();
+    assert!(models[0].was_read());
+    assert_eq!(host.graphs[0].1.backend(), "tract");
+}

@@ -188,7 +188,10 @@ pub fn call_with_clock(
         .map_err(spawn_err)?;
 
     let mut command = Command::new("/proc/self/exe");
-    command.arg(HELPER_ARG).arg(json);
+    command
+        .arg(HELPER_ARG)
+        .arg(json)
+        .envs(triage_runtime::nn::BACKEND_ENVIRONMENT.iter().copied());
     match stdio {
         Some(s) => command
             .stdin(Stdio::from(s.stdin))

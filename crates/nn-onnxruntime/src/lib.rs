@@ -99,3 +99,11 @@ pub use backend::{OnnxRuntimeBackend, OnnxRuntimeOptions};
 
 /// The backend's name, in configuration, logs and errors.
 pub const NAME: &str = "onnxruntime";
+
+/// The environment variable that must be in the environment of every process that makes
+/// an ONNX Runtime environment. Official Linux builds from 1.29 on send usage telemetry
+/// to Microsoft and keep a device id and an event store under
+/// `$HOME/.cache/Microsoft/DeveloperTools/.onnxruntime`, starting when the environment is
+/// made (turning it off through the API afterwards is too late); with this set, nothing
+/// is written or sent. A patient-data node sends nothing.
+pub const TELEMETRY_OFF: (&str, &str) = ("ORT_DISABLE_TELEMETRY", "1");

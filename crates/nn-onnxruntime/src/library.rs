@@ -24,6 +24,13 @@ impl Library {
     pub(crate) fn environment(&self) -> Result<&Environment, String> {
         self.environment
             .get_or_init(|| {
+                let (key, off) = crate::TELEMETRY_OFF;
+                if std::env::var_os(key).is_none_or(|v| v != off) {
+                    tracing::warn!(
+                        library = %self.path.display(),
+                        "onnxruntime telemetry is not turned off in this process ({key}={off} is not in its environment)"
+                    );
+                }
                 let started = std::time::Instant::now();
                 let made = ort::init()
                     .with_name("triage")

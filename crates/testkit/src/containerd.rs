@@ -205,6 +205,11 @@ disabled_plugins = [{disabled}]
         self.dir.path().join("artifact-cache")
     }
 
+    /// The home directory of this containerd and its shims (`HOME`); it exists.
+    pub fn home_dir(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
     /// The node profile file the shims of this containerd read (`TRIAGE_CONFIG`).
     pub fn node_profile_path(&self) -> PathBuf {
         self.dir.path().join("triage-config.toml")
@@ -229,6 +234,7 @@ disabled_plugins = [{disabled}]
             self.shim_dir.display(),
             std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())
         );
+        std::fs::create_dir_all(self.home_dir()).context("creating the node's home")?;
         let mut command = Command::new("containerd");
         command
             .arg("--config")
@@ -239,6 +245,13 @@ disabled_plugins = [{disabled}]
             // The node's wasi-nn backends are what its profile says: a test that wants
             // ONNX Runtime names the library there.
             .env_remove("TRIAGE_ONNXRUNTIME")
+            // A node is not a CI job: libraries that behave differently under CI (ONNX
+            // Runtime's telemetry is off there) are tested as a node runs them, and what
+            // turns that telemetry off is the shim's doing, not the test's environment.
+            .env_remove("CI")
+            .env_remove("ORT_DISABLE_TELEMETRY")
+            // Its own home, where a library's files would show.
+            .env("HOME", self.home_dir())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

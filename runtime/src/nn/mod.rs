@@ -27,6 +27,14 @@ pub const GPU_BACKEND: &str = ONNXRUNTIME_BACKEND;
 /// Where the ONNX Runtime library is when the node profile does not say.
 pub const ONNXRUNTIME_ENV: &str = "TRIAGE_ONNXRUNTIME";
 
+/// What the environment of a process that may load the node's backends must hold (the
+/// create helper's: it and the container's init make the backends' environments).
+#[cfg(feature = "onnxruntime")]
+pub const BACKEND_ENVIRONMENT: &[(&str, &str)] = &[triage_nn_onnxruntime::TELEMETRY_OFF];
+/// What the environment of a process that may load the node's backends must hold.
+#[cfg(not(feature = "onnxruntime"))]
+pub const BACKEND_ENVIRONMENT: &[(&str, &str)] = &[];
+
 /// Errors setting up wasi-nn for a container, each naming it.
 #[derive(Debug, thiserror::Error)]
 pub enum NnSetupError {

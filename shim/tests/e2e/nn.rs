@@ -210,9 +210,15 @@ fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let digits = write_cases(DIGITS, dir.path());
+    // The node's home is also the containers' (same path), so that anything ONNX Runtime
+    // writes under $HOME, in the helper or in a container's init, shows on the host.
+    let home = ctd.home_dir();
+    let home_mount = format!("type=bind,src={0},dst={0},options=rbind:rw", home.display());
     let preload = [
         "--annotation",
         "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx",
+        "--mount",
+        &home_mount,
     ];
     // Classifies the cases in container `id` and returns its preload line.
     let classified = |id: &str, flags: &[&str]| {
@@ -264,9 +270,33 @@ fn onnx_runtime_serves_the_guest_from_a_graph_prepared_once_per_node() {
         "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx",
         "--annotation",
         "triage.io/cache=off",
+        "--mount",
+        &home_mount,
     ];
     let loaded = classified("nn-ort-3", &no_cache);
     assert!(loaded.contains("from=\"model bytes\""), "{loaded}");
+
+    // ONNX Runtime's telemetry is off in the helper and in the init: no device id, no
+    // event store, no warning.
+    let written: Vec<_> = walk(&home);
+    assert!(written.is_empty(), "written under $HOME: {written:?}");
+    for id in ["nn-ort", "nn-ort-2", "nn-ort-3"] {
+        let log = shim_log(&ctd, id);
+        assert!(!log.contains("telemetry is not turned off"), "{log}");
+    }
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
 }
 
 #[test]
