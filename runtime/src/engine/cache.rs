@@ -309,18 +309,34 @@ impl ArtifactCache {
         Ok((artifact, outcome))
     }
 
-    /// The sha256 of a file's `bytes`, remembered by the file's identity (`meta`: device,
+    /// The sha256 of `file`'s `bytes`, remembered by the file's identity (filesystem,
     /// inode, size, modification and change times), so a file this node has seen is not
     /// read again: a change to it changes its ctime, which user space cannot set back.
     /// `bytes` is called only when the file is new to the cache.
+    ///
+    /// A file in an overlay (a container's rootfs) is named by its inode without the
+    /// overlay's device: each mount of an overlay gets its own, while its files keep the
+    /// inodes of the layer files they show (layers on one filesystem), so every container
+    /// of an image finds the digest of that image's file.
     pub fn file_digest<'a>(
         &self,
-        meta: &std::fs::Metadata,
+        file: &File,
         bytes: impl FnOnce() -> Result<&'a [u8], String>,
     ) -> Result<([u8; 32], CacheOutcome), CacheError> {
         use std::os::unix::fs::MetadataExt;
+        let unreadable = |e: std::io::Error| CacheError::Build(format!("stat: {e}"));
+        let meta = file.metadata().map_err(unreadable)?;
+        let in_overlay = nix::sys::statfs::fstatfs(file)
+            .map_err(|e| unreadable(e.into()))?
+            .filesystem_type()
+            == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC;
+        let (filesystem, device) = if in_overlay {
+            (&b"overlay"[..], 0)
+        } else {
+            (&b"device"[..], meta.dev())
+        };
         let identity: Vec<[u8; 8]> = [
-            meta.dev(),
+            device,
             meta.ino(),
             meta.size(),
             meta.mtime() as u64,
@@ -330,7 +346,7 @@ impl ArtifactCache {
         ]
         .map(u64::to_le_bytes)
         .to_vec();
-        let mut parts: Vec<&[u8]> = vec![b"sha256 of a file"];
+        let mut parts: Vec<&[u8]> = vec![b"sha256 of a file", filesystem];
         parts.extend(identity.iter().map(|f| &f[..]));
         let name = Self::entry_name(&parts);
         let (path, outcome) = self.get_or_build(&name, || Ok(Sha256::digest(bytes()?).to_vec()))?;
@@ -678,10 +694,10 @@ mod tests {
         std::fs::write(&model, b"first model").unwrap();
         let first: [u8; 32] = Sha256::digest(b"first model").into();
         let digest = |cache: &ArtifactCache, reads: &AtomicUsize| {
-            let meta = std::fs::metadata(&model).unwrap();
+            let file = File::open(&model).unwrap();
             let bytes = std::fs::read(&model).unwrap();
             cache
-                .file_digest(&meta, || {
+                .file_digest(&file, || {
                     reads.fetch_add(1, Ordering::SeqCst);
                     Ok(&bytes[..])
                 })
@@ -698,12 +714,86 @@ mod tests {
         assert_eq!(reads.load(Ordering::SeqCst), 2);
         // A reader that fails leaves nothing remembered.
         std::fs::write(&model, b"third").unwrap();
-        let meta = std::fs::metadata(&model).unwrap();
         let err = cache
-            .file_digest(&meta, || Err("cannot read it".to_owned()))
+            .file_digest(&File::open(&model).unwrap(), || {
+                Err("cannot read it".to_owned())
+            })
             .unwrap_err();
         assert_eq!(err.to_string(), "cannot read it");
         let third: [u8; 32] = Sha256::digest(b"third").into();
         assert_eq!(digest(&cache, &reads), (third, CacheOutcome::Built));
+    }
+
+    /// Unmounts its overlay when dropped.
+    struct Overlay(PathBuf);
+
+    impl Overlay {
+        /// `lower` as an overlay at `dir/name/merged`, with its own upper layer.
+        fn mount(lower: &Path, dir: &Path, name: &str) -> Self {
+            let base = dir.join(name);
+            for sub in ["upper", "work", "merged"] {
+                std::fs::create_dir_all(base.join(sub)).unwrap();
+            }
+            let options = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                base.join("upper").display(),
+                base.join("work").display()
+            );
+            nix::mount::mount(
+                Some("overlay"),
+                &base.join("merged"),
+                Some("overlay"),
+                nix::mount::MsFlags::empty(),
+                Some(options.as_str()),
+            )
+            .expect("mounting an overlay");
+            Self(base.join("merged"))
+        }
+    }
+
+    impl Drop for Overlay {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_file_of_a_layer_seen_through_another_overlay_is_not_read_again() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipping: mounting overlays needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(&dir.path().join("cache"), DEFAULT_MAX_BYTES).unwrap();
+        let layer = dir.path().join("layer");
+        std::fs::create_dir(&layer).unwrap();
+        std::fs::write(layer.join("model.onnx"), b"layer model").unwrap();
+        let expected: [u8; 32] = Sha256::digest(b"layer model").into();
+        let reads = AtomicUsize::new(0);
+        let digest = |root: &Path| {
+            let path = root.join("model.onnx");
+            let bytes = std::fs::read(&path).unwrap();
+            cache
+                .file_digest(&File::open(&path).unwrap(), || {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    Ok(&bytes[..])
+                })
+                .unwrap()
+        };
+        // Two containers of one image: two overlay mounts, each with its own device.
+        let first = Overlay::mount(&layer, dir.path(), "c1");
+        let second = Overlay::mount(&layer, dir.path(), "c2");
+        use std::os::unix::fs::MetadataExt;
+        let dev = |root: &Path| std::fs::metadata(root.join("model.onnx")).unwrap().dev();
+        assert_ne!(dev(&first.0), dev(&second.0));
+        assert_eq!(digest(&first.0), (expected, CacheOutcome::Built));
+        assert_eq!(digest(&second.0), (expected, CacheOutcome::Hit));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // A container that rewrites its copy (copied up) has another file.
+        std::fs::write(second.0.join("model.onnx"), b"own model").unwrap();
+        let own: [u8; 32] = Sha256::digest(b"own model").into();
+        assert_eq!(digest(&second.0), (own, CacheOutcome::Built));
+        assert_eq!(digest(&first.0), (expected, CacheOutcome::Hit));
     }
 }

@@ -176,6 +176,11 @@ impl ModelBytes {
     pub fn metadata(&self) -> &std::fs::Metadata {
         &self.meta
     }
+
+    /// The open file.
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
 }
 
 /// The whole file, read from offset 0 without moving the descriptor's offset.

@@ -89,9 +89,7 @@ pub fn prepare_models(
         // The file's digest is remembered by its identity: a model the node has seen is
         // not read again.
         let digest = cache
-            .file_digest(model.metadata(), || {
-                model.bytes(id).map_err(|e| e.to_string())
-            })
+            .file_digest(model.file(), || model.bytes(id).map_err(|e| e.to_string()))
             .map_err(|e| e.to_string());
         let built = digest.and_then(|(digest, _)| {
             let entry = entry_name(&digest, &backend, &identity, choice.target);
