@@ -73,20 +73,18 @@ fn prepared(
 
 #[test]
 fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
-    // Bound by name, the turn is held to the end of the test.
-    let Some(Fixture {
-        _turn,
+    // Bound whole, the turn is held to the end of the test.
+    let Some(fixture) = fixture() else { return };
+    let Fixture {
         library,
         dir,
         cache,
-    }) = fixture()
-    else {
-        return;
-    };
+        ..
+    } = &fixture;
     let ort = settings("onnxruntime", library.clone());
 
     // The first container of the node prepares the model; the entry is ORT format.
-    let (_, first) = prepared("c1", &ort, &cache, &DIGITS.path(), "CPU");
+    let (_, first) = prepared("c1", &ort, cache, &DIGITS.path(), "CPU");
     let first = first[0].prepared.clone().expect("prepared");
     assert_eq!(first.outcome, CacheOutcome::Built);
     assert_eq!(first.backend, "onnxruntime");
@@ -96,7 +94,7 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
 
     // The next maps the same entry without reading the model file, and its graph
     // classifies as the model does.
-    let (backends, models) = prepared("c2", &ort, &cache, &DIGITS.path(), "CPU");
+    let (backends, models) = prepared("c2", &ort, cache, &DIGITS.path(), "CPU");
     let second = models[0].prepared.clone().expect("prepared");
     assert_eq!(second.outcome, CacheOutcome::Hit);
     assert_eq!(second.entry, first.entry);
@@ -124,7 +122,7 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
     );
 
     // A GPU asked for on a node without one runs the CPU graph: the same entry.
-    let (_, gpu) = prepared("c3", &ort, &cache, &DIGITS.path(), "GPU");
+    let (_, gpu) = prepared("c3", &ort, cache, &DIGITS.path(), "GPU");
     let gpu = gpu[0].prepared.clone().expect("prepared");
     assert_eq!(
         (gpu.entry.as_str(), gpu.outcome),
@@ -136,7 +134,7 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
     // is read once (its digest is new) and maps the same entry.
     let copy = dir.path().join("same-digits.onnx");
     std::fs::copy(DIGITS.path(), &copy).unwrap();
-    let (_, same) = prepared("c4", &ort, &cache, &copy, "CPU");
+    let (_, same) = prepared("c4", &ort, cache, &copy, "CPU");
     assert_eq!(
         same[0].prepared.as_ref().unwrap().outcome,
         CacheOutcome::Hit
@@ -144,7 +142,7 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
     assert!(same[0].was_read());
     let other = dir.path().join("breast.onnx");
     std::fs::copy(triage_testkit::models::BREAST_CANCER.path(), &other).unwrap();
-    let (_, other) = prepared("c5", &ort, &cache, &other, "CPU");
+    let (_, other) = prepared("c5", &ort, cache, &other, "CPU");
     assert_eq!(
         other[0].prepared.as_ref().unwrap().outcome,
         CacheOutcome::Built
@@ -154,7 +152,7 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
 
     // A model rewritten in place is read again and prepared again.
     std::fs::copy(triage_testkit::models::BREAST_CANCER.path(), &copy).unwrap();
-    let (_, rewritten) = prepared("c6", &ort, &cache, &copy, "CPU");
+    let (_, rewritten) = prepared("c6", &ort, cache, &copy, "CPU");
     assert!(rewritten[0].was_read());
     let rewritten = rewritten[0].prepared.clone().unwrap();
     assert_ne!(rewritten.entry, first.entry);
@@ -163,26 +161,24 @@ fn a_model_is_prepared_once_per_node_and_target_and_mapped_after() {
 
 #[test]
 fn tract_prepares_nnef_and_a_model_that_fails_to_prepare_is_built_in_the_container() {
-    // Bound by name, the turn is held to the end of the test.
-    let Some(Fixture {
-        _turn,
+    // Bound whole, the turn is held to the end of the test.
+    let Some(fixture) = fixture() else { return };
+    let Fixture {
         library,
         dir,
         cache,
-    }) = fixture()
-    else {
-        return;
-    };
+        ..
+    } = &fixture;
     // tract's prepared form: the decluttered model as an NNEF archive (a tar).
     let tract = settings("tract", library.clone());
-    let (_, models) = prepared("c1", &tract, &cache, &DIGITS.path(), "CPU");
+    let (_, models) = prepared("c1", &tract, cache, &DIGITS.path(), "CPU");
     let first = models[0].prepared.clone().expect("prepared");
     assert_eq!(
         (first.backend.as_str(), first.outcome),
         ("tract", CacheOutcome::Built)
     );
     assert_eq!(&(*first.bytes).as_ref()[257..262], b"ustar");
-    let (backends, models) = prepared("c2", &tract, &cache, &DIGITS.path(), "CPU");
+    let (backends, models) = prepared("c2", &tract, cache, &DIGITS.path(), "CPU");
     assert_eq!(
         models[0].prepared.as_ref().unwrap().outcome,
         CacheOutcome::Hit
@@ -193,7 +189,7 @@ fn tract_prepares_nnef_and_a_model_that_fails_to_prepare_is_built_in_the_contain
     let (_, models) = prepared(
         "c3",
         &settings("onnxruntime", library.clone()),
-        &cache,
+        cache,
         &DIGITS.path(),
         "CPU",
     );
@@ -209,7 +205,7 @@ fn tract_prepares_nnef_and_a_model_that_fails_to_prepare_is_built_in_the_contain
         let (backends, models) = prepared(
             "c4",
             &settings(backend, library.clone()),
-            &cache,
+            cache,
             &bad,
             "CPU",
         );

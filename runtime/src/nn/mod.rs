@@ -144,8 +144,8 @@ pub struct ModelBytes {
     /// The open file (read with `pread`: the descriptor, and its offset, are shared with
     /// the container's init after the fork).
     file: Arc<std::fs::File>,
-    /// Its metadata when opened.
-    meta: std::fs::Metadata,
+    /// Its size when opened, for the log.
+    size: u64,
     /// Its contents, once read.
     bytes: OnceLock<Arc<Vec<u8>>>,
     /// Its prepared graph from the node's store, when its backend has one.
@@ -172,9 +172,9 @@ impl ModelBytes {
         self.bytes.get().is_some()
     }
 
-    /// The file's metadata when it was opened.
-    pub fn metadata(&self) -> &std::fs::Metadata {
-        &self.meta
+    /// The file's size when it was opened.
+    pub fn size(&self) -> u64 {
+        self.size
     }
 
     /// The open file.
@@ -219,9 +219,9 @@ pub fn read_models(
                     "is a directory",
                 ));
             }
-            Ok((file, meta))
+            Ok((file, meta.len()))
         });
-        let (file, meta) = opened.map_err(|source| NnSetupError::Read {
+        let (file, size) = opened.map_err(|source| NnSetupError::Read {
             id: id.to_owned(),
             name: preload.name.clone(),
             path: preload.path.clone(),
@@ -231,7 +231,7 @@ pub fn read_models(
         models.push(ModelBytes {
             preload: preload.clone(),
             file: Arc::new(file),
-            meta,
+            size,
             bytes: OnceLock::new(),
             prepared: None,
         });
@@ -308,7 +308,7 @@ impl NnHost {
                 model = %p.name,
                 backend = loaded.backend,
                 target = %loaded.target,
-                bytes = model.metadata().len(),
+                bytes = model.size(),
                 from = source,
                 model_read = model.was_read(),
                 ms = started.elapsed().as_secs_f64() * 1000.0,
