@@ -6,6 +6,7 @@ SHELL := /bin/bash
 CARGO_TARGET_DIR ?= $(shell [ -w /var/cache ] && echo /var/cache/triage/target || echo $(CURDIR)/target)
 export CARGO_TARGET_DIR
 WASM_TARGET_DIR := $(CARGO_TARGET_DIR)/wasm-workloads
+WASM_DIR := $(WASM_TARGET_DIR)/wasm32-wasip1/release
 JOBS ?= 2
 CARGO := cargo
 RELEASE := $(CARGO_TARGET_DIR)/release
@@ -28,7 +29,7 @@ test-images: build
 	cd test-images/wasm && CARGO_TARGET_DIR=$(WASM_TARGET_DIR) \
 		$(CARGO) build --release -j $(JOBS) --target wasm32-wasip1
 	$(RELEASE)/triage-image-builder \
-		--wasm-dir $(WASM_TARGET_DIR)/wasm32-wasip1/release \
+		--wasm-dir $(WASM_DIR) \
 		--models test-images/models --busybox /bin/busybox --out $(IMAGES)
 
 demo: build test-images
@@ -44,7 +45,7 @@ lint: setup
 # ORT_DISABLE_TELEMETRY: the tests that use it in-process send and keep nothing (the shim sets
 # it for its helpers itself).
 test: lint build test-images
-	set -o pipefail; TRIAGE_IMAGES=$(CURDIR)/$(IMAGES) \
+	set -o pipefail; TRIAGE_IMAGES=$(CURDIR)/$(IMAGES) TRIAGE_WASM_DIR=$(WASM_DIR) \
 		TRIAGE_ONNXRUNTIME=$$(bash scripts/onnxruntime.sh) ORT_DISABLE_TELEMETRY=1 \
 		$(CARGO) test --release -j $(JOBS) --workspace -- --test-threads 2 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
 	@if [ "$$(id -u)" = 0 ]; then bash scripts/cgroup-leftovers.sh; fi
@@ -59,7 +60,7 @@ uninstall: build
 
 # In-process criterion benches, then whole starts through ctr (see README "Measurements").
 bench: build test-images
-	TRIAGE_WASM_DIR=$(WASM_TARGET_DIR)/wasm32-wasip1/release \
+	TRIAGE_WASM_DIR=$(WASM_DIR) \
 		$(CARGO) bench -j $(JOBS) -p triage-benches
 	bash benches/ctr-run.sh
 

@@ -33,6 +33,27 @@ pub fn artifact_cache(id: &str, annotations: &HashMap<String, String>) -> Result
     }
 }
 
+/// Triage's per-container choice of Wasm engine: `wasmtime` or `wasmedge`.
+pub const ENGINE: &str = "triage.io/engine";
+
+/// Reads `triage.io/engine`: the engine the container asks for, if it names one.
+pub fn engine(
+    id: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<Option<crate::engine::EngineName>, PlanError> {
+    let Some(value) = annotations.get(ENGINE) else {
+        return Ok(None);
+    };
+    crate::engine::EngineName::parse(value)
+        .map(Some)
+        .ok_or_else(|| PlanError::InvalidAnnotation {
+            id: id.to_owned(),
+            key: ENGINE,
+            value: value.clone(),
+            expected: "\"wasmtime\" or \"wasmedge\"",
+        })
+}
+
 /// Triage's per-container switch for pre-initialised snapshots: `on` (default) or `off`.
 pub const SNAPSHOT: &str = "triage.io/snapshot";
 /// The export that initialises the guest for its snapshot (default `wizer-initialize`).
@@ -254,6 +275,24 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "container c9: annotation triage.io/cache=\"sometimes\" is not valid (expected \"on\" or \"off\")"
+        );
+    }
+
+    #[test]
+    fn engine_choice() {
+        use crate::engine::EngineName;
+        assert_eq!(engine("c", &map(&[])).unwrap(), None);
+        assert_eq!(
+            engine("c", &map(&[(ENGINE, "wasmedge")])).unwrap(),
+            Some(EngineName::Wasmedge)
+        );
+        assert_eq!(
+            engine("c", &map(&[(ENGINE, "wasmtime")])).unwrap(),
+            Some(EngineName::Wasmtime)
+        );
+        assert_eq!(
+            engine("c2", &map(&[(ENGINE, "v8")])).unwrap_err().to_string(),
+            "container c2: annotation triage.io/engine=\"v8\" is not valid (expected \"wasmtime\" or \"wasmedge\")"
         );
     }
 

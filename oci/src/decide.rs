@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::annotations::{self, CrunWasmHint, RuntimeChoice};
 use crate::bundle::Bundle;
+use crate::engine::{EngineChoice, EngineSource};
 use crate::entrypoint::{Entrypoint, EntrypointKind};
 use crate::error::PlanError;
 use crate::image::ImageFacts;
@@ -45,6 +46,10 @@ pub fn plan_workload(
     let artifact_cache = annotations::artifact_cache(id, &annotations)?;
     let snapshot = annotations::snapshot(id, &annotations)?;
     let nn_preload = annotations::nn_preload(id, &annotations)?;
+    let engine = annotations::engine(id, &annotations)?.map(|engine| EngineChoice {
+        engine,
+        source: EngineSource::Annotation,
+    });
     let (program, export) = split_export(id, arg0)?;
     let entry = Entrypoint::locate(bundle, program)?;
 
@@ -62,6 +67,7 @@ pub fn plan_workload(
             artifact_cache,
             snapshot: snapshot.clone(),
             nn_preload: container_models(bundle, &nn_preload)?,
+            engine,
             ..wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT))
         }))
     };
@@ -133,6 +139,7 @@ pub fn plan_workload(
                         digest: digest.to_owned(),
                     },
                     artifact_cache,
+                    engine,
                     ..base_wasm_plan(bundle, export.unwrap_or(DEFAULT_EXPORT))
                 }),
                 DecisionReason::Image { signal },
@@ -232,6 +239,7 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
         artifact_cache: true,
         snapshot: SnapshotPlan::Default,
         nn_preload: Vec::new(),
+        engine: None,
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod annotations;
 pub mod bundle;
 pub mod cdi;
+pub mod engine;
 pub mod entrypoint;
 pub mod error;
 pub mod image;
@@ -24,6 +25,7 @@ mod decide;
 pub use annotations::RuntimeChoice;
 pub use bundle::Bundle;
 pub use decide::plan_workload;
+pub use engine::{EngineChoice, EngineName, EngineSource};
 pub use entrypoint::{Entrypoint, EntrypointKind};
 pub use error::PlanError;
 pub use image::ImageFacts;

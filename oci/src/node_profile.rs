@@ -52,6 +52,9 @@ pub struct WasmSettings {
     pub cache_max_bytes: Option<u64>,
     /// Whether modules with an init export are pre-initialised into snapshots.
     pub snapshots: bool,
+    /// The engine of Wasm containers that do not name one (`triage.io/engine`); `None`
+    /// leaves it to the build (wasmtime where it has it).
+    pub engine: Option<crate::engine::EngineName>,
 }
 
 impl Default for WasmSettings {
@@ -60,6 +63,7 @@ impl Default for WasmSettings {
             cache: None,
             cache_max_bytes: None,
             snapshots: true,
+            engine: None,
         }
     }
 }
@@ -154,6 +158,7 @@ impl NodeProfile {
     /// cache = "/var/lib/triage/cache"   # or "off"
     /// cache_max_size = "1Gi"
     /// snapshots = true
+    /// engine = "wasmtime"                # or "wasmedge"; triage.io/engine overrides it
     /// [nn]
     /// cpu_backend = "tract"              # built in; default: onnxruntime where set
     /// gpu_backend = "onnxruntime"
@@ -256,9 +261,17 @@ fn wasm_settings(table: &dyn toml_edit::TableLike) -> Result<WasmSettings, Strin
                     .as_bool()
                     .ok_or("wasm.snapshots: expected true or false")?
             }
+            "engine" => {
+                let text = value
+                    .as_str()
+                    .ok_or("wasm.engine: expected \"wasmtime\" or \"wasmedge\"")?;
+                settings.engine = Some(crate::engine::EngineName::parse(text).ok_or_else(|| {
+                    format!("wasm.engine: {text:?} is not an engine (expected \"wasmtime\" or \"wasmedge\")")
+                })?);
+            }
             other => {
                 return Err(format!(
-                    "unknown key wasm.{other} (expected cache, cache_max_size, snapshots)"
+                    "unknown key wasm.{other} (expected cache, cache_max_size, snapshots, engine)"
                 ))
             }
         }
@@ -389,7 +402,7 @@ mod tests {
     fn wasm_section_sets_cache_and_snapshots() {
         let profile = NodeProfile::from_toml(
             "p",
-            "[wasm]\ncache = \"/srv/triage-cache\"\ncache_max_size = \"256Mi\"\nsnapshots = false\n",
+            "[wasm]\ncache = \"/srv/triage-cache\"\ncache_max_size = \"256Mi\"\nsnapshots = false\nengine = \"wasmedge\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -398,11 +411,18 @@ mod tests {
                 cache: Some(CacheLocation::Dir("/srv/triage-cache".into())),
                 cache_max_bytes: Some(256 << 20),
                 snapshots: false,
+                engine: Some(crate::engine::EngineName::Wasmedge),
             }
+        );
+        let err = NodeProfile::from_toml("p", "[wasm]\nengine = \"wamr\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node profile p: wasm.engine: \"wamr\" is not an engine (expected \"wasmtime\" or \"wasmedge\")"
         );
         let off = NodeProfile::from_toml("p", "[wasm]\ncache = \"off\"\n").unwrap();
         assert_eq!(off.wasm.cache, Some(CacheLocation::Off));
         assert!(off.wasm.snapshots);
+        assert_eq!(off.wasm.engine, None);
         let err = NodeProfile::from_toml("/etc/triage/config.toml", "[wasm]\ncache = \"cache\"\n")
             .unwrap_err();
         assert_eq!(

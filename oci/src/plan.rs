@@ -67,6 +67,9 @@ pub struct WasmPlan {
     pub snapshot: SnapshotPlan,
     /// Models preloaded for wasi-nn's `load_by_name` (`triage.io/nn-preload`).
     pub nn_preload: Vec<ContainerModel>,
+    /// The engine that runs the module: the one `triage.io/engine` names, until the shim
+    /// settles it with the node's setting and the build's default; `None` leaves it to them.
+    pub engine: Option<crate::engine::EngineChoice>,
 }
 
 /// A model named by `triage.io/nn-preload`, and the host file behind its container path.

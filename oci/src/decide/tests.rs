@@ -90,6 +90,30 @@ fn wasm_magic_without_annotation_is_wasm() {
 }
 
 #[test]
+fn the_engine_annotation_is_carried_and_a_bad_one_refused() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/app.wasm"], &[]).unwrap();
+    assert_eq!(plan.wasm().unwrap().engine, None);
+    let plan = fx
+        .plan(&["/app.wasm"], &[("triage.io/engine", "wasmedge")])
+        .unwrap();
+    assert_eq!(
+        plan.wasm().unwrap().engine,
+        Some(crate::EngineChoice {
+            engine: crate::EngineName::Wasmedge,
+            source: crate::EngineSource::Annotation,
+        })
+    );
+    let err = fx
+        .plan(&["/app.wasm"], &[("triage.io/engine", "wasmer")])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "container c1: annotation triage.io/engine=\"wasmer\" is not valid (expected \"wasmtime\" or \"wasmedge\")"
+    );
+}
+
+#[test]
 fn preopens_are_root_and_bind_mounts_only() {
     let fx = Fixture::new();
     let plan = fx.plan(&["/app.wasm"], &[]).unwrap();

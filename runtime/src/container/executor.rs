@@ -2,7 +2,7 @@
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use libcontainer::oci_spec::runtime::Spec;
@@ -31,10 +31,6 @@ const TERMINATING_SIGNALS: &[libc::c_int] = &[
 /// One per init process: this code runs in the container's own process.
 static PREPARED: Mutex<Option<Box<dyn PreparedGuest + Send>>> = Mutex::new(None);
 
-/// The engine the helper preloaded the module with, before libcontainer forked this
-/// process; `prepare` uses it (and the module it holds) instead of compiling.
-static PRELOADED: OnceLock<Box<dyn crate::engine::WasmEngine>> = OnceLock::new();
-
 /// The node's artifact cache, opened once per Create for the compiled module and the
 /// prepared wasi-nn graphs; `None` for a native plan, `triage.io/cache: off`, no cache
 /// directory, or a cache that cannot be used (logged: the container then compiles and
@@ -62,23 +58,26 @@ pub fn open_cache(
 
 /// Loads the plan's module through the artifact cache in the helper, before the fork:
 /// from its snapshot where the plan asks for one and the module has the init export.
-/// Returns what happened, for the log; `None` where nothing was preloaded (a native plan,
-/// a module in an image layer, or no cache: then the init compiles).
+/// Returns what happened and the engine holding the loaded module, which the init uses
+/// instead of compiling; `None` where nothing was preloaded (a native plan, a module in an
+/// image layer, or no cache: then the init compiles).
 pub fn preload_module(
     plan: &WorkloadPlan,
     bundle: &std::path::Path,
     cache: Option<&crate::engine::cache::ArtifactCache>,
-) -> Option<engine::Preloaded> {
-    let WorkloadKind::Wasm(WasmPlan {
-        module: ModuleSource::File { host_path, .. },
-        snapshot,
-        ..
-    }) = &plan.kind
+) -> Option<(engine::Preloaded, Arc<dyn engine::WasmEngine>)> {
+    let WorkloadKind::Wasm(
+        wasm @ WasmPlan {
+            module: ModuleSource::File { host_path, .. },
+            snapshot,
+            ..
+        },
+    ) = &plan.kind
     else {
         return None;
     };
     let cache = cache?;
-    let engine = engine::default_engine(&plan.id).ok()?;
+    let engine = engine::for_plan(&plan.id, wasm).ok()?;
     let snapshot_init = snapshot.init_export().map(str::to_owned);
     // A snapshot's init is bounded by the container's memory limit: read the spec only
     // when an init may run (libcontainer reads it again for the container).
@@ -102,8 +101,7 @@ pub fn preload_module(
                 ms = started.elapsed().as_secs_f64() * 1000.0,
                 "wasm module from the artifact cache"
             );
-            let _ = PRELOADED.set(engine);
-            Some(preloaded)
+            Some((preloaded, Arc::from(engine)))
         }
         Err(e) => {
             tracing::warn!(container = %plan.id, "{e}; compiling in the container instead");
@@ -114,7 +112,7 @@ pub fn preload_module(
 
 /// The wasi-nn backends and model bytes the helper prepared before the fork; the init
 /// builds the graphs from them in `prepare`.
-static NN_PREPARED: OnceLock<(triage_nn::BackendSet, Vec<crate::nn::ModelBytes>)> = OnceLock::new();
+pub type NnPrepared = Arc<(triage_nn::BackendSet, Vec<crate::nn::ModelBytes>)>;
 
 /// For a module that imports wasi-nn: the node's backends (opening the libraries they
 /// load, while the host's filesystem is in view) and the bytes of the node's and the
@@ -125,15 +123,15 @@ pub fn preload_nn(
     settings: &triage_oci::NnSettings,
     preloaded: Option<&engine::Preloaded>,
     cache: Option<&crate::engine::cache::ArtifactCache>,
-) -> Result<(), crate::RuntimeError> {
+) -> Result<Option<NnPrepared>, crate::RuntimeError> {
     let WorkloadKind::Wasm(wasm) = &plan.kind else {
-        return Ok(());
+        return Ok(None);
     };
     let uses_wasi_nn = match (preloaded, &wasm.module) {
         (Some(preloaded), _) => preloaded.uses_wasi_nn,
         (None, ModuleSource::File { host_path, .. }) => {
             let bytes = engine::read_module(&plan.id, host_path)?;
-            engine::default_engine(&plan.id)?.uses_wasi_nn(&plan.id, host_path, &bytes)?
+            engine::for_plan(&plan.id, wasm)?.uses_wasi_nn(&plan.id, host_path, &bytes)?
         }
         (None, ModuleSource::OciLayer { .. }) => false,
     };
@@ -146,7 +144,7 @@ pub fn preload_nn(
                 engine::WASI_NN_MODULE
             );
         }
-        return Ok(());
+        return Ok(None);
     }
     let backends = crate::nn::backend_set(&plan.id, settings)?;
     let mut models = crate::nn::read_models(&plan.id, &settings.preload, &wasm.nn_preload)?;
@@ -163,8 +161,7 @@ pub fn preload_nn(
         "wasi-nn backends: {}",
         backends.describe()
     );
-    let _ = NN_PREPARED.set((backends, models));
-    Ok(())
+    Ok(Some(Arc::new((backends, models))))
 }
 
 /// How a terminating signal reaches the guest: its interrupter (epoch), the first signal
@@ -184,12 +181,27 @@ const INTERRUPT_GRACE: Duration = Duration::from_millis(50);
 pub struct TriageExecutor {
     plan: WorkloadPlan,
     report_fd: Option<RawFd>,
+    /// The engine holding the module the helper loaded before the fork.
+    preloaded: Option<Arc<dyn engine::WasmEngine>>,
+    /// The wasi-nn backends and models the helper prepared before the fork.
+    nn: Option<NnPrepared>,
 }
 
 impl TriageExecutor {
-    /// An executor for `plan`. Errors inside the container go to `report_fd` too.
-    pub fn new(plan: WorkloadPlan, report_fd: Option<RawFd>) -> Self {
-        Self { plan, report_fd }
+    /// An executor for `plan`, with what [`preload_module`] and [`preload_nn`] prepared.
+    /// Errors inside the container go to `report_fd` too.
+    pub fn new(
+        plan: WorkloadPlan,
+        report_fd: Option<RawFd>,
+        preloaded: Option<Arc<dyn engine::WasmEngine>>,
+        nn: Option<NnPrepared>,
+    ) -> Self {
+        Self {
+            plan,
+            report_fd,
+            preloaded,
+            nn,
+        }
     }
 
     fn report(&self, message: &str) {
@@ -225,7 +237,7 @@ impl TriageExecutor {
             // After pivot_root the container's view is this process's view.
             preopens: directory_preopens(&wasm.preopens),
             stdio: engine::GuestStdio::Inherit,
-            nn: match NN_PREPARED.get() {
+            nn: match self.nn.as_deref() {
                 Some((backends, models)) => Some(
                     crate::nn::NnHost::load(&self.plan.id, backends.clone(), models)
                         .map_err(|e| e.to_string())?,
@@ -237,11 +249,11 @@ impl TriageExecutor {
         // 128+signal, also while it still waits for Start (PID 1 would ignore it).
         end_on_terminating_signals();
         let fresh;
-        let engine = match PRELOADED.get() {
-            Some(engine) => engine,
+        let engine = match &self.preloaded {
+            Some(engine) => engine.as_ref(),
             None => {
-                fresh = engine::default_engine(&self.plan.id).map_err(|e| e.to_string())?;
-                &fresh
+                fresh = engine::for_plan(&self.plan.id, wasm).map_err(|e| e.to_string())?;
+                fresh.as_ref()
             }
         };
         let guest = engine.prepare(&invocation).map_err(|e| e.to_string())?;

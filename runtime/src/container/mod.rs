@@ -63,10 +63,10 @@ pub fn create(
     // Compiled (and pre-initialised) once per node: loaded here, before the fork, from
     // the artifact cache.
     let store = executor::open_cache(plan, cache);
-    let preloaded = executor::preload_module(plan, bundle, store.as_ref());
+    let (preloaded, engine) = executor::preload_module(plan, bundle, store.as_ref()).unzip();
     // wasi-nn models are read here too, where host and rootfs paths are in view.
-    executor::preload_nn(plan, nn, preloaded.as_ref(), store.as_ref())?;
-    let executor = TriageExecutor::new(plan.clone(), report_fd);
+    let nn = executor::preload_nn(plan, nn, preloaded.as_ref(), store.as_ref())?;
+    let executor = TriageExecutor::new(plan.clone(), report_fd, engine, nn);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)
         .and_then(|b| {

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use triage_oci::{EngineChoice, EngineName, WasmPlan};
+
 pub mod cache;
+pub mod facts;
 
 #[cfg(feature = "wasmtime")]
 mod snapshot;
@@ -147,14 +150,16 @@ pub enum EngineError {
         reason: String,
     },
     /// No engine of that name is compiled into this build.
-    #[error("container {id}: wasm engine {name:?} is not enabled in this build (available: {available:?})")]
+    #[error("container {id}: wasm engine {name} ({reason}) is not in this build of the shim (it has: {available}); the {name} engine is built with `cargo build --features {name}`")]
     NotEnabled {
         /// Container id.
         id: String,
         /// The engine asked for.
-        name: String,
+        name: EngineName,
+        /// What asked for it.
+        reason: String,
         /// The engines this build has.
-        available: &'static [&'static str],
+        available: String,
     },
 }
 
@@ -274,42 +279,61 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-/// The names of the engines compiled into this build.
-pub fn available() -> &'static [&'static str] {
+/// The engines compiled into this build, in the order messages list them.
+pub fn available() -> &'static [EngineName] {
     &[
         #[cfg(feature = "wasmtime")]
-        "wasmtime",
+        EngineName::Wasmtime,
     ]
 }
 
-/// The default engine of this build.
-pub fn default_engine(id: &str) -> Result<Box<dyn WasmEngine>, EngineError> {
-    #[cfg(feature = "wasmtime")]
-    {
-        let _ = id;
-        Ok(Box::new(WasmtimeEngine::new()))
-    }
-    #[cfg(not(feature = "wasmtime"))]
-    {
-        Err(EngineError::NotEnabled {
+/// The engine of a container that names none on a node that names none: wasmtime where
+/// the build has it.
+pub fn build_default() -> EngineName {
+    available().first().copied().unwrap_or(EngineName::Wasmtime)
+}
+
+/// The engine `choice` names, if this build has it.
+pub fn named(id: &str, choice: EngineChoice) -> Result<Box<dyn WasmEngine>, EngineError> {
+    match choice.engine {
+        #[cfg(feature = "wasmtime")]
+        EngineName::Wasmtime => Ok(Box::new(WasmtimeEngine::new())),
+        #[allow(unreachable_patterns)]
+        _ => Err(EngineError::NotEnabled {
             id: id.to_owned(),
-            name: "wasmtime".to_owned(),
-            available: available(),
-        })
+            name: choice.engine,
+            reason: choice.reason(),
+            available: available()
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }
 
-/// Reads and validates a module file with the default engine: `export` must exist, and
+/// The engine a Wasm plan runs in: the one the shim settled, else this build's default.
+pub fn choice_of(plan: &WasmPlan) -> EngineChoice {
+    plan.engine
+        .unwrap_or_else(|| EngineChoice::settle(None, None, build_default()))
+}
+
+/// The engine of a Wasm plan.
+pub fn for_plan(id: &str, plan: &WasmPlan) -> Result<Box<dyn WasmEngine>, EngineError> {
+    named(id, choice_of(plan))
+}
+
+/// Reads and validates a module file with the plan's engine: its export must exist, and
 /// so must `snapshot_init` where an annotation named it.
 pub fn validate_module_file(
     id: &str,
+    plan: &WasmPlan,
     path: &std::path::Path,
-    export: &str,
     snapshot_init: Option<&str>,
 ) -> Result<(), EngineError> {
+    let engine = for_plan(id, plan)?;
     let bytes = read_module(id, path)?;
-    let engine = default_engine(id)?;
-    engine.validate(id, path, &bytes, export)?;
+    engine.validate(id, path, &bytes, &plan.export)?;
     if let Some(init) = snapshot_init {
         engine.validate(id, path, &bytes, init)?;
     }

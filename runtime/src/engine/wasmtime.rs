@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use wasmtime::wasmparser::{ExternalKind, Parser, Payload};
 use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Module, ResourceLimiter, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use super::cache::{ArtifactCache, CacheError, CacheOutcome};
+use super::facts::ModuleFacts;
 use super::{
     guest_memory_budget, mib, resident_bytes, snapshot, EngineError, GuestExit, GuestInterrupt,
     GuestInvocation, GuestStdio, PreloadOptions, Preloaded, PreparedGuest, WasmEngine,
@@ -507,45 +507,6 @@ fn outcome(store: &Store<GuestState>, e: wasmtime::Error) -> GuestExit {
             },
         ) => GuestExit::Trapped(format!("{e:?}\nafter {}", memory.refusal(*desired))),
         _ => GuestExit::Trapped(format!("{e:?}")),
-    }
-}
-
-/// What Triage needs to know of a module before compiling it.
-struct ModuleFacts {
-    function_exports: Vec<String>,
-    has_start_function: bool,
-    uses_wasi_nn: bool,
-}
-
-impl ModuleFacts {
-    fn read(bytes: &[u8]) -> Result<Self, wasmtime::wasmparser::BinaryReaderError> {
-        let mut facts = Self {
-            function_exports: Vec::new(),
-            has_start_function: false,
-            uses_wasi_nn: false,
-        };
-        for payload in Parser::new(0).parse_all(bytes) {
-            match payload? {
-                Payload::ExportSection(reader) => {
-                    for export in reader {
-                        let export = export?;
-                        if export.kind == ExternalKind::Func {
-                            facts.function_exports.push(export.name.to_owned());
-                        }
-                    }
-                }
-                Payload::StartSection { .. } => facts.has_start_function = true,
-                Payload::ImportSection(reader) => {
-                    for import in reader.into_imports() {
-                        if import?.module == super::WASI_NN_MODULE {
-                            facts.uses_wasi_nn = true;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(facts)
     }
 }
 

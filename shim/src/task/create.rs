@@ -8,8 +8,8 @@ use std::sync::Arc;
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::{TaskCreate, TaskExit, TaskIO, TaskOOM};
 use triage_oci::{
-    plan_workload, Bundle, DecisionReason, ModuleSource, PlanError, SnapshotPlan, WorkloadKind,
-    WorkloadPlan,
+    plan_workload, Bundle, DecisionReason, EngineChoice, ModuleSource, PlanError, SnapshotPlan,
+    WorkloadKind, WorkloadPlan,
 };
 use triage_runtime::engine::validate_module_file;
 use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
@@ -155,13 +155,20 @@ impl TaskService {
             if cache.dir.is_none() || !wasm.artifact_cache || !profile.wasm.snapshots {
                 wasm.snapshot = SnapshotPlan::Off;
             }
+            let engine = EngineChoice::settle(
+                wasm.engine.map(|choice| choice.engine),
+                profile.wasm.engine,
+                triage_runtime::engine::build_default(),
+            );
+            wasm.engine = Some(engine);
+            tracing::info!(engine = %engine.engine, reason = %engine.reason(), "wasm engine");
             if let ModuleSource::File { host_path, .. } = &wasm.module {
                 // An init export an annotation names must exist; the default one may not.
                 let named_init = match &wasm.snapshot {
                     SnapshotPlan::Named(init) => Some(init.as_str()),
                     _ => None,
                 };
-                validate_module_file(id, host_path.as_path(), &wasm.export, named_init)
+                validate_module_file(id, wasm, host_path.as_path(), named_init)
                     .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
             }
         }

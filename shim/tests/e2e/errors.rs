@@ -91,6 +91,60 @@ fn bad_input_is_refused_at_create_and_leaves_nothing() {
 }
 
 #[test]
+fn an_engine_that_is_not_in_the_build_is_refused_with_where_it_was_asked() {
+    let Some(ctd) =
+        containerd("an_engine_that_is_not_in_the_build_is_refused_with_where_it_was_asked")
+    else {
+        return;
+    };
+    // The default build has wasmtime only (WasmEdge needs libwasmedge: `--features wasmedge`).
+    assert_refused(
+        &ctd,
+        &["--annotation", "triage.io/engine=wasmedge"],
+        WASM_IMAGE,
+        "engine-missing",
+        &["/hello.wasm"],
+        "container engine-missing: wasm engine wasmedge (annotation triage.io/engine=wasmedge) is not in this build of the shim (it has: wasmtime); the wasmedge engine is built with `cargo build --features wasmedge`",
+    );
+    assert_refused(
+        &ctd,
+        &["--annotation", "triage.io/engine=wasmer"],
+        WASM_IMAGE,
+        "engine-unknown",
+        &["/hello.wasm"],
+        "container engine-unknown: annotation triage.io/engine=\"wasmer\" is not valid (expected \"wasmtime\" or \"wasmedge\")",
+    );
+    ctd.write_node_profile("[wasm]\nengine = \"wasmedge\"\n")
+        .unwrap();
+    assert_refused(
+        &ctd,
+        &[],
+        WASM_IMAGE,
+        "engine-node",
+        &["/hello.wasm"],
+        "container engine-node: wasm engine wasmedge (node profile [wasm] engine = \"wasmedge\") is not in this build",
+    );
+    // The container's annotation wins over the node's setting.
+    let out = run(
+        &ctd,
+        &["--annotation", "triage.io/engine=wasmtime"],
+        WASM_IMAGE,
+        "engine-annotated",
+        &["/hello.wasm"],
+    );
+    ctd.write_node_profile("").unwrap();
+    assert_eq!(out.code, 0, "{out:?}\n{}", ctd.log());
+    assert!(out.stdout.starts_with("hello from wasm\n"), "{out:?}");
+    assert!(
+        shim_log(&ctd, "engine-annotated")
+            .contains("wasm engine engine=wasmtime reason=annotation triage.io/engine=wasmtime"),
+        "{}",
+        ctd.log()
+    );
+    assert_clean(&ctd, "engine-annotated");
+}
+
+#[test]
 fn annotations_steer_the_decision() {
     let Some(ctd) = containerd("annotations_steer_the_decision") else {
         return;

@@ -1,0 +1,254 @@
+//! The cases, written once: each runs on the engine it is given and asserts what a user of
+//! that container sees.
+
+use std::path::PathBuf;
+
+use triage_oci::EngineName;
+
+use crate::container::{Node, Outcome, Request, MOTD};
+
+/// A case: its name and its body (which panics on a difference).
+pub struct Case {
+    pub name: &'static str,
+    pub run: fn(&Node, EngineName),
+}
+
+/// Every case, in the order they run on each engine.
+pub const ALL: &[Case] = &[
+    Case {
+        name: "args_and_env_reach_the_guest",
+        run: args_and_env_reach_the_guest,
+    },
+    Case {
+        name: "proc_exit_status_is_the_exit_status",
+        run: proc_exit_status_is_the_exit_status,
+    },
+    Case {
+        name: "a_trap_exits_134_and_says_why",
+        run: a_trap_exits_134_and_says_why,
+    },
+    Case {
+        name: "an_export_suffix_calls_that_export",
+        run: an_export_suffix_calls_that_export,
+    },
+    Case {
+        name: "a_missing_export_or_invalid_module_is_refused_at_create",
+        run: a_missing_export_or_invalid_module_is_refused_at_create,
+    },
+    Case {
+        name: "the_guest_sees_only_its_rootfs_and_mounts",
+        run: the_guest_sees_only_its_rootfs_and_mounts,
+    },
+    Case {
+        name: "a_looping_guest_ends_on_sigterm_143_and_sigkill_137",
+        run: a_looping_guest_ends_on_sigterm_143_and_sigkill_137,
+    },
+    Case {
+        name: "memory_beyond_the_limit_is_refused_to_the_guest",
+        run: memory_beyond_the_limit_is_refused_to_the_guest,
+    },
+    Case {
+        name: "a_module_is_compiled_once_per_engine_and_node",
+        run: a_module_is_compiled_once_per_engine_and_node,
+    },
+];
+
+fn request<'a>(engine: EngineName, args: &'a [&'a str]) -> Request<'a> {
+    Request {
+        engine,
+        args,
+        env: &[],
+        memory_limit: Some(256 << 20),
+        binds: Vec::new(),
+        signal_after: None,
+        cache: None,
+    }
+}
+
+fn exited(outcome: &Outcome, code: i32) {
+    assert_eq!(outcome.result, Ok(code), "{outcome:#?}");
+}
+
+fn args_and_env_reach_the_guest(node: &Node, engine: EngineName) {
+    let (_, out) = node.run(
+        "hello",
+        &Request {
+            env: &["GREETING=hi", "TRIAGE_NODE=edge-7", "OTHER=hidden"],
+            ..request(engine, &["/hello.wasm", "via", "conformance"])
+        },
+    );
+    exited(&out, 0);
+    assert_eq!(
+        out.stdout,
+        "hello from wasm\nargv0: /hello.wasm\nargs: via conformance\nenv: GREETING=hi\nenv: TRIAGE_NODE=edge-7\n"
+    );
+    assert_eq!(out.stderr, "");
+}
+
+fn proc_exit_status_is_the_exit_status(node: &Node, engine: EngineName) {
+    for code in ["42", "0", "3"] {
+        let (_, out) = node.run("exit", &request(engine, &["/exit.wasm", code]));
+        exited(&out, code.parse().unwrap());
+        assert_eq!(out.stdout, format!("exiting with {code}\n"));
+    }
+}
+
+fn a_trap_exits_134_and_says_why(node: &Node, engine: EngineName) {
+    let (id, out) = node.run("trap", &request(engine, &["/trap.wasm"]));
+    exited(&out, 134);
+    assert_eq!(out.stdout, "about to trap\n");
+    assert!(out.stderr.starts_with("wasm guest trapped: "), "{out:#?}");
+    assert!(out.stderr.contains("unreachable"), "{out:#?}");
+    let log = node.log_of(&id);
+    assert!(log.contains("wasm guest trapped"), "{log}");
+}
+
+fn an_export_suffix_calls_that_export(node: &Node, engine: EngineName) {
+    let (_, out) = node.run("export", &request(engine, &["/reactor.wasm#greet"]));
+    exited(&out, 0);
+    assert_eq!(out.stdout, "greet export called\n");
+}
+
+fn a_missing_export_or_invalid_module_is_refused_at_create(node: &Node, engine: EngineName) {
+    let (id, out) = node.run("noexport", &request(engine, &["/reactor.wasm#nope"]));
+    let error = out.result.clone().unwrap_err();
+    assert!(
+        error.starts_with(&format!(
+            "container {id}: wasm module {}/rootfs/reactor.wasm has no function export \"nope\" (exports: ",
+            node.dir.path().join(&id).display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("greet"), "{error}");
+    assert_eq!(out.stdout, "");
+    let (id, out) = node.run("invalid", &request(engine, &["/bad.wasm"]));
+    let error = out.result.clone().unwrap_err();
+    assert!(
+        error.starts_with(&format!(
+            "container {id}: invalid wasm module {}/rootfs/bad.wasm: ",
+            node.dir.path().join(&id).display()
+        )),
+        "{error}"
+    );
+    assert_eq!(out.stdout, "");
+}
+
+fn the_guest_sees_only_its_rootfs_and_mounts(node: &Node, engine: EngineName) {
+    let host = node.dir.path().join(format!("host-data-{engine}"));
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("data.txt"), "from the host mount\n").unwrap();
+    // A file on the host, outside the container's rootfs and mounts.
+    let secret = node.dir.path().join(format!("secret-{engine}"));
+    std::fs::write(&secret, "host secret").unwrap();
+    let secret = secret.display().to_string();
+    let (_, out) = node.run(
+        "fs",
+        &Request {
+            binds: vec![(host.clone(), "/data")],
+            ..request(
+                engine,
+                &[
+                    "/fsprobe.wasm",
+                    "/etc/motd",
+                    "/data/data.txt",
+                    &secret,
+                    "/../../etc/motd",
+                ],
+            )
+        },
+    );
+    exited(&out, 0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let workloads = workload_names(&node.wasm_dir);
+    let mut root: Vec<String> = ["bad.wasm", "data", "dev", "etc", "proc", "sys"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(workloads)
+        .collect();
+    root.sort();
+    assert_eq!(lines[0], format!("ls /: {}", root.join(" ")), "{out:#?}");
+    assert_eq!(lines[1], format!("read /etc/motd: ok {}", MOTD.trim_end()));
+    assert_eq!(lines[2], "read /data/data.txt: ok from the host mount");
+    assert_eq!(lines[3], format!("read {secret}: error NotFound"));
+    // WASI refuses to resolve `..` above a preopen.
+    assert_eq!(lines[4], "read /../../etc/motd: error PermissionDenied");
+    assert_eq!(lines[5], "write /tmp-write-probe: ok");
+    assert_eq!(lines.len(), 6, "{out:#?}");
+}
+
+fn workload_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".wasm"))
+        .collect()
+}
+
+fn a_looping_guest_ends_on_sigterm_143_and_sigkill_137(node: &Node, engine: EngineName) {
+    for (signal, status) in [(libc::SIGTERM, 143), (libc::SIGKILL, 137)] {
+        let (_, out) = node.run(
+            "spin",
+            &Request {
+                signal_after: Some(("spinning", signal)),
+                ..request(engine, &["/spin.wasm"])
+            },
+        );
+        exited(&out, status);
+        assert_eq!(out.stdout, "spinning\n");
+    }
+}
+
+fn memory_beyond_the_limit_is_refused_to_the_guest(node: &Node, engine: EngineName) {
+    let (id, out) = node.run(
+        "memhog",
+        &Request {
+            memory_limit: Some(64 << 20),
+            ..request(engine, &["/memhog.wasm"])
+        },
+    );
+    // The guest's allocator sees memory.grow fail and aborts: a trap, not an OOM kill.
+    exited(&out, 134);
+    assert!(out.stdout.contains("memhog holds 16 MiB\n"), "{out:#?}");
+    assert!(!out.stdout.contains("memhog holds 64 MiB"), "{out:#?}");
+    let refusal = "refused: the container's memory limit is 64.0 MiB (67108864 bytes)";
+    assert!(out.stderr.contains(refusal), "{out:#?}");
+    assert!(node.log_of(&id).contains(refusal), "{}", node.log_of(&id));
+}
+
+fn a_module_is_compiled_once_per_engine_and_node(node: &Node, engine: EngineName) {
+    // One cache for this case on every engine: each engine builds its own entry once.
+    let cache = triage_runtime::engine::cache::CacheSettings {
+        dir: Some(node.dir.path().join("cache-shared")),
+        max_bytes: 1 << 30,
+    };
+    let entries = || {
+        std::fs::read_dir(cache.dir.as_ref().unwrap())
+            .map(|dir| {
+                dir.filter(|e| {
+                    let name = PathBuf::from(e.as_ref().unwrap().file_name());
+                    name.extension().is_some_and(|ext| ext == "bin")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    let before = entries();
+    for expected in ["Built", "Hit"] {
+        let (id, out) = node.run(
+            "once",
+            &Request {
+                cache: Some(&cache),
+                ..request(engine, &["/hello.wasm"])
+            },
+        );
+        exited(&out, 0);
+        assert!(out.stdout.starts_with("hello from wasm\n"), "{out:#?}");
+        let log = node.log_of(&id);
+        assert!(
+            log.contains(&format!("outcome={expected}")),
+            "{id} should be {expected}: {log}"
+        );
+    }
+    // Another engine's entry for the same module is not this engine's.
+    assert_eq!(entries(), before + 1, "one entry per engine");
+}
