@@ -2,7 +2,7 @@
 # Installs what building and testing Triage needs on Debian 12 (idempotent; run as root).
 set -euo pipefail
 
-packages=(containerd runc libseccomp-dev pkg-config busybox-static protobuf-compiler containernetworking-plugins iproute2 bsdutils curl ca-certificates python3)
+packages=(containerd runc libseccomp-dev pkg-config busybox-static protobuf-compiler containernetworking-plugins iproute2 bsdutils curl ca-certificates python3 debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,6 +15,10 @@ mod wasi_nn;
 mod wasmtime;
 #[cfg(feature = "wasmtime")]
 pub use self::wasmtime::WasmtimeEngine;
+#[cfg(feature = "wasmedge")]
+mod wasmedge;
+#[cfg(feature = "wasmedge")]
+pub use self::wasmedge::WasmedgeEngine;
 
 /// Exit status reported for a guest that trapped (128 + SIGABRT, as wasmtime's CLI does).
 pub const TRAP_EXIT_STATUS: i32 = 134;
@@ -284,6 +288,8 @@ pub fn available() -> &'static [EngineName] {
     &[
         #[cfg(feature = "wasmtime")]
         EngineName::Wasmtime,
+        #[cfg(feature = "wasmedge")]
+        EngineName::Wasmedge,
     ]
 }
 
@@ -298,6 +304,8 @@ pub fn named(id: &str, choice: EngineChoice) -> Result<Box<dyn WasmEngine>, Engi
     match choice.engine {
         #[cfg(feature = "wasmtime")]
         EngineName::Wasmtime => Ok(Box::new(WasmtimeEngine::new())),
+        #[cfg(feature = "wasmedge")]
+        EngineName::Wasmedge => Ok(Box::new(WasmedgeEngine::new())),
         #[allow(unreachable_patterns)]
         _ => Err(EngineError::NotEnabled {
             id: id.to_owned(),

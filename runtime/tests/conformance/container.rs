@@ -98,8 +98,12 @@ impl Node {
         self.write_bundle(&id, &bundle, request);
         let stdout = bundle.join("stdout");
         let stderr = bundle.join("stderr");
-        let result = with_stdio(&stdout, &stderr, || create(&id, &bundle, request, self))
-            .and_then(|pid| finish(&id, &bundle, pid, request, &stdout));
+        let result = with_stdio(&stdout, &stderr, || create(&id, &bundle, request, self));
+        // The shim's helper forks the init after loading: nothing may leave a thread behind
+        // (WasmEdge's compiler does, so it compiles in a child process).
+        let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+        assert_eq!(threads, 1, "{id}: threads left in the creating process");
+        let result = result.and_then(|pid| finish(&id, &bundle, pid, request, &stdout));
         if let Err(e) = triage_runtime::container::delete(&id, &bundle) {
             panic!("{id}: delete: {e}");
         }

@@ -12,10 +12,7 @@ mod container;
 use std::path::PathBuf;
 
 fn main() {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let filters = filters(std::env::args().skip(1));
     let Some(wasm_dir) = prerequisites() else {
         println!("\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
         return;
@@ -83,6 +80,22 @@ fn main() {
     if !failed.is_empty() {
         std::process::exit(101);
     }
+}
+
+/// The arguments that are not libtest options (`--test-threads 2`, `--nocapture`).
+fn filters(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut filters = Vec::new();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--test-threads" | "--skip" | "--format" | "--color" => {
+                args.next();
+            }
+            option if option.starts_with('-') => {}
+            filter => filters.push(filter.to_owned()),
+        }
+    }
+    filters
 }
 
 /// The workloads' directory, when this process may run containers; else `None`, having
