@@ -237,7 +237,9 @@ pub trait WasmEngine: Send + Sync {
         id: &str,
         path: &std::path::Path,
         bytes: &[u8],
-    ) -> Result<bool, EngineError>;
+    ) -> Result<bool, EngineError> {
+        facts::ModuleFacts::of(id, path, bytes).map(|facts| facts.uses_wasi_nn)
+    }
 
     /// Compiles and links the guest (unless preloaded) and instantiates it where that
     /// runs no guest code, so that [`PreparedGuest::run`] only calls its export. Every

@@ -218,16 +218,8 @@ impl WasmEngine for WasmedgeEngine {
         export: &str,
     ) -> Result<(), EngineError> {
         Self::load_bytes(id, path, bytes)?;
-        let facts =
-            ModuleFacts::read(bytes).map_err(|e| EngineError::invalid(id, path, e.to_string()))?;
-        if !facts.function_exports.iter().any(|name| name == export) {
-            return Err(EngineError::MissingExport {
-                id: id.to_owned(),
-                path: path.to_path_buf(),
-                export: export.to_owned(),
-                available: facts.function_exports.join(", "),
-            });
-        }
+        let facts = ModuleFacts::of(id, path, bytes)?;
+        ModuleFacts::require_export(&facts.function_exports, id, path, export)?;
         if facts.uses_wasi_nn && !Self::has_wasi_nn_plugin() {
             return Err(Self::wasi_nn_unavailable(id, path));
         }
@@ -242,8 +234,7 @@ impl WasmEngine for WasmedgeEngine {
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError> {
         let bytes = super::read_module(id, host_path)?;
-        let facts = ModuleFacts::read(&bytes)
-            .map_err(|e| EngineError::invalid(id, host_path, e.to_string()))?;
+        let facts = ModuleFacts::of(id, host_path, &bytes)?;
         if let Some(init) = options
             .snapshot_init
             .as_deref()
@@ -289,12 +280,6 @@ impl WasmEngine for WasmedgeEngine {
         })
     }
 
-    fn uses_wasi_nn(&self, id: &str, path: &Path, bytes: &[u8]) -> Result<bool, EngineError> {
-        ModuleFacts::read(bytes)
-            .map(|facts| facts.uses_wasi_nn)
-            .map_err(|e| EngineError::invalid(id, path, e.to_string()))
-    }
-
     fn prepare(&self, inv: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
         let id = inv.id.as_str();
         let preloaded = self.warm.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -302,8 +287,7 @@ impl WasmEngine for WasmedgeEngine {
             Some(warm) => warm,
             None => {
                 let bytes = super::read_module(id, &inv.module_path)?;
-                let facts = ModuleFacts::read(&bytes)
-                    .map_err(|e| EngineError::invalid(id, &inv.module_path, e.to_string()))?;
+                let facts = ModuleFacts::of(id, &inv.module_path, &bytes)?;
                 WarmModule {
                     module: Self::load_bytes(id, &inv.module_path, &bytes)?,
                     function_exports: facts.function_exports,
@@ -313,14 +297,7 @@ impl WasmEngine for WasmedgeEngine {
                 }
             }
         };
-        if !warm.function_exports.contains(&inv.export) {
-            return Err(EngineError::MissingExport {
-                id: id.to_owned(),
-                path: inv.module_path.clone(),
-                export: inv.export.clone(),
-                available: warm.function_exports.join(", "),
-            });
-        }
+        ModuleFacts::require_export(&warm.function_exports, id, &inv.module_path, &inv.export)?;
         if warm.uses_wasi_nn {
             // Triage's own backends serve wasi-nn in wasmtime; WasmEdge's come as plugins.
             if !Self::has_wasi_nn_plugin() {
@@ -579,16 +556,7 @@ impl Drop for StdioDiscarded {
 mod tests {
     use super::*;
 
-    // (module (func (export "_start")) (func (export "greet")))
-    const TWO_EXPORTS: &[u8] = &[
-        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
-        0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
-        0x03, 0x03, 0x02, 0x00, 0x00, // func section: 2 funcs of type 0
-        0x07, 0x12, 0x02, // export section, 2 exports
-        0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, //
-        0x05, b'g', b'r', b'e', b'e', b't', 0x00, 0x01, //
-        0x0a, 0x07, 0x02, 0x02, 0x00, 0x0b, 0x02, 0x00, 0x0b, // code
-    ];
+    use crate::engine::facts::fixtures::TWO_EXPORTS;
 
     // (module (import "wasi_ephemeral_nn" "load" (func)) (func (export "_start")))
     const IMPORTS_WASI_NN: &[u8] = &[

@@ -179,18 +179,8 @@ impl WasmEngine for WasmtimeEngine {
     ) -> Result<(), EngineError> {
         Module::validate(&self.engine, bytes)
             .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;
-        let exports = ModuleFacts::read(bytes)
-            .map_err(|e| EngineError::invalid(id, path, e.to_string()))?
-            .function_exports;
-        if !exports.iter().any(|name| name == export) {
-            return Err(EngineError::MissingExport {
-                id: id.to_owned(),
-                path: path.to_path_buf(),
-                export: export.to_owned(),
-                available: exports.join(", "),
-            });
-        }
-        Ok(())
+        let exports = ModuleFacts::of(id, path, bytes)?.function_exports;
+        ModuleFacts::require_export(&exports, id, path, export)
     }
 
     fn preload(
@@ -201,8 +191,7 @@ impl WasmEngine for WasmtimeEngine {
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError> {
         let bytes = super::read_module(id, host_path)?;
-        let facts = ModuleFacts::read(&bytes)
-            .map_err(|e| EngineError::invalid(id, host_path, e.to_string()))?;
+        let facts = ModuleFacts::of(id, host_path, &bytes)?;
         let snapshot_init = options
             .snapshot_init
             .as_deref()
@@ -253,12 +242,6 @@ impl WasmEngine for WasmtimeEngine {
         Ok(preloaded)
     }
 
-    fn uses_wasi_nn(&self, id: &str, path: &Path, bytes: &[u8]) -> Result<bool, EngineError> {
-        ModuleFacts::read(bytes)
-            .map(|facts| facts.uses_wasi_nn)
-            .map_err(|e| EngineError::invalid(id, path, e.to_string()))
-    }
-
     fn prepare(&self, inv: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
         let setup = |what: &str, e: wasmtime::Error| EngineError::Setup {
             id: inv.id.clone(),
@@ -271,8 +254,7 @@ impl WasmEngine for WasmtimeEngine {
             None => {
                 let (id, path) = (&inv.id, &inv.module_path);
                 let bytes = super::read_module(id, path)?;
-                let facts = ModuleFacts::read(&bytes)
-                    .map_err(|e| EngineError::invalid(id, path, e.to_string()))?;
+                let facts = ModuleFacts::of(id, path, &bytes)?;
                 let module = Module::new(&self.engine, &bytes)
                     .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;
                 self.link(&inv.id, module, facts.has_start_function)?
@@ -285,14 +267,7 @@ impl WasmEngine for WasmtimeEngine {
             .filter(|e| e.ty().func().is_some())
             .map(|e| e.name().to_owned())
             .collect();
-        if !exports.contains(&inv.export) {
-            return Err(EngineError::MissingExport {
-                id: inv.id.clone(),
-                path: inv.module_path.clone(),
-                export: inv.export.clone(),
-                available: exports.join(", "),
-            });
-        }
+        ModuleFacts::require_export(&exports, &inv.id, &inv.module_path, &inv.export)?;
 
         let mut wasi = WasiCtxBuilder::new();
         if inv.stdio == GuestStdio::Inherit {
@@ -514,16 +489,7 @@ fn outcome(store: &Store<GuestState>, e: wasmtime::Error) -> GuestExit {
 mod tests {
     use super::*;
 
-    // (module (func (export "_start")) (func (export "greet")))
-    const TWO_EXPORTS: &[u8] = &[
-        0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // header
-        0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
-        0x03, 0x03, 0x02, 0x00, 0x00, // func section: 2 funcs of type 0
-        0x07, 0x12, 0x02, // export section, 2 exports
-        0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, //
-        0x05, b'g', b'r', b'e', b'e', b't', 0x00, 0x01, //
-        0x0a, 0x07, 0x02, 0x02, 0x00, 0x0b, 0x02, 0x00, 0x0b, // code
-    ];
+    use crate::engine::facts::fixtures::TWO_EXPORTS;
 
     #[test]
     fn validate_accepts_module_with_export() {
