@@ -259,6 +259,45 @@ pub fn guest_memory_budget(container_limit: u64, resident: u64) -> u64 {
     container_limit.saturating_sub(resident.saturating_add(HOST_MARGIN))
 }
 
+/// The part of a container's memory limit left to a guest's linear memories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// Container id.
+    pub id: String,
+    /// `linux.resources.memory.limit`, bytes.
+    pub container_limit: u64,
+    /// What this process held when the budget was set.
+    pub engine_resident: u64,
+    /// What the guest's linear memories may use.
+    pub budget: u64,
+}
+
+impl MemoryBudget {
+    /// The budget under `container_limit` given what this process holds now: measure it
+    /// after compiling, when the engine and the module's code are resident.
+    pub fn measure(id: &str, container_limit: u64) -> Self {
+        let resident = resident_bytes().unwrap_or(16 << 20);
+        Self {
+            id: id.to_owned(),
+            container_limit,
+            engine_resident: resident,
+            budget: guest_memory_budget(container_limit, resident),
+        }
+    }
+
+    /// The message for a refused `memory.grow`; `grow` says what was asked ("to 65.0 MiB").
+    pub fn refusal(&self, grow: &str) -> String {
+        format!(
+            "container {}: memory.grow {grow} refused: the container's memory limit is {} ({} bytes), of which the engine holds {}, leaving {} for the guest",
+            self.id,
+            mib(self.container_limit),
+            self.container_limit,
+            mib(self.engine_resident),
+            mib(self.budget)
+        )
+    }
+}
+
 /// This process's resident memory (`VmRSS`), if `/proc` says.
 pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -12,8 +12,8 @@ use wasmedge_types::{CompilerOptimizationLevel, CompilerOutputFormat};
 use super::cache::{ArtifactCache, CacheError};
 use super::facts::ModuleFacts;
 use super::{
-    guest_memory_budget, mib, resident_bytes, EngineError, GuestExit, GuestInterrupt,
-    GuestInvocation, GuestStdio, PreloadOptions, Preloaded, PreparedGuest, WasmEngine,
+    mib, EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio, MemoryBudget,
+    PreloadOptions, Preloaded, PreparedGuest, WasmEngine,
 };
 
 /// The size of a wasm page.
@@ -197,9 +197,9 @@ fn setup(id: &str, reason: impl Into<String>) -> EngineError {
     }
 }
 
-/// `WasmEdge_LoaderParseFromFile` on any path.
+/// Loads a universal wasm from a file of any name: `Loader::from_file` refuses names other
+/// than `.wasm`/`.so` (the cache's are `.bin`), and `from_bytes` keeps its native code.
 fn parse_file(loader: &Loader, path: &Path) -> Result<Arc<Module>, Box<WasmEdgeError>> {
-    // The loader's public API is used for everything but the file name check.
     let bytes =
         std::fs::read(path).map_err(|e| Box::new(WasmEdgeError::Operation(e.to_string())))?;
     loader.from_bytes(bytes)
@@ -308,15 +308,9 @@ impl WasmEngine for WasmedgeEngine {
             tracing::info!(container = %id, "wasm module interpreted by WasmEdge (no compiled module: the artifact cache is off or unusable)");
         }
 
-        let memory = inv.memory_limit.map(|limit| {
-            let resident = resident_bytes().unwrap_or(16 << 20);
-            MemoryBudget {
-                id: id.to_owned(),
-                container_limit: limit,
-                engine_resident: resident,
-                budget: guest_memory_budget(limit, resident),
-            }
-        });
+        let memory = inv
+            .memory_limit
+            .map(|limit| MemoryBudget::measure(id, limit));
         let pages = memory
             .as_ref()
             .map(|m| u32::try_from(m.budget / PAGE).unwrap_or(u32::MAX));
@@ -381,34 +375,14 @@ impl WasmEngine for WasmedgeEngine {
     }
 }
 
-/// The part of a container's memory limit left to the guest's linear memory.
-struct MemoryBudget {
-    id: String,
-    container_limit: u64,
-    engine_resident: u64,
-    budget: u64,
-}
-
-impl MemoryBudget {
-    /// What a guest that trapped with `memory` bytes of linear memory was refused, if its
-    /// memory had reached the budget (WasmEdge fails `memory.grow` past its page limit
-    /// without telling the host how much was asked).
-    fn refusal(&self, memory: u64) -> Option<String> {
-        // A guest's allocator grows by at least what it needs: at the budget, the next
-        // request of a few pages was refused.
-        const NEAR: u64 = 4 << 20;
-        (memory + NEAR > self.budget).then(|| {
-            format!(
-                "container {}: memory.grow beyond {} refused: the container's memory limit is {} ({} bytes), of which the engine holds {}, leaving {} for the guest",
-                self.id,
-                mib(memory),
-                mib(self.container_limit),
-                self.container_limit,
-                mib(self.engine_resident),
-                mib(self.budget)
-            )
-        })
-    }
+/// What a guest that trapped with `memory` bytes of linear memory was refused, if its
+/// memory had reached the budget (WasmEdge fails `memory.grow` past its page limit without
+/// telling the host how much was asked).
+fn refusal_at_cap(budget: &MemoryBudget, memory: u64) -> Option<String> {
+    // A guest's allocator grows by at least what it needs: at the budget, the next request
+    // of a few pages was refused.
+    const NEAR: u64 = 4 << 20;
+    (memory + NEAR > budget.budget).then(|| budget.refusal(&format!("beyond {}", mib(memory))))
 }
 
 /// A WasmEdge guest with its WASI module linked and, unless it has a start function,
@@ -501,7 +475,7 @@ impl WasmedgeGuest {
             .memory
             .as_ref()
             .zip(memory)
-            .and_then(|(budget, memory)| budget.refusal(memory));
+            .and_then(|(budget, memory)| refusal_at_cap(budget, memory));
         if let Some(refusal) = &refusal {
             tracing::warn!(container = %self.id, "{refusal}");
         }
@@ -643,11 +617,15 @@ mod tests {
             engine_resident: 10 << 20,
             budget: 50 << 20,
         };
-        let refusal = budget.refusal(49 << 20).unwrap();
+        let refusal = refusal_at_cap(&budget, 49 << 20).unwrap();
         assert_eq!(
             refusal,
             "container c12: memory.grow beyond 49.0 MiB refused: the container's memory limit is 64.0 MiB (67108864 bytes), of which the engine holds 10.0 MiB, leaving 50.0 MiB for the guest"
         );
-        assert_eq!(budget.refusal(8 << 20), None, "far from the budget");
+        assert_eq!(
+            refusal_at_cap(&budget, 8 << 20),
+            None,
+            "far from the budget"
+        );
     }
 }

@@ -9,8 +9,8 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 use super::cache::{ArtifactCache, CacheError, CacheOutcome};
 use super::facts::ModuleFacts;
 use super::{
-    guest_memory_budget, mib, resident_bytes, snapshot, EngineError, GuestExit, GuestInterrupt,
-    GuestInvocation, GuestStdio, PreloadOptions, Preloaded, PreparedGuest, WasmEngine,
+    mib, snapshot, EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio,
+    MemoryBudget, PreloadOptions, Preloaded, PreparedGuest, WasmEngine,
 };
 
 /// The wasmtime release this build links (pinned with `=` in the workspace manifest);
@@ -283,23 +283,17 @@ impl WasmEngine for WasmtimeEngine {
             wasi.preopened_dir(dir, guest, perms)
                 .map_err(|e| setup(&format!("preopening {}", dir.display()), e))?;
         }
-        let memory = inv.memory_limit.map(|limit| {
-            // Measured after compiling: the engine and the module's code are resident now.
-            let resident = resident_bytes().unwrap_or(16 << 20);
-            MemoryBudget {
-                id: inv.id.clone(),
-                container_limit: limit,
-                engine_resident: resident,
-                budget: guest_memory_budget(limit, resident),
-                refused: None,
-            }
-        });
+        // Measured after compiling: the engine and the module's code are resident now.
+        let memory = inv
+            .memory_limit
+            .map(|limit| MemoryBudget::measure(&inv.id, limit));
         let mut store = Store::new(
             &self.engine,
             GuestState {
                 wasi: wasi.build_p1(),
                 nn: super::wasi_nn::context(&inv.id, inv.nn.as_ref()),
                 memory,
+                refused_grow: None,
             },
         );
         store.limiter(|state| state as &mut dyn ResourceLimiter);
@@ -330,30 +324,8 @@ struct GuestState {
     wasi: WasiP1Ctx,
     nn: wasmtime_wasi_nn::witx::WasiNnCtx,
     memory: Option<MemoryBudget>,
-}
-
-/// The part of a container's memory limit left to the guest's linear memories.
-struct MemoryBudget {
-    id: String,
-    container_limit: u64,
-    engine_resident: u64,
-    budget: u64,
     /// The size a refused `memory.grow` asked for, for the trap message that may follow.
-    refused: Option<u64>,
-}
-
-impl MemoryBudget {
-    fn refusal(&self, desired: u64) -> String {
-        format!(
-            "container {}: memory.grow to {} refused: the container's memory limit is {} ({} bytes), of which the engine holds {}, leaving {} for the guest",
-            self.id,
-            mib(desired),
-            mib(self.container_limit),
-            self.container_limit,
-            mib(self.engine_resident),
-            mib(self.budget)
-        )
-    }
+    refused_grow: Option<u64>,
 }
 
 impl ResourceLimiter for GuestState {
@@ -363,17 +335,17 @@ impl ResourceLimiter for GuestState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let Some(memory) = self.memory.as_mut() else {
+        let Some(memory) = self.memory.as_ref() else {
             return Ok(true);
         };
         let desired = desired as u64;
         if desired <= memory.budget {
             return Ok(true);
         }
-        let message = memory.refusal(desired);
+        let message = memory.refusal(&format!("to {}", mib(desired)));
         tracing::warn!(container = %memory.id, "{message}");
         super::to_stderr(&message);
-        memory.refused = Some(desired);
+        self.refused_grow = Some(desired);
         // memory.grow returns -1: the guest decides how to fail.
         Ok(false)
     }
@@ -473,14 +445,13 @@ fn outcome(store: &Store<GuestState>, e: wasmtime::Error) -> GuestExit {
     if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return GuestExit::Interrupted;
     }
-    match store.data().memory.as_ref() {
+    let state = store.data();
+    match (state.memory.as_ref(), state.refused_grow) {
         // A guest that cannot handle a failed allocation traps right after it.
-        Some(
-            memory @ MemoryBudget {
-                refused: Some(desired),
-                ..
-            },
-        ) => GuestExit::Trapped(format!("{e:?}\nafter {}", memory.refusal(*desired))),
+        (Some(memory), Some(desired)) => GuestExit::Trapped(format!(
+            "{e:?}\nafter {}",
+            memory.refusal(&format!("to {}", mib(desired)))
+        )),
         _ => GuestExit::Trapped(format!("{e:?}")),
     }
 }
