@@ -88,16 +88,17 @@ run() {
   unshare --mount --propagation private bash -euo pipefail -c '
     root=$1; shift
     mount --rbind "$root" "$root"
+    # A fresh /tmp first: the binds below may lie under /tmp (a clone in /tmp/…).
+    mkdir -p "$root/tmp" && mount -t tmpfs tmpfs "$root/tmp"
+    mount -t proc proc "$root/proc"
+    mount --rbind /sys "$root/sys"
+    mount --rbind /dev "$root/dev"
     n=$1; shift
     for ((i = 0; i < n; i++)); do
       mkdir -p "$root$1"
       mount --rbind "$1" "$root$1"
       shift
     done
-    mount -t proc proc "$root/proc"
-    mount --rbind /sys "$root/sys"
-    mount --rbind /dev "$root/dev"
-    mkdir -p "$root/tmp" && mount -t tmpfs tmpfs "$root/tmp"
     exec chroot "$root" "$@"
   ' _ "$ROOT" "${#binds[@]}" "${binds[@]}" \
     env -i PATH="$cargo_home/bin:/usr/local/bin:/usr/bin:/bin" HOME="${HOME:-/root}" \
