@@ -27,7 +27,7 @@ build: setup
 
 test-images: build
 	cd test-images/wasm && CARGO_TARGET_DIR=$(WASM_TARGET_DIR) \
-		$(CARGO) build --release -j $(JOBS) --target wasm32-wasip1
+		$(CARGO) build --release -j $(JOBS) --workspace --target wasm32-wasip1
 	$(RELEASE)/triage-image-builder \
 		--wasm-dir $(WASM_DIR) \
 		--models test-images/models --busybox /bin/busybox --out $(IMAGES)
@@ -38,7 +38,7 @@ demo: build test-images
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release -j $(JOBS) --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --release -j $(JOBS) -p triage-runtime --no-default-features -- -D warnings
+	$(CARGO) clippy --release -j $(JOBS) -p triage-runtime --no-default-features --all-targets -- -D warnings
 
 # All tests: lint, unit tests, and the end-to-end tests against a private containerd.
 # TRIAGE_ONNXRUNTIME: the ONNX Runtime library (scripts/onnxruntime.sh fetches the pinned one);
@@ -83,6 +83,15 @@ bench: build test-images
 	TRIAGE_WASM_DIR=$(WASM_DIR) \
 		$(CARGO) bench -j $(JOBS) -p triage-benches
 	bash benches/ctr-run.sh
+
+# The in-process benches and ctr starts on wasmtime and WasmEdge, in the Debian 13 root
+# (release builds with both engines: cold, about 25 minutes), medians side by side.
+bench-wasmedge: test-images
+	@reason=$$(bash scripts/trixie.sh check) || { echo "cannot bench WasmEdge here: $$reason"; exit 1; }
+	$(CARGO) fetch --locked
+	bash scripts/trixie.sh ensure
+	TRIAGE_WASM_DIR=$(WASM_DIR) TRIXIE_TARGET_DIR=$(TRIXIE_TARGET_DIR) JOBS=$(JOBS) \
+		HOST_RELEASE=$(RELEASE) bash benches/engines.sh
 
 clean:
 	rm -rf $(IMAGES)

@@ -9,6 +9,7 @@
 #   triage-warm      Triage, Wasm hello, module in the artifact cache (the usual case)
 #   triage-snapshot  Triage, a guest with 16 MiB / ~0.1 s of init, started from its snapshot
 #   triage-noinit    the same guest with `triage.io/snapshot=off` (init in every container)
+#   triage-wasmedge  Triage, Wasm hello on the WasmEdge engine (warm cache), where the shim has it
 #   triage-native    Triage, busybox `true`
 #   runc             runc, busybox `true`
 #   crun             crun through the runc shim, busybox `true`, where crun works on this host
@@ -25,7 +26,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$( [ -w /var/cache ] && echo /var/cache/triage/target || echo "$root/target")}
 N=${N:-20}
-shim="$target/release/containerd-shim-triage-v1"
+# SHIM and TRIAGE_CONTAINERD name other builds (make bench-wasmedge: the shim with WasmEdge).
+shim=${SHIM:-$target/release/containerd-shim-triage-v1}
+private_containerd=${TRIAGE_CONTAINERD:-$target/release/triage-containerd}
 
 if [ -z "${CONTAINERD_ADDRESS:-}" ]; then
   # The private containerd finds every shim in one directory on its PATH.
@@ -41,7 +44,7 @@ if [ -z "${CONTAINERD_ADDRESS:-}" ]; then
     imports+=(--import "$archive")
   done
   status=0
-  "$target/release/triage-containerd" --shim "$shims/containerd-shim-triage-v1" "${imports[@]}" \
+  "$private_containerd" --shim "$shims/containerd-shim-triage-v1" "${imports[@]}" \
     -- bash "$0" "$@" || status=$?
   exit $status
 fi
@@ -62,6 +65,14 @@ image[triage-noinit]="$wasm /snapinit.wasm"
 image[triage-native]="$busybox true"
 image[runc]="$busybox true"
 names=(triage-cold triage-warm triage-snapshot triage-noinit triage-native runc)
+if ctr run --rm --runtime io.containerd.triage.v1 --annotation triage.io/engine=wasmedge \
+     "$wasm" wasmedge-probe /hello.wasm >/dev/null 2>&1; then
+  cmd[triage-wasmedge]="--runtime io.containerd.triage.v1 --annotation triage.io/engine=wasmedge"
+  image[triage-wasmedge]="$wasm /hello.wasm"
+  names+=(triage-wasmedge)
+else
+  echo "triage-wasmedge: not measured (this shim has no WasmEdge engine; make bench-wasmedge has)" >&2
+fi
 if command -v crun >/dev/null && ctr run --rm --runtime io.containerd.runc.v2 --runc-binary "$(command -v crun)" \
      "$busybox" crun-probe true >/dev/null 2>&1; then
   cmd[crun]="--runtime io.containerd.runc.v2 --runc-binary $(command -v crun)"

@@ -1,30 +1,15 @@
-//! Criterion benches of a Wasm start's in-process steps with wasmtime: compiling a module,
-//! loading it from the artifact cache, instantiating and running it from a warm
-//! `InstancePre`, and starting a guest with a 16 MiB initialised heap from its snapshot.
+//! Criterion benches of a Wasm start's in-process steps on one engine (`$TRIAGE_BENCH_ENGINE`):
+//! compiling a module into the artifact cache, loading it from there, instantiating and
+//! running it; on wasmtime also a guest with a 16 MiB initialised heap, from its snapshot
+//! and without.
 
-use std::path::Path;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use triage_benches::workload;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
+use triage_benches::{engine_under_test, invocation, new_engine, start, workload};
+use triage_oci::EngineName;
 use triage_runtime::engine::cache::{ArtifactCache, DEFAULT_MAX_BYTES};
-use triage_runtime::engine::{
-    GuestExit, GuestInvocation, GuestStdio, PreloadOptions, WasmEngine, WasmtimeEngine,
-};
-
-fn invocation(module: &Path) -> GuestInvocation {
-    GuestInvocation {
-        nn: None,
-        id: "bench".into(),
-        module_path: module.to_path_buf(),
-        export: "_start".into(),
-        args: vec![module.display().to_string()],
-        env: Vec::new(),
-        preopens: Vec::new(),
-        memory_limit: None,
-        stdio: GuestStdio::Discard,
-    }
-}
+use triage_runtime::engine::PreloadOptions;
 
 fn snapshot(init: &str) -> PreloadOptions {
     PreloadOptions {
@@ -33,22 +18,21 @@ fn snapshot(init: &str) -> PreloadOptions {
     }
 }
 
-/// Instantiates the preloaded module and runs `_start` to its end.
-fn start(engine: &WasmtimeEngine, inv: &GuestInvocation) {
-    let guest = engine.prepare(inv).expect("prepare");
-    assert_eq!(guest.run().expect("run"), GuestExit::Exited(0));
-}
-
 fn compile_and_cache(c: &mut Criterion) {
+    let name = engine_under_test();
     let hello = workload("hello");
-    let mut group = c.benchmark_group("first_start");
-    group.sample_size(20);
-    group.bench_function("compile_store_load/hello", |b| {
+    let mut group = c.benchmark_group("compile_store_load/hello");
+    // A compile takes 0.1 s (Cranelift) to 2 s (LLVM): the same number in every sample.
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    if name == EngineName::Wasmedge {
+        group.measurement_time(Duration::from_secs(30));
+    }
+    group.bench_function(name.as_str(), |b| {
         b.iter_batched(
             || tempfile::tempdir().unwrap(),
             |dir| {
                 let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
-                WasmtimeEngine::new()
+                new_engine(name)
                     .preload("bench", &hello, &cache, &PreloadOptions::default())
                     .unwrap();
                 dir
@@ -60,40 +44,45 @@ fn compile_and_cache(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
-    let engine = WasmtimeEngine::new();
+    let engine = new_engine(name);
     engine
         .preload("bench", &hello, &cache, &PreloadOptions::default())
         .unwrap();
-    c.bench_function("cached_load/hello", |b| {
-        b.iter(|| {
-            engine
-                .preload("bench", &hello, &cache, &PreloadOptions::default())
-                .unwrap()
-        })
-    });
+    c.benchmark_group("cached_load/hello")
+        .bench_function(name.as_str(), |b| {
+            b.iter(|| {
+                engine
+                    .preload("bench", &hello, &cache, &PreloadOptions::default())
+                    .unwrap()
+            })
+        });
 }
 
 fn warm_start(c: &mut Criterion) {
+    let name = engine_under_test();
     let dir = tempfile::tempdir().unwrap();
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     let hello = workload("hello");
-    let engine = WasmtimeEngine::new();
+    let engine = new_engine(name);
     engine
         .preload("bench", &hello, &cache, &PreloadOptions::default())
         .unwrap();
-    let inv = invocation(&hello);
-    c.bench_function("warm_instance_pre/instantiate_and_start/hello", |b| {
-        b.iter(|| start(&engine, &inv))
-    });
+    let inv = invocation(&hello, &[]);
+    c.benchmark_group("instantiate_and_start/hello")
+        .bench_function(name.as_str(), |b| b.iter(|| start(engine.as_ref(), &inv)));
 }
 
+/// Pre-initialised snapshots are wasmtime's (WasmEdge runs the module as it is).
 fn snapshot_start(c: &mut Criterion) {
+    if engine_under_test() != EngineName::Wasmtime {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     let guest = workload("snapinit");
-    let inv = invocation(&guest);
+    let inv = invocation(&guest, &[]);
 
-    let snapshotted = WasmtimeEngine::new();
+    let snapshotted = new_engine(EngineName::Wasmtime);
     let preloaded = snapshotted
         .preload("bench", &guest, &cache, &snapshot("wizer-initialize"))
         .unwrap();
@@ -101,20 +90,20 @@ fn snapshot_start(c: &mut Criterion) {
         preloaded.snapshot_of.is_some(),
         "snapinit was not pre-initialised"
     );
-    c.bench_function("snapshot_16MiB_heap/instantiate_and_start", |b| {
-        b.iter(|| start(&snapshotted, &inv))
+    let mut group = c.benchmark_group("instantiate_and_start/16MiB_heap");
+    group.bench_function("wasmtime_from_snapshot", |b| {
+        b.iter(|| start(snapshotted.as_ref(), &inv))
     });
 
-    let plain = WasmtimeEngine::new();
+    let plain = new_engine(EngineName::Wasmtime);
     plain
         .preload("bench", &guest, &cache, &PreloadOptions::default())
         .unwrap();
-    let mut group = c.benchmark_group("no_snapshot_16MiB_heap");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
-    group.bench_function("instantiate_init_and_start", |b| {
-        b.iter(|| start(&plain, &inv))
+    group.bench_function("wasmtime_init_at_start", |b| {
+        b.iter(|| start(plain.as_ref(), &inv))
     });
     group.finish();
 }

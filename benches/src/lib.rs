@@ -1,6 +1,9 @@
-//! Shared helpers of Triage's benchmarks: where the test workloads are.
+//! Shared helpers of Triage's benchmarks: where the test workloads are, and which engine a bench process measures.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use triage_oci::{EngineChoice, EngineName};
+use triage_runtime::engine::{GuestExit, GuestInvocation, GuestStdio, WasmEngine};
 
 /// The directory holding the compiled Wasm test workloads (`make test-images` builds
 /// them): `$TRIAGE_WASM_DIR`, else the workloads' target directory under
@@ -25,4 +28,53 @@ pub fn workload(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The engine this bench process measures: `$TRIAGE_BENCH_ENGINE` (`wasmtime` or
+/// `wasmedge`), else the build's default. One engine per process: WasmEdge's compiled code
+/// puts its own handlers on SIGSEGV, SIGBUS and SIGFPE, which wasmtime's traps need.
+pub fn engine_under_test() -> EngineName {
+    let Some(name) = std::env::var_os("TRIAGE_BENCH_ENGINE") else {
+        return triage_runtime::engine::build_default();
+    };
+    let name = name.to_string_lossy();
+    let engine = EngineName::parse(&name).unwrap_or_else(|| {
+        panic!("TRIAGE_BENCH_ENGINE={name}: not an engine (wasmtime or wasmedge)")
+    });
+    assert!(
+        triage_runtime::engine::available().contains(&engine),
+        "TRIAGE_BENCH_ENGINE={name}: not in this build (it has: {:?}); build the benches with --features wasmedge",
+        triage_runtime::engine::available()
+    );
+    engine
+}
+
+/// A new engine of kind `name`, as the shim makes one per container.
+pub fn new_engine(name: EngineName) -> Box<dyn WasmEngine> {
+    let choice = EngineChoice::settle(Some(name), None, name);
+    triage_runtime::engine::named("bench", choice).expect("an engine of this build")
+}
+
+/// A `_start` call of `module` with `args` after argv0, output discarded.
+pub fn invocation(module: &Path, args: &[&str]) -> GuestInvocation {
+    GuestInvocation {
+        nn: None,
+        id: "bench".into(),
+        module_path: module.to_path_buf(),
+        export: "_start".into(),
+        args: std::iter::once(module.display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect(),
+        env: Vec::new(),
+        preopens: Vec::new(),
+        memory_limit: None,
+        stdio: GuestStdio::Discard,
+    }
+}
+
+/// Instantiates the preloaded module and runs its export to the end, which must be a
+/// clean exit.
+pub fn start(engine: &dyn WasmEngine, inv: &GuestInvocation) {
+    let guest = engine.prepare(inv).expect("prepare");
+    assert_eq!(guest.run().expect("run"), GuestExit::Exited(0));
 }

@@ -71,7 +71,7 @@ impl ModuleFacts {
 }
 
 /// Modules the engines' unit tests share.
-#[cfg(test)]
+#[cfg(all(test, any(feature = "wasmtime", feature = "wasmedge")))]
 pub(crate) mod fixtures {
     // (module (func (export "_start")) (func (export "greet")))
     pub(crate) const TWO_EXPORTS: &[u8] = &[

@@ -24,6 +24,10 @@ pub const ALL: &[Case] = &[
         run: proc_exit_status_is_the_exit_status,
     },
     Case {
+        name: "guest_code_computes_what_native_code_computes",
+        run: guest_code_computes_what_native_code_computes,
+    },
+    Case {
         name: "a_trap_exits_134_and_says_why",
         run: a_trap_exits_134_and_says_why,
     },
@@ -91,6 +95,32 @@ fn proc_exit_status_is_the_exit_status(node: &Node, engine: EngineName) {
         exited(&out, code.parse().unwrap());
         assert_eq!(out.stdout, format!("exiting with {code}\n"));
     }
+}
+
+fn guest_code_computes_what_native_code_computes(node: &Node, engine: EngineName) {
+    // The kernels the throughput benchmark times, at a size a test affords: both engines
+    // must give the checksum the same source gives compiled for this machine.
+    let cases: [(&[&str], String); 2] = [
+        (
+            &["/crunch.wasm", "blur", "64", "3"],
+            format!("blur {:016x}\n", crate::kernels::blur(64, 3)),
+        ),
+        (
+            &["/crunch.wasm", "sort", "20000"],
+            format!("sort {:016x}\n", crate::kernels::sort(20_000)),
+        ),
+    ];
+    for (args, expected) in cases {
+        let (_, out) = node.run("crunch", &request(engine, args));
+        exited(&out, 0);
+        assert_eq!(out.stdout, expected, "{args:?}");
+    }
+    let (_, out) = node.run("crunch", &request(engine, &["/crunch.wasm", "fold"]));
+    exited(&out, 2);
+    assert_eq!(
+        out.stderr,
+        "usage: crunch blur SIDE PASSES | crunch sort COUNT\n"
+    );
 }
 
 fn a_trap_exits_134_and_says_why(node: &Node, engine: EngineName) {

@@ -8,6 +8,9 @@
 
 mod cases;
 mod container;
+/// The compute kernels of the `crunch` workload, compiled natively: what its checksums must be.
+#[path = "../../../test-images/wasm/crunch/src/kernels.rs"]
+mod kernels;
 
 use std::path::PathBuf;
 
