@@ -69,7 +69,7 @@ test-wasmedge: test-images
 	fi; \
 	set -e; $(CARGO) fetch --locked; bash scripts/trixie.sh ensure; \
 	$(IN_TRIXIE) cargo clippy $(WASMEDGE_BUILD) --all-targets -- -D warnings; \
-	$(IN_TRIXIE) cargo test $(WASMEDGE_BUILD) --lib --test conformance -- --test-threads 2
+	$(IN_TRIXIE) cargo test $(WASMEDGE_BUILD) --lib --test conformance --test wasmedge_plugin -- --test-threads 2
 
 # Binaries (triage + wasmedge names) and runtime handlers; see install/README.md.
 install: build

@@ -298,12 +298,29 @@ impl WasmEngine for WasmedgeEngine {
             }
         };
         ModuleFacts::require_export(&warm.function_exports, id, &inv.module_path, &inv.export)?;
-        if warm.uses_wasi_nn {
-            // Triage's own backends serve wasi-nn in wasmtime; WasmEdge's come as plugins.
+        // Triage's own backends serve wasi-nn in wasmtime; in WasmEdge the plugin's module
+        // does, with the plugin's backends.
+        let nn = if warm.uses_wasi_nn {
             if !Self::has_wasi_nn_plugin() {
                 return Err(Self::wasi_nn_unavailable(id, &inv.module_path));
             }
-        }
+            let module = wasmedge_sys::plugin::PluginManager::create_plugin_instance(
+                WASI_NN_PLUGIN,
+                super::WASI_NN_MODULE,
+            )
+            .map_err(|e| {
+                setup(
+                    id,
+                    format!(
+                        "WasmEdge's {WASI_NN_PLUGIN} plugin gave no {} module: {e}",
+                        super::WASI_NN_MODULE
+                    ),
+                )
+            })?;
+            Some(module)
+        } else {
+            None
+        };
         if !warm.compiled {
             tracing::info!(container = %id, "wasm module interpreted by WasmEdge (no compiled module: the artifact cache is off or unusable)");
         }
@@ -353,6 +370,7 @@ impl WasmEngine for WasmedgeEngine {
             executor,
             store,
             wasi,
+            nn,
             instance: None,
             memory,
             stdio: inv.stdio,
@@ -362,6 +380,12 @@ impl WasmEngine for WasmedgeEngine {
             .executor
             .register_import_module(&mut guest.store, &guest.wasi)
             .map_err(|e| setup(id, format!("linking WASI: {e}")))?;
+        if let Some(nn) = &guest.nn {
+            guest
+                .executor
+                .register_import_module(&mut guest.store, nn)
+                .map_err(|e| setup(id, format!("linking WasmEdge's wasi-nn plugin: {e}")))?;
+        }
         // Instantiating runs no guest code unless the module has a start function: do it
         // now, so that Start only calls the export.
         if !warm.has_start_function {
@@ -394,6 +418,8 @@ struct WasmedgeGuest {
     executor: Executor,
     store: Store,
     wasi: WasiModule,
+    /// The wasi-nn plugin's module, where the guest imports wasi-nn.
+    nn: Option<Instance>,
     instance: Option<Instance>,
     memory: Option<MemoryBudget>,
     stdio: GuestStdio,
