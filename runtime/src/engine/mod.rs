@@ -176,6 +176,18 @@ impl EngineError {
             reason: reason.into(),
         }
     }
+
+    /// A cache lookup of the module at `path` failed: compiling it (the module is invalid)
+    /// or the cache itself.
+    pub fn compiling(id: &str, path: &std::path::Path, error: cache::CacheError) -> Self {
+        match error {
+            cache::CacheError::Build(reason) => Self::invalid(id, path, reason),
+            source => Self::Cache {
+                id: id.to_owned(),
+                source,
+            },
+        }
+    }
 }
 
 /// Reads a module file, the error naming the container and the path.

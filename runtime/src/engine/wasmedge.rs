@@ -9,7 +9,7 @@ use wasmedge_sys::{
 use wasmedge_types::error::{CoreCommonError, CoreError, WasmEdgeError};
 use wasmedge_types::{CompilerOptimizationLevel, CompilerOutputFormat};
 
-use super::cache::{ArtifactCache, CacheError};
+use super::cache::ArtifactCache;
 use super::facts::ModuleFacts;
 use super::{
     mib, EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio, MemoryBudget,
@@ -258,13 +258,7 @@ impl WasmEngine for WasmedgeEngine {
                 );
                 Ok(compiled)
             })
-            .map_err(|e| match e {
-                CacheError::Build(reason) => EngineError::invalid(id, host_path, reason),
-                source => EngineError::Cache {
-                    id: id.to_owned(),
-                    source,
-                },
-            })?;
+            .map_err(|e| EngineError::compiling(id, host_path, e))?;
         let module = Self::load_file(id, host_path, &artifact)?;
         *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(WarmModule {
             module,

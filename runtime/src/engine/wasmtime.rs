@@ -219,13 +219,7 @@ impl WasmEngine for WasmtimeEngine {
                             .precompile_module(&bytes)
                             .map_err(|e| format!("{e:#}"))
                     })
-                    .map_err(|e| match e {
-                        CacheError::Build(reason) => EngineError::invalid(id, host_path, reason),
-                        source => EngineError::Cache {
-                            id: id.to_owned(),
-                            source,
-                        },
-                    })?;
+                    .map_err(|e| EngineError::compiling(id, host_path, e))?;
                 let warm =
                     self.load_artifact(id, host_path, &artifact, facts.has_start_function)?;
                 (
