@@ -1,9 +1,11 @@
 //! Opens the stdio FIFOs containerd names for a container, and relays its output to them.
 
 use std::fs::OpenOptions;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
@@ -43,9 +45,135 @@ impl ContainerStdio {
     }
 }
 
-/// Copies one output stream of a container (the read end of its pipe) to its FIFO until
-/// every writer has closed the pipe, then closes the FIFO (the reader sees EOF).
-pub type Relay = std::thread::JoinHandle<()>;
+/// The threads relaying one process's output streams to its FIFOs. A relay ends when
+/// every writer of its stream has closed it (the process and anything it passed the
+/// stream to) and it has written what they wrote. The shim holds a process's exit until
+/// then, or until [`OutputRelays::stop`]: `ctr run` stops reading once it sees the exit,
+/// so output still in flight would be lost.
+#[derive(Debug, Clone)]
+pub struct OutputRelays {
+    running: Arc<(Mutex<usize>, Condvar)>,
+    /// Closing the write end wakes every relay (POLLHUP on the read end).
+    stop_read: Arc<OwnedFd>,
+    stop_write: Arc<Mutex<Option<OwnedFd>>>,
+}
+
+impl OutputRelays {
+    /// No relays yet.
+    pub fn new() -> std::io::Result<Self> {
+        let (stop_read, stop_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        Ok(Self {
+            running: Arc::default(),
+            stop_read: Arc::new(stop_read),
+            stop_write: Arc::new(Mutex::new(Some(stop_write))),
+        })
+    }
+
+    /// Copies `pipe` to `fifo` in a thread named `name`, counted until `pipe` ends (EOF,
+    /// or an error such as a terminal master's EIO once its last user has exited).
+    /// Output that cannot be written (no reader) is dropped.
+    pub fn relay(&self, name: String, pipe: OwnedFd, fifo: OwnedFd) -> std::io::Result<()> {
+        /// Counts its relay out when the thread ends, however it ends.
+        struct Running(Arc<(Mutex<usize>, Condvar)>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                let (count, ended) = &*self.0;
+                *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+                ended.notify_all();
+            }
+        }
+        *self.running.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let running = Running(Arc::clone(&self.running));
+        let stop = Arc::clone(&self.stop_read);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let _running = running;
+                copy_until_end(pipe, fifo, &stop);
+            })
+            .map(drop)
+    }
+
+    /// Waits until every relay has ended, for at most `limit`. Returns whether they did
+    /// (false: something still holds an output stream open).
+    pub fn wait_ended(&self, limit: Duration) -> bool {
+        let (count, ended) = &*self.running;
+        let count = count.lock().unwrap_or_else(|p| p.into_inner());
+        let (count, _) = ended
+            .wait_timeout_while(count, limit, |running| *running > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *count == 0
+    }
+
+    /// Stops forwarding: each relay writes what is already in its pipe, closes its FIFO
+    /// (the reader sees EOF), and from then on discards what still arrives, so a process
+    /// that kept the stream is not killed by SIGPIPE.
+    pub fn stop(&self) {
+        self.stop_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+/// The loop of one relay (see [`OutputRelays::relay`]).
+fn copy_until_end(pipe: OwnedFd, fifo: OwnedFd, stop: &OwnedFd) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::{Read, Write};
+    let mut pipe = std::fs::File::from(pipe);
+    let mut fifo = Some(std::fs::File::from(fifo));
+    let mut buf = vec![0u8; 64 * 1024];
+    // Polls the pipe (and, while forwarding, the stop pipe); true when the pipe can be
+    // read without blocking.
+    let ready = |pipe: &std::fs::File, forwarding: bool, timeout: PollTimeout| -> (bool, bool) {
+        let mut fds = [
+            PollFd::new(pipe.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        let watched = if forwarding { 2 } else { 1 };
+        match poll(&mut fds[..watched], timeout) {
+            Ok(_) => {
+                let fired = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+                (fired(&fds[0]), forwarding && fired(&fds[1]))
+            }
+            Err(nix::errno::Errno::EINTR) => (false, false),
+            // Polling cannot fail on two valid descriptors; fall back to reading.
+            Err(_) => (true, false),
+        }
+    };
+    loop {
+        let (readable, stopped) = ready(&pipe, fifo.is_some(), PollTimeout::NONE);
+        if stopped {
+            // Forward what is already there, then let the reader see the end.
+            while ready(&pipe, false, PollTimeout::ZERO).0 {
+                match pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if let Some(fifo) = fifo.as_mut() {
+                            let _ = fifo.write_all(&buf[..n]);
+                        }
+                    }
+                }
+            }
+            fifo = None;
+            continue;
+        }
+        if !readable {
+            continue;
+        }
+        match pipe.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                // EPIPE while no one reads the FIFO: drop this chunk, keep draining.
+                if let Some(fifo) = fifo.as_mut() {
+                    let _ = fifo.write_all(&buf[..n]);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
 
 impl ContainerStdio {
     /// Like [`ContainerStdio::open`], but the container writes stdout and stderr into
@@ -54,31 +182,32 @@ impl ContainerStdio {
     /// its output is dropped instead of failing its writes with EPIPE or SIGPIPE, and
     /// flows again once a reader opens the FIFO. Call it in a process that outlives the
     /// container (the shim); its relays end when the container's last writer exits.
-    pub fn open_relayed(id: &str, paths: &StdioPaths) -> Result<(Self, Vec<Relay>), RuntimeError> {
-        let mut relays = Vec::new();
-        let mut relayed = |path: &str| -> Result<OwnedFd, RuntimeError> {
+    pub fn open_relayed(
+        id: &str,
+        paths: &StdioPaths,
+    ) -> Result<(Self, OutputRelays), RuntimeError> {
+        let relays = OutputRelays::new().map_err(|source| RuntimeError::Io {
+            id: id.to_owned(),
+            op: "create the output relays of",
+            path: Path::new(&paths.stdout).to_path_buf(),
+            source,
+        })?;
+        let relayed = |path: &str| -> Result<OwnedFd, RuntimeError> {
             let fifo = open_end(id, path, true)?;
             if path.is_empty() {
                 return Ok(fifo);
             }
-            let (read, write) =
-                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| RuntimeError::Io {
-                    id: id.to_owned(),
-                    op: "create output pipe for",
-                    path: Path::new(path).to_path_buf(),
-                    source: e.into(),
-                })?;
-            let name = format!("relay-{id}");
-            let relay = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || relay(read, fifo))
-                .map_err(|source| RuntimeError::Io {
-                    id: id.to_owned(),
-                    op: "start output relay for",
-                    path: Path::new(path).to_path_buf(),
-                    source,
-                })?;
-            relays.push(relay);
+            let io_err = |op, source| RuntimeError::Io {
+                id: id.to_owned(),
+                op,
+                path: Path::new(path).to_path_buf(),
+                source,
+            };
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                .map_err(|e| io_err("create output pipe for", e.into()))?;
+            relays
+                .relay(format!("relay-{id}"), read, fifo)
+                .map_err(|e| io_err("start output relay for", e))?;
             Ok(write)
         };
         let stdout = relayed(&paths.stdout)?;
@@ -91,27 +220,6 @@ impl ContainerStdio {
             },
             relays,
         ))
-    }
-}
-
-/// Copies `pipe` to `fifo` until `pipe` ends (EOF, or an error such as a terminal
-/// master's EIO once its last user exits); output that cannot be written (no reader) is
-/// dropped.
-pub fn relay(pipe: OwnedFd, fifo: OwnedFd) {
-    use std::io::{Read, Write};
-    let mut pipe = std::fs::File::from(pipe);
-    let mut fifo = std::fs::File::from(fifo);
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match pipe.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                // EPIPE while no one reads the FIFO: drop this chunk, keep draining.
-                let _ = fifo.write_all(&buf[..n]);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
     }
 }
 
@@ -215,7 +323,6 @@ mod tests {
             .open(&path)
             .unwrap();
         let (stdio, relays) = ContainerStdio::open_relayed("c", &paths).unwrap();
-        assert_eq!(relays.len(), 1);
         drop(stdio.stderr);
         let mut out = std::fs::File::from(stdio.stdout);
         // The reader leaves: writes still succeed (the relay drops them) ...
@@ -228,9 +335,76 @@ mod tests {
         let mut text = String::new();
         reader.read_to_string(&mut text).unwrap();
         assert!(text.ends_with("hello again\n"), "{text:?}");
-        for relay in relays {
-            relay.join().unwrap();
+        assert!(relays.wait_ended(Duration::from_secs(10)));
+    }
+
+    /// What a process wrote before it exited is in the FIFO once the relays have ended,
+    /// even when the reader is slow: a reader that stops as soon as they have (as `ctr`
+    /// does on the exit) still gets all of it.
+    #[test]
+    fn relays_end_only_once_the_output_is_in_the_fifo() {
+        let (dir, paths) = stdout_fifo();
+        let path = dir.path().join("out");
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let (stdio, relays) = ContainerStdio::open_relayed("c", &paths).unwrap();
+        drop(stdio.stderr);
+        // More than a pipe and a FIFO hold: the writer finishes only as the reader reads.
+        let sent = vec![b'x'; 512 * 1024];
+        let writer = {
+            let sent = sent.clone();
+            let mut out = std::fs::File::from(stdio.stdout);
+            std::thread::spawn(move || out.write_all(&sent).unwrap())
+        };
+        let mut reader = std::fs::File::from(OwnedFd::from(reader));
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        // Read slowly while the writer (the "process") writes and the relay forwards; stop
+        // as soon as the relays have ended ...
+        while !(writer.is_finished() && relays.wait_ended(Duration::from_millis(1))) {
+            match reader.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
         }
+        writer.join().unwrap();
+        // ... and take only what is in the FIFO by then: its writer has closed, so EOF
+        // follows.
+        reader.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), sent.len());
+    }
+
+    /// A stream some other process keeps open: after `stop`, the reader gets what was
+    /// written before and then EOF, and later writes neither fail nor reach it.
+    #[test]
+    fn stopped_relays_close_the_fifo_and_discard_what_follows() {
+        let (dir, paths) = stdout_fifo();
+        let path = dir.path().join("out");
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let (stdio, relays) = ContainerStdio::open_relayed("c", &paths).unwrap();
+        drop(stdio.stderr);
+        let mut holder = std::fs::File::from(stdio.stdout);
+        holder.write_all(b"before\n").unwrap();
+        assert!(!relays.wait_ended(Duration::from_millis(50)));
+        relays.stop();
+        // Blocking from here: EOF only comes once the relay has closed the FIFO.
+        let flags = fcntl(reader.as_raw_fd(), FcntlArg::F_GETFL).unwrap();
+        let flags = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
+        fcntl(reader.as_raw_fd(), FcntlArg::F_SETFL(flags)).unwrap();
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "before\n");
+        holder.write_all(b"after\n").unwrap();
+        drop(holder);
+        assert!(relays.wait_ended(Duration::from_secs(10)));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use triage_runtime::stdio::{relay as relay_output, ContainerStdio, StdioPaths};
+use triage_runtime::stdio::{ContainerStdio, OutputRelays, StdioPaths};
 
 /// A listening console socket for one process; removed when dropped.
 pub struct ConsoleSocket {
@@ -71,8 +71,8 @@ impl Drop for ConsoleSocket {
 }
 
 /// Copies the terminal's output to the stdout FIFO and the stdin FIFO to the terminal,
-/// each in a thread that ends with its stream.
-pub fn relay(id: &str, master: &OwnedFd, paths: &StdioPaths) -> Result<(), String> {
+/// each in a thread that ends with its stream. Returns the output's relay.
+pub fn relay(id: &str, master: &OwnedFd, paths: &StdioPaths) -> Result<OutputRelays, String> {
     let fifos = ContainerStdio::open(id, paths).map_err(|e| e.to_string())?;
     let dup = |fd: &OwnedFd| {
         fd.try_clone()
@@ -82,24 +82,21 @@ pub fn relay(id: &str, master: &OwnedFd, paths: &StdioPaths) -> Result<(), Strin
     let mut input = std::fs::File::from(dup(master)?);
     let stdout = fifos.stdout;
     let mut stdin = std::fs::File::from(fifos.stdin);
-    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new()
-            .name(format!("{name}-{id}"))
-            .spawn(f)
-            .map(drop)
-            .map_err(|e| format!("container {id}: starting the terminal relay: {e}"))
-    };
+    let failed = |e| format!("container {id}: starting the terminal relay: {e}");
     // Ends with EIO once the last process holding the terminal has exited.
-    spawn("pty-out", Box::new(move || relay_output(output, stdout)))?;
+    let relays = OutputRelays::new().map_err(failed)?;
+    relays
+        .relay(format!("pty-out-{id}"), output, stdout)
+        .map_err(failed)?;
     if !paths.stdin.is_empty() {
-        spawn(
-            "pty-in",
-            Box::new(move || {
+        std::thread::Builder::new()
+            .name(format!("pty-in-{id}"))
+            .spawn(move || {
                 let _ = std::io::copy(&mut stdin, &mut input);
-            }),
-        )?;
+            })
+            .map_err(failed)?;
     }
-    Ok(())
+    Ok(relays)
 }
 
 /// Sets the terminal's window size (columns × rows), as ResizePty asks.

@@ -13,7 +13,7 @@ use triage_oci::{
 };
 use triage_runtime::engine::validate_module_file;
 use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
-use triage_runtime::stdio::{ContainerStdio, StdioPaths};
+use triage_runtime::stdio::{ContainerStdio, OutputRelays, StdioPaths};
 
 use super::state::{Container, ExecProcess, Process};
 use super::{TaskError, TaskService};
@@ -70,29 +70,32 @@ impl TaskService {
         // The Start RPC's time reaches the init through this pipe (Start → guest entry).
         let (clock_read, clock_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| TaskError::Internal(format!("container {id}: start clock pipe: {e}")))?;
-        let (pid, is_wasm, terminal) =
-            match self.build(&id, &bundle, &stdio, req.terminal, clock_read) {
-                Ok(built) => built,
-                Err(e) => {
-                    if owns_rootfs {
-                        if let Err(unmount) = unmount_rootfs(&id, &rootfs) {
-                            tracing::error!("{unmount}");
-                        }
+        let built = match self.build(&id, &bundle, &stdio, req.terminal, clock_read) {
+            Ok(built) => built,
+            Err(e) => {
+                if owns_rootfs {
+                    if let Err(unmount) = unmount_rootfs(&id, &rootfs) {
+                        tracing::error!("{unmount}");
                     }
-                    return Err(e);
                 }
-            };
+                return Err(e);
+            }
+        };
 
         let container = Arc::new(Container::new(
             id.clone(),
             bundle.clone(),
             stdio.clone(),
             owns_rootfs,
-            is_wasm,
-            pid as u32,
+            built.is_wasm,
+            built.pid as u32,
         ));
-        if let Some(master) = terminal {
+        let pid = built.pid;
+        if let Some(master) = built.terminal {
             let _ = container.terminal.set(master);
+        }
+        if let Some(output) = built.output {
+            let _ = container.output.set(output);
         }
         *container
             .start_clock
@@ -125,8 +128,7 @@ impl TaskService {
         })
     }
 
-    /// Plans, validates and creates the container; returns its init pid, whether it
-    /// runs a Wasm guest, and its terminal's master when it has one.
+    /// Plans, validates and creates the container.
     fn build(
         &self,
         id: &str,
@@ -134,7 +136,7 @@ impl TaskService {
         stdio: &StdioPaths,
         terminal: bool,
         start_clock: OwnedFd,
-    ) -> Result<(i32, bool, Option<OwnedFd>), TaskError> {
+    ) -> Result<Built, TaskError> {
         let mut spec = Bundle::load(id, bundle)?;
         let profile = crate::profile::load()
             .map_err(|e| TaskError::FailedPrecondition(format!("container {id}: {e}")))?;
@@ -178,9 +180,12 @@ impl TaskService {
         // run`, a containerd restart) never breaks the container's writes. The relays
         // end by themselves when the container's last writer exits. A container with a
         // terminal gets the terminal instead, relayed once its master arrives.
-        let helper_stdio = match console {
-            Some(_) => None,
-            None => Some(ContainerStdio::open_relayed(id, stdio)?.0),
+        let (helper_stdio, relays) = match console {
+            Some(_) => (None, None),
+            None => {
+                let (fds, relays) = ContainerStdio::open_relayed(id, stdio)?;
+                (Some(fds), Some(relays))
+            }
         };
         let request = HelperRequest::Create {
             plan: Box::new(plan),
@@ -203,7 +208,18 @@ impl TaskService {
             .map(|console| attach_terminal(id, &console, stdio))
             .transpose();
         match master {
-            Ok(master) => Ok((pid, is_wasm, master)),
+            Ok(terminal) => {
+                let (terminal, output) = match terminal {
+                    Some((master, output)) => (Some(master), Some(output)),
+                    None => (None, relays),
+                };
+                Ok(Built {
+                    pid,
+                    is_wasm,
+                    terminal,
+                    output,
+                })
+            }
             Err(e) => {
                 // The container exists but cannot be reached: do not leave it behind.
                 let _ = nix::sys::signal::kill(
@@ -267,6 +283,18 @@ impl TaskService {
                     Some(exec) => &exec.process,
                     None => &container,
                 };
+                // `ctr run` stops reading its FIFOs once it sees the exit: let the output
+                // reach them first, unless something the process started keeps it open.
+                if let Some(output) = process.output.get() {
+                    if !output.wait_ended(OUTPUT_DRAIN_LIMIT) {
+                        tracing::warn!(
+                            "{}: its output is still open {} ms after it exited (a process it started holds it); closing it to its reader and reporting the exit",
+                            process.label(),
+                            OUTPUT_DRAIN_LIMIT.as_millis()
+                        );
+                        output.stop();
+                    }
+                }
                 // Only the init's exit can be the container's OOM kill.
                 let oom = container
                     .memory_cgroup
@@ -369,21 +397,38 @@ fn inject_cdi_devices(
     Ok(injected.applied.changed)
 }
 
+/// How long an exit waits for the process's output to reach its FIFOs (containerd's
+/// runc shim gives its output copies as long at Delete).
+const OUTPUT_DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A container that Create built.
+struct Built {
+    /// Its init pid.
+    pid: i32,
+    /// Whether it runs a Wasm guest.
+    is_wasm: bool,
+    /// Its terminal's master, when it has one.
+    terminal: Option<OwnedFd>,
+    /// The relays of its output.
+    output: Option<OutputRelays>,
+}
+
 /// A console socket for a process that asked for a terminal.
 pub(super) fn bind_console(id: &str) -> Result<ConsoleSocket, TaskError> {
     ConsoleSocket::bind()
         .map_err(|e| TaskError::Internal(format!("container {id}: creating a console socket: {e}")))
 }
 
-/// Takes the terminal master libcontainer sent and relays it to the stdio FIFOs.
+/// Takes the terminal master libcontainer sent and relays it to the stdio FIFOs;
+/// returns the master and the relay of its output.
 pub(super) fn attach_terminal(
     id: &str,
     console: &ConsoleSocket,
     stdio: &StdioPaths,
-) -> Result<OwnedFd, TaskError> {
+) -> Result<(OwnedFd, OutputRelays), TaskError> {
     let master = console
         .receive()
         .map_err(|e| TaskError::Internal(format!("container {id}: receiving the terminal: {e}")))?;
-    crate::console::relay(id, &master, stdio).map_err(TaskError::Internal)?;
-    Ok(master)
+    let output = crate::console::relay(id, &master, stdio).map_err(TaskError::Internal)?;
+    Ok((master, output))
 }

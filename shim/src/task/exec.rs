@@ -90,7 +90,11 @@ impl TaskService {
         // Relayed: the relays end by themselves when the process's last writer exits.
         let stdio = match console {
             Some(_) => None,
-            None => Some(ContainerStdio::open_relayed(id, &exec.stdio)?.0),
+            None => {
+                let (fds, relays) = ContainerStdio::open_relayed(id, &exec.stdio)?;
+                let _ = exec.process.output.set(relays);
+                Some(fds)
+            }
         };
         let request = HelperRequest::Exec {
             id: id.to_owned(),
@@ -102,8 +106,9 @@ impl TaskService {
             .ok_or_else(|| TaskError::Internal(format!("container {id}: exec reported no pid")))?;
         if let Some(console) = console {
             match attach_terminal(id, &console, &exec.stdio) {
-                Ok(master) => {
+                Ok((master, output)) => {
                     let _ = exec.process.terminal.set(master);
+                    let _ = exec.process.output.set(output);
                 }
                 Err(e) => {
                     let _ = nix::sys::signal::kill(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
 use triage_runtime::cgroup_procs::MemoryCgroup;
-use triage_runtime::stdio::StdioPaths;
+use triage_runtime::stdio::{OutputRelays, StdioPaths};
 
 use super::error::TaskError;
 use crate::reaper::ProcessExit;
@@ -44,6 +44,8 @@ pub struct Process {
     label: String,
     /// The master of its terminal, if it has one (ResizePty).
     pub terminal: OnceLock<OwnedFd>,
+    /// The relays of its output to the FIFOs, once it runs: its exit waits for them.
+    pub output: OnceLock<OutputRelays>,
     lifecycle: Mutex<Lifecycle>,
     changed: Condvar,
 }
@@ -53,6 +55,7 @@ impl Process {
         Self {
             label,
             terminal: OnceLock::new(),
+            output: OnceLock::new(),
             lifecycle: Mutex::new(Lifecycle {
                 status,
                 pid,

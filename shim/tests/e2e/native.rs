@@ -220,3 +220,72 @@ fn stdin_reaches_the_container_and_its_end_closes_it() {
     assert_eq!(out.stdout, "line one\nline two\n");
     assert_clean(&ctd, "stdin-cat");
 }
+
+#[test]
+fn output_written_before_the_exit_reaches_ctr_in_full() {
+    let Some(ctd) = containerd("output_written_before_the_exit_reaches_ctr_in_full") else {
+        return;
+    };
+    // The init writes more than the pipe and the FIFO hold and exits at once: `ctr run`
+    // closes its end when it sees the exit, so the exit must wait for the relay.
+    let out = run(
+        &ctd,
+        &[],
+        BUSYBOX_IMAGE,
+        "drain-init",
+        &[
+            "sh",
+            "-c",
+            "head -c 1048576 /dev/zero | tr '\\0' x; echo; echo END",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", ctd.log());
+    assert_eq!(out.stdout.len(), 1048576 + "\nEND\n".len());
+    assert!(out.stdout.ends_with("x\nEND\n"));
+    assert_clean(&ctd, "drain-init");
+
+    let mut native = spawn_run(
+        &ctd,
+        BUSYBOX_IMAGE,
+        "drain-exec",
+        &["sh", "-c", "echo ready; exec sleep 600"],
+        &[],
+    );
+    assert_eq!(first_line(&mut native), "ready");
+    // What a child of the exec'd process writes after it exited, with the stream it
+    // inherited, still reaches `ctr task exec` ...
+    let out = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "late",
+        "drain-exec",
+        "sh",
+        "-c",
+        "(sleep 0.3; echo late) & echo early",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "early\nlate\n");
+    // ... but a child that keeps it open holds the exit for a bounded time only.
+    let out = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "held",
+        "drain-exec",
+        "sh",
+        "-c",
+        "sleep 60 & echo bye",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "bye\n");
+    let log = shim_log(&ctd, "drain-exec");
+    assert!(
+        log.contains(
+            "container drain-exec exec held: its output is still open 2000 ms after it \
+             exited (a process it started holds it); closing it to its reader and reporting the exit"
+        ),
+        "{log}"
+    );
+    kill_and_check_clean(&ctd, "drain-exec", native);
+}
