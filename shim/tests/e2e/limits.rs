@@ -23,9 +23,8 @@ fn wasm_memory_hog_gets_a_failed_grow_naming_the_limit() {
     assert!(out.stdout.contains("memhog holds 16 MiB"), "{out:?}");
     let refusal = "refused: the container's memory limit is 64.0 MiB (67108864 bytes)";
     assert!(out.stderr.contains(refusal), "{out:?}");
-    let log = shim_log(&ctd, "hog-wasm");
-    assert!(log.contains(refusal), "{log}");
-    assert!(log.contains("wasm guest trapped"), "{log}");
+    wait_for_log(&ctd, "hog-wasm", refusal);
+    let log = wait_for_log(&ctd, "hog-wasm", "wasm guest trapped");
     assert!(!log.contains("OOM killer"), "{log}");
     assert_clean(&ctd, "hog-wasm");
 }
@@ -56,10 +55,10 @@ fn native_memory_hog_is_oom_killed_with_an_event_and_a_reason() {
             "/tasks/delete"
         ]
     );
-    let log = shim_log(&ctd, "hog-native");
-    assert!(
-        log.contains("OOM killer killed a process of the container (memory limit 64.0 MiB)"),
-        "{log}"
+    wait_for_log(
+        &ctd,
+        "hog-native",
+        "OOM killer killed a process of the container (memory limit 64.0 MiB)",
     );
     assert_clean(&ctd, "hog-native");
 }
@@ -74,10 +73,10 @@ fn spinning_wasm_guest_is_interrupted_by_kill() {
     // SIGTERM: the guest never calls the host, so only the epoch check can stop it.
     assert_eq!(ctd.ctr(&["task", "kill", "spin-kill"]).code, 0);
     assert_eq!(finish(child).code, 143);
-    let log = shim_log(&ctd, "spin-kill");
-    assert!(
-        log.contains("wasm guest interrupted by signal 15 at its next epoch check"),
-        "{log}"
+    wait_for_log(
+        &ctd,
+        "spin-kill",
+        "wasm guest interrupted by signal 15 at its next epoch check",
     );
     assert_clean(&ctd, "spin-kill");
 }

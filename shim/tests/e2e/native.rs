@@ -279,13 +279,11 @@ fn output_written_before_the_exit_reaches_ctr_in_full() {
     ]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stdout, "bye\n");
-    let log = shim_log(&ctd, "drain-exec");
-    assert!(
-        log.contains(
-            "container drain-exec exec held: its output is still open 2000 ms after it \
-             exited (a process it started holds it); closing it to its reader and reporting the exit"
-        ),
-        "{log}"
+    wait_for_log(
+        &ctd,
+        "drain-exec",
+        "container drain-exec exec held: its output is still open 2000 ms after it exited \
+         (a process it started holds it); closing it to its reader and reporting the exit",
     );
     kill_and_check_clean(&ctd, "drain-exec", native);
 }

@@ -245,6 +245,24 @@ pub fn shim_log(ctd: &PrivateContainerd, id: &str) -> String {
         .join("\n")
 }
 
+/// The shim log lines for `id`, once one of them contains `needle`: containerd copies the
+/// shim's log FIFO into its own log on its own schedule, so a line the shim wrote just
+/// before an exit can reach the file after `ctr` has returned.
+pub fn wait_for_log(ctd: &PrivateContainerd, id: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = shim_log(ctd, id);
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A directory holding the shim under both names `make install` gives it
 /// (`containerd-shim-triage-v1`, `containerd-shim-wasmedge-v1`), for containerd's PATH.
 pub fn installed_shim_dir() -> tempfile::TempDir {

@@ -56,8 +56,7 @@ fn trap_is_nonzero_and_logged() {
     let out = run(&ctd, &[], WASM_IMAGE, "wasm-trap", &["/trap.wasm"]);
     assert_eq!(out.code, 134, "{out:?}");
     assert!(out.stdout.contains("about to trap"), "{out:?}");
-    let log = shim_log(&ctd, "wasm-trap");
-    assert!(log.contains("wasm guest trapped"), "{log}");
+    let log = wait_for_log(&ctd, "wasm-trap", "wasm guest trapped");
     assert!(log.contains("unreachable"), "{log}");
     assert_clean(&ctd, "wasm-trap");
 }
