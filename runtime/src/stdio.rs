@@ -293,6 +293,24 @@ mod tests {
         (dir, paths)
     }
 
+    /// A FIFO with a non-blocking reader open, relayed stdout for it, and the relays.
+    fn relayed_stdout() -> (
+        tempfile::TempDir,
+        std::fs::File,
+        std::fs::File,
+        OutputRelays,
+    ) {
+        let (dir, paths) = stdout_fifo();
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(dir.path().join("out"))
+            .unwrap();
+        let (stdio, relays) = ContainerStdio::open_relayed("c", &paths).unwrap();
+        drop(stdio.stderr);
+        (dir, reader, std::fs::File::from(stdio.stdout), relays)
+    }
+
     #[test]
     fn empty_paths_are_dev_null() {
         let stdio = ContainerStdio::open("c", &StdioPaths::default()).unwrap();
@@ -315,16 +333,8 @@ mod tests {
 
     #[test]
     fn relayed_output_survives_its_reader_going_away() {
-        let (dir, paths) = stdout_fifo();
+        let (dir, first_reader, mut out, relays) = relayed_stdout();
         let path = dir.path().join("out");
-        let first_reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .unwrap();
-        let (stdio, relays) = ContainerStdio::open_relayed("c", &paths).unwrap();
-        drop(stdio.stderr);
-        let mut out = std::fs::File::from(stdio.stdout);
         // The reader leaves: writes still succeed (the relay drops them) ...
         drop(first_reader);
         out.write_all(b"nobody hears this\n").unwrap();
@@ -343,23 +353,15 @@ mod tests {
     /// does on the exit) still gets all of it.
     #[test]
     fn relays_end_only_once_the_output_is_in_the_fifo() {
-        let (dir, paths) = stdout_fifo();
-        let path = dir.path().join("out");
-        let reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .unwrap();
-        let (stdio, relays) = ContainerStdio::open_relayed("c", &paths).unwrap();
-        drop(stdio.stderr);
+        let (_dir, reader, out, relays) = relayed_stdout();
         // More than a pipe and a FIFO hold: the writer finishes only as the reader reads.
         let sent = vec![b'x'; 512 * 1024];
         let writer = {
             let sent = sent.clone();
-            let mut out = std::fs::File::from(stdio.stdout);
+            let mut out = out;
             std::thread::spawn(move || out.write_all(&sent).unwrap())
         };
-        let mut reader = std::fs::File::from(OwnedFd::from(reader));
+        let mut reader = reader;
         let mut got = Vec::new();
         let mut buf = vec![0u8; 4096];
         // Read slowly while the writer (the "process") writes and the relay forwards; stop
@@ -382,16 +384,7 @@ mod tests {
     /// written before and then EOF, and later writes neither fail nor reach it.
     #[test]
     fn stopped_relays_close_the_fifo_and_discard_what_follows() {
-        let (dir, paths) = stdout_fifo();
-        let path = dir.path().join("out");
-        let mut reader = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .unwrap();
-        let (stdio, relays) = ContainerStdio::open_relayed("c", &paths).unwrap();
-        drop(stdio.stderr);
-        let mut holder = std::fs::File::from(stdio.stdout);
+        let (_dir, mut reader, mut holder, relays) = relayed_stdout();
         holder.write_all(b"before\n").unwrap();
         assert!(!relays.wait_ended(Duration::from_millis(50)));
         relays.stop();
