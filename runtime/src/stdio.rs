@@ -353,15 +353,13 @@ mod tests {
     /// does on the exit) still gets all of it.
     #[test]
     fn relays_end_only_once_the_output_is_in_the_fifo() {
-        let (_dir, reader, out, relays) = relayed_stdout();
+        let (_dir, mut reader, mut out, relays) = relayed_stdout();
         // More than a pipe and a FIFO hold: the writer finishes only as the reader reads.
         let sent = vec![b'x'; 512 * 1024];
         let writer = {
             let sent = sent.clone();
-            let mut out = out;
             std::thread::spawn(move || out.write_all(&sent).unwrap())
         };
-        let mut reader = reader;
         let mut got = Vec::new();
         let mut buf = vec![0u8; 4096];
         // Read slowly while the writer (the "process") writes and the relay forwards; stop
