@@ -50,22 +50,34 @@ impl ContainerStdio {
 /// stream to) and it has written what they wrote. The shim holds a process's exit until
 /// then, or until [`OutputRelays::stop`]: `ctr run` stops reading once it sees the exit,
 /// so output still in flight would be lost.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct OutputRelays {
-    running: Arc<(Mutex<usize>, Condvar)>,
-    /// Closing the write end wakes every relay (POLLHUP on the read end).
-    stop_read: Arc<OwnedFd>,
-    stop_write: Arc<Mutex<Option<OwnedFd>>>,
+    shared: Arc<RelayShared>,
+    /// Closing it wakes every relay (POLLHUP on `RelayShared::stop`).
+    stop_write: Mutex<Option<OwnedFd>>,
+}
+
+/// What the relay threads of one process share with it.
+#[derive(Debug)]
+struct RelayShared {
+    /// Relays not yet ended.
+    running: Mutex<usize>,
+    ended: Condvar,
+    /// Read end of the stop pipe.
+    stop: OwnedFd,
 }
 
 impl OutputRelays {
     /// No relays yet.
     pub fn new() -> std::io::Result<Self> {
-        let (stop_read, stop_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (stop, stop_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         Ok(Self {
-            running: Arc::default(),
-            stop_read: Arc::new(stop_read),
-            stop_write: Arc::new(Mutex::new(Some(stop_write))),
+            shared: Arc::new(RelayShared {
+                running: Mutex::new(0),
+                ended: Condvar::new(),
+                stop,
+            }),
+            stop_write: Mutex::new(Some(stop_write)),
         })
     }
 
@@ -74,35 +86,39 @@ impl OutputRelays {
     /// Output that cannot be written (no reader) is dropped.
     pub fn relay(&self, name: String, pipe: OwnedFd, fifo: OwnedFd) -> std::io::Result<()> {
         /// Counts its relay out when the thread ends, however it ends.
-        struct Running(Arc<(Mutex<usize>, Condvar)>);
+        struct Running(Arc<RelayShared>);
         impl Drop for Running {
             fn drop(&mut self) {
-                let (count, ended) = &*self.0;
-                *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-                ended.notify_all();
+                *self.0.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+                self.0.ended.notify_all();
             }
         }
-        *self.running.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        let running = Running(Arc::clone(&self.running));
-        let stop = Arc::clone(&self.stop_read);
+        *self
+            .shared
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) += 1;
+        let running = Running(Arc::clone(&self.shared));
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || {
-                let _running = running;
-                copy_until_end(pipe, fifo, &stop);
-            })
+            .spawn(move || copy_until_end(pipe, fifo, &running.0.stop))
             .map(drop)
     }
 
     /// Waits until every relay has ended, for at most `limit`. Returns whether they did
     /// (false: something still holds an output stream open).
     pub fn wait_ended(&self, limit: Duration) -> bool {
-        let (count, ended) = &*self.running;
-        let count = count.lock().unwrap_or_else(|p| p.into_inner());
-        let (count, _) = ended
-            .wait_timeout_while(count, limit, |running| *running > 0)
+        let running = self
+            .shared
+            .running
+            .lock()
             .unwrap_or_else(|p| p.into_inner());
-        *count == 0
+        let (running, _) = self
+            .shared
+            .ended
+            .wait_timeout_while(running, limit, |running| *running > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *running == 0
     }
 
     /// Stops forwarding: each relay writes what is already in its pipe, closes its FIFO
