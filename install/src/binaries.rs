@@ -19,6 +19,13 @@ pub fn install(shim: &Path, bindir: &Path) -> Result<Vec<PathBuf>, InstallError>
     let main = bindir.join(SHIM_NAMES[0]);
     let staging = bindir.join(format!(".{}.new", SHIM_NAMES[0]));
     std::fs::copy(shim, &staging).map_err(io("copy shim to", &staging))?;
+    // 0755 whatever the build's umask made of the source: containerd (root) runs it,
+    // nobody else may change it.
+    std::fs::set_permissions(
+        &staging,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .map_err(io("set the mode of", &staging))?;
     std::fs::rename(&staging, &main).map_err(io("move shim into", &main))?;
     let mut written = vec![main];
     for alias in &SHIM_NAMES[1..] {

@@ -56,11 +56,43 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), InstallError> {
         path: path.to_path_buf(),
         source,
     };
+    // A symlinked config (a config-management tool's, or /etc pointing elsewhere) is
+    // edited where it points: replacing the link with a file would cut it loose.
+    let resolved;
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            resolved = std::fs::canonicalize(path).map_err(|e| io("resolve the symlink", e))?;
+            resolved.as_path()
+        }
+        _ => path,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| io("create directory for", e))?;
     }
+    // The edited file keeps the mode and owner the old one had (a 0600 config stays
+    // 0600); a new one is 0644, as containerd's own.
+    let existing = std::fs::metadata(path).ok();
     let staging = path.with_extension("triage-new");
-    std::fs::write(&staging, text).map_err(|e| io("write", e))?;
+    let _ = std::fs::remove_file(&staging);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+        let mode = existing.as_ref().map_or(0o644, |m| m.mode() & 0o7777);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&staging)
+            .map_err(|e| io("write", e))?;
+        if let Some(meta) = &existing {
+            std::os::unix::fs::fchown(&file, Some(meta.uid()), Some(meta.gid()))
+                .map_err(|e| io("keep the owner of", e))?;
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| io("keep the mode of", e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| io("write", e))?;
+    }
     std::fs::rename(&staging, path).map_err(|e| io("replace", e))
 }
 

@@ -169,6 +169,62 @@ fn existing_config_is_edited_with_a_backup_and_restored_by_uninstall() {
 }
 
 #[test]
+fn a_private_symlinked_config_keeps_its_mode_owner_and_link() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: giving the config another owner needs root");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("dest");
+    let etc = dest.join("etc/containerd");
+    std::fs::create_dir_all(&etc).unwrap();
+    // The real file lives elsewhere (a config-management checkout), 0600, not root's.
+    let managed = work.path().join("managed");
+    std::fs::create_dir_all(&managed).unwrap();
+    let real = managed.join("containerd.toml");
+    std::fs::write(&real, "version = 2\n").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&real, Some(1234), Some(1234)).unwrap();
+    let config = etc.join("config.toml");
+    std::os::unix::fs::symlink(&real, &config).unwrap();
+    // A shim built under a tight umask.
+    let shim = fake_shim(work.path());
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    triage_install(
+        &dest,
+        &["install", "--shim", &shim, "--containerd-version", "1"],
+    );
+    let link = std::fs::symlink_metadata(&config).unwrap();
+    assert!(
+        link.file_type().is_symlink(),
+        "the link was replaced by a file"
+    );
+    let edited = std::fs::metadata(&real).unwrap();
+    assert_eq!(edited.mode() & 0o7777, 0o600);
+    assert_eq!((edited.uid(), edited.gid()), (1234, 1234));
+    assert!(std::fs::read_to_string(&real)
+        .unwrap()
+        .contains("io.containerd.triage.v1"));
+    let binary = dest.join("usr/local/bin/containerd-shim-triage-v1");
+    assert_eq!(
+        std::fs::metadata(&binary).unwrap().mode() & 0o7777,
+        0o755,
+        "{}",
+        binary.display()
+    );
+
+    triage_install(&dest, &["uninstall"]);
+    assert!(std::fs::symlink_metadata(&config)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "version = 2\n");
+    assert_eq!(std::fs::metadata(&real).unwrap().mode() & 0o7777, 0o600);
+}
+
+#[test]
 fn k3s_template_gets_the_triage_handler_and_loses_it_again() {
     let work = tempfile::tempdir().unwrap();
     let dest = work.path().join("dest");

@@ -131,6 +131,35 @@ pub fn nn_preload(
     Ok(list)
 }
 
+/// Every `triage.io/` annotation Triage reads.
+pub const KNOWN: &[&str] = &[
+    RUNTIME,
+    ARTIFACT_CACHE,
+    ENGINE,
+    SNAPSHOT,
+    SNAPSHOT_INIT,
+    NN_PRELOAD,
+    crate::cdi::GPU_ANNOTATION,
+];
+
+/// Refuses a `triage.io/` annotation that is not in [`KNOWN`], naming the first one (in
+/// key order) and the keys that exist.
+pub fn refuse_unknown(id: &str, annotations: &HashMap<String, String>) -> Result<(), PlanError> {
+    let mut unknown: Vec<&String> = annotations
+        .keys()
+        .filter(|k| k.starts_with("triage.io/") && !KNOWN.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    match unknown.first() {
+        None => Ok(()),
+        Some(key) => Err(PlanError::UnknownAnnotation {
+            id: id.to_owned(),
+            key: (*key).clone(),
+            known: KNOWN.join(", "),
+        }),
+    }
+}
+
 /// What Triage's own `triage.io/runtime` annotation asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuntimeChoice {
@@ -203,6 +232,29 @@ pub fn crun_wasm_hint(annotations: &HashMap<String, String>) -> Option<CrunWasmH
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_triage_keys_are_refused_by_name() {
+        let mut annotations: HashMap<String, String> = [
+            (RUNTIME, "wasm"),
+            ("io.kubernetes.cri.sandbox-id", "x"),
+            ("module.wasm.image/variant", "compat"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert!(refuse_unknown("c1", &annotations).is_ok());
+        annotations.insert("triage.io/snapshots".into(), "off".into());
+        annotations.insert("triage.io/zzz".into(), "1".into());
+        let err = refuse_unknown("c1", &annotations).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "container c1: annotation triage.io/snapshots is not one Triage knows (known: triage.io/runtime, "
+            ),
+            "{err}"
+        );
+        assert!(err.contains("triage.io/snapshot,"), "{err}");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -29,6 +29,7 @@ pub fn plan_workload(
         return Err(PlanError::EmptyArgs { id: id.to_owned() });
     };
     let annotations = bundle.annotations();
+    annotations::refuse_unknown(id, &annotations)?;
     // A pod's pause container carries the pod's annotations (which may ask for Wasm
     // for the pod's workloads) but is always the native sandbox process.
     if annotations::is_cri_sandbox(&annotations) {

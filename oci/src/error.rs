@@ -105,6 +105,17 @@ pub enum PlanError {
         /// What it may be.
         expected: &'static str,
     },
+    /// A `triage.io/` annotation that Triage does not read (a typo would otherwise be
+    /// ignored without a word).
+    #[error("container {id}: annotation {key} is not one Triage knows (known: {known})")]
+    UnknownAnnotation {
+        /// Container id.
+        id: String,
+        /// The key found.
+        key: String,
+        /// The keys Triage reads.
+        known: String,
+    },
     /// `triage.io/nn-preload` does not parse.
     #[error("container {id}: annotation triage.io/nn-preload: {reason}")]
     NnPreload {

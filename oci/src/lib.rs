@@ -12,6 +12,7 @@ pub mod cdi;
 pub mod engine;
 pub mod entrypoint;
 pub mod error;
+pub mod guest_view;
 pub mod image;
 pub mod nn;
 pub mod node_profile;

@@ -74,6 +74,9 @@ pub struct CdiSettings {
     /// Spec directories, lowest priority first: a device defined in a later directory
     /// replaces the same device from an earlier one.
     pub spec_dirs: Vec<std::path::PathBuf>,
+    /// The devices a container may ask for with `triage.io/gpu`: `vendor.com/class=name`
+    /// or `vendor.com/class=*`. Default: none (devices come from containerd's CDI).
+    pub annotation_devices: Vec<String>,
 }
 
 impl Default for CdiSettings {
@@ -83,6 +86,7 @@ impl Default for CdiSettings {
                 .iter()
                 .map(std::path::PathBuf::from)
                 .collect(),
+            annotation_devices: Vec::new(),
         }
     }
 }
@@ -166,6 +170,7 @@ impl NodeProfile {
     /// preload = ["digits:ONNX:CPU:/var/lib/triage/models/digits.onnx"]
     /// [cdi]
     /// spec_dirs = ["/etc/cdi", "/var/run/cdi"]   # lowest priority first
+    /// annotation_devices = ["nvidia.com/gpu=*"]  # what triage.io/gpu may ask for (default: none)
     /// ```
     pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ProfileError> {
         let error = |reason: String| ProfileError {
@@ -298,7 +303,28 @@ fn cdi_settings(table: &dyn toml_edit::TableLike) -> Result<CdiSettings, String>
                     })
                     .collect::<Result<_, _>>()?;
             }
-            other => return Err(format!("unknown key cdi.{other} (expected spec_dirs)")),
+            "annotation_devices" => {
+                let list = value
+                    .as_array()
+                    .ok_or("cdi.annotation_devices: expected a list of vendor.com/class=name")?;
+                settings.annotation_devices = list
+                    .iter()
+                    .map(|entry| {
+                        let text = entry.as_str().ok_or_else(|| {
+                            format!("cdi.annotation_devices: {entry} is not a device name")
+                        })?;
+                        let name = text.replace("=*", "=any");
+                        crate::cdi::QualifiedName::parse(&name)
+                            .map(|_| text.to_owned())
+                            .map_err(|e| format!("cdi.annotation_devices: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown key cdi.{other} (expected spec_dirs, annotation_devices)"
+                ))
+            }
         }
     }
     Ok(settings)
@@ -470,9 +496,21 @@ mod tests {
             err("[cdi]\nspec_dirs = \"/etc/cdi\"\n"),
             "node profile /etc/triage/config.toml: cdi.spec_dirs: expected a list of directories"
         );
-        assert!(
-            err("[cdi]\nspec_dir = []\n").contains("unknown key cdi.spec_dir (expected spec_dirs)")
+        assert!(err("[cdi]\nspec_dir = []\n")
+            .contains("unknown key cdi.spec_dir (expected spec_dirs, annotation_devices)"));
+        // What triage.io/gpu may name: devices or whole kinds, none by default.
+        assert!(none.cdi.annotation_devices.is_empty());
+        let allowed = NodeProfile::from_toml(
+            "p",
+            "[cdi]\nannotation_devices = [\"nvidia.com/gpu=*\", \"example.com/fpga=1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            allowed.cdi.annotation_devices,
+            ["nvidia.com/gpu=*", "example.com/fpga=1"]
         );
+        assert!(err("[cdi]\nannotation_devices = [\"gpu\"]\n")
+            .contains("cdi.annotation_devices: \"gpu\" is not of the form vendor.com/class=name"));
         assert!(
             err("[cdi]\nspec_dirs = [1]\n").contains("cdi.spec_dirs: 1 is not a directory name")
         );

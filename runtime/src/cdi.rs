@@ -125,14 +125,15 @@ impl InjectedDevices {
 pub fn inject_devices(
     id: &str,
     spec: &mut Spec,
-    dirs: &[PathBuf],
+    settings: &triage_oci::CdiSettings,
 ) -> Result<Option<InjectedDevices>, CdiError> {
     let annotations = spec.annotations().clone().unwrap_or_default();
     let requested = requested_devices(id, &annotations)?;
     if requested.is_empty() {
         return Ok(None);
     }
-    let resolved = load_registry(dirs).resolve(id, &requested)?;
+    triage_oci::cdi::check_consent(id, &requested, &settings.annotation_devices)?;
+    let resolved = load_registry(&settings.spec_dirs).resolve(id, &requested)?;
     let edits = resolved.complete(id, &StatHostDeviceNodes)?;
     let names: Vec<String> = requested.iter().map(ToString::to_string).collect();
     let applied = edits.apply_to(id, &names.join(", "), spec)?;
@@ -204,12 +205,16 @@ mod tests {
     fn devices_are_injected_with_host_numbers() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("example.yaml"), DEVICES).unwrap();
-        let dirs = [dir.path().to_path_buf()];
+        let settings = triage_oci::CdiSettings {
+            spec_dirs: vec![dir.path().to_path_buf()],
+            annotation_devices: vec!["example.com/device=*".to_owned()],
+        };
+        let dirs = &settings;
         let mut spec = spec_with(None);
-        assert_eq!(inject_devices("c", &mut spec, &dirs).unwrap(), None);
+        assert_eq!(inject_devices("c", &mut spec, dirs).unwrap(), None);
 
         let mut spec = spec_with(Some("example.com/device=zero"));
-        let injected = inject_devices("c", &mut spec, &dirs).unwrap().unwrap();
+        let injected = inject_devices("c", &mut spec, dirs).unwrap().unwrap();
         assert!(injected.applied.changed);
         assert_eq!(
             injected.describe(),
@@ -222,7 +227,7 @@ mod tests {
         assert_eq!((device.major(), device.minor()), (1, 5));
 
         let mut spec = spec_with(Some("example.com/device=gone"));
-        let err = inject_devices("job-3", &mut spec, &dirs).unwrap_err();
+        let err = inject_devices("job-3", &mut spec, dirs).unwrap_err();
         assert!(
             err.to_string().starts_with(
                 "container job-3: CDI device example.com/device=gone: host device node /dev/triage-gone-device for /dev/triage-gone-device: "
@@ -231,7 +236,7 @@ mod tests {
         );
         std::fs::write(dir.path().join("bad.yaml"), "kind: [").unwrap();
         let mut spec = spec_with(Some("example.com/device=nope"));
-        let err = inject_devices("job-4", &mut spec, &dirs)
+        let err = inject_devices("job-4", &mut spec, dirs)
             .unwrap_err()
             .to_string();
         assert!(

@@ -1,124 +1,48 @@
-//! Container helper processes: the shim execs itself to run libcontainer single-threaded.
+//! Container helper processes: the shim's one face for running libcontainer single-threaded.
 //!
 //! The shim's own process has ttrpc, reaper and event threads; `fork` there could leave
 //! a child holding locks no thread will release. So each libcontainer call (create,
-//! start, delete) runs in a fresh exec of this binary, which has one thread. The helper
-//! gets the container's stdio as fds 0-2, a report pipe as fd 3 and the shim log as
-//! fd 4, and answers with one [`Reply`] line.
+//! start, exec, pause, resume, kill, delete) runs in a fresh exec of this binary, which
+//! has one thread. [`Helpers::container`] is the typed face of that: one method per
+//! verb. What travels between the two halves (fd numbers, request, reply) is
+//! `triage_runtime::container::wire`; this module spawns, feeds and waits.
+//!
+//! What a helper gets of the node, since a Wasm container's init is a fork of it that never
+//! execs: its executable through a read-only mount (its `/proc/<pid>/exe` cannot be
+//! reopened for writing), an allow-listed environment, the request on a pipe (not argv),
+//! and a log pipe the shim relays (not the shim's log FIFO).
 
 use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 use nix::fcntl::{fcntl, FcntlArg};
-use serde::{Deserialize, Serialize};
 use triage_oci::WorkloadPlan;
 use triage_runtime::container::{
     self,
-    reply::{Reply, LOG_FD, REPORT_FD, START_CLOCK_FD},
+    wire::{
+        Reply, Request, HELPER_PATH, LOG_FD, PASSED_ENVIRONMENT, REPORT_FD, REQUEST_FD,
+        START_CLOCK_FD,
+    },
 };
 use triage_runtime::engine::cache::CacheSettings;
 use triage_runtime::stdio::ContainerStdio;
 
+use crate::log_relay::LogRelay;
 use crate::reaper::ExitRegistry;
 
-/// argv[1] that turns this binary into a helper.
-pub const HELPER_ARG: &str = "__triage-container";
+pub use triage_runtime::container::wire::HELPER_ARG;
 
-/// What a helper is asked to do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum HelperRequest {
-    /// Create the container of `plan` in `bundle`.
-    Create {
-        /// The decided plan.
-        plan: Box<WorkloadPlan>,
-        /// Bundle directory.
-        bundle: PathBuf,
-        /// Where to send the terminal's master, for a container with a terminal.
-        console_socket: Option<PathBuf>,
-        /// The node's artifact cache.
-        cache: CacheSettings,
-        /// The node's wasi-nn backends and models (`[nn]` of the node profile).
-        nn: triage_oci::NnSettings,
-    },
-    /// Start a created container.
-    Start {
-        /// Container id.
-        id: String,
-        /// Bundle directory.
-        bundle: PathBuf,
-    },
-    /// Run a process (runtime-spec `Process` JSON in a file) in a running container.
-    Exec {
-        /// Container id.
-        id: String,
-        /// Bundle directory.
-        bundle: PathBuf,
-        /// The process file.
-        process: PathBuf,
-        /// Where to send the terminal's master, for a process with a terminal.
-        console_socket: Option<PathBuf>,
-    },
-    /// Freeze a running container.
-    Pause {
-        /// Container id.
-        id: String,
-        /// Bundle directory.
-        bundle: PathBuf,
-    },
-    /// Thaw a paused container.
-    Resume {
-        /// Container id.
-        id: String,
-        /// Bundle directory.
-        bundle: PathBuf,
-    },
-    /// Signal every process of a container (`kill --all`).
-    KillAll {
-        /// Container id.
-        id: String,
-        /// Bundle directory.
-        bundle: PathBuf,
-        /// Signal number.
-        signal: i32,
-    },
-    /// Remove a container's remains (processes, cgroup, state).
-    Delete {
-        /// Container id.
-        id: String,
-        /// Bundle directory.
-        bundle: PathBuf,
-    },
-}
-
-impl HelperRequest {
-    fn id(&self) -> &str {
-        match self {
-            Self::Create { plan, .. } => &plan.id,
-            Self::Start { id, .. }
-            | Self::Exec { id, .. }
-            | Self::Pause { id, .. }
-            | Self::Resume { id, .. }
-            | Self::KillAll { id, .. }
-            | Self::Delete { id, .. } => id,
-        }
-    }
-
-    fn verb(&self) -> &'static str {
-        match self {
-            Self::Create { .. } => "create",
-            Self::Start { .. } => "start",
-            Self::Exec { .. } => "exec",
-            Self::Pause { .. } => "pause",
-            Self::Resume { .. } => "resume",
-            Self::KillAll { .. } => "kill",
-            Self::Delete { .. } => "delete",
-        }
-    }
-}
+/// How long a create helper may take (compiling a large module, preparing models and
+/// libcontainer's set-up included) before it is killed and Create fails.
+const CREATE_DEADLINE: Duration = Duration::from_secs(300);
+/// How long any other helper may take.
+const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Why a helper call failed.
 #[derive(Debug, thiserror::Error)]
@@ -146,101 +70,354 @@ pub enum HelperError {
         /// Its exit status.
         status: u32,
     },
+    /// The helper did not answer in time and was killed.
+    #[error("container {id}: {verb} did not finish within {seconds} s; its helper was killed")]
+    Deadline {
+        /// Container id.
+        id: String,
+        /// The operation.
+        verb: &'static str,
+        /// The deadline.
+        seconds: u64,
+    },
 }
 
-/// Runs one helper to completion and returns the init pid it reported (after a create).
-pub fn call(
-    request: &HelperRequest,
-    stdio: Option<ContainerStdio>,
-    log: Option<&File>,
-    exits: &ExitRegistry,
-) -> Result<Option<i32>, HelperError> {
-    call_with_clock(request, stdio, None, log, exits)
+/// The shim binary, as helpers are executed from it.
+enum Executable {
+    /// An `O_PATH` descriptor through a read-only copy of its mount.
+    ReadOnly(OwnedFd),
+    /// `/proc/self/exe`, where no read-only mount could be made (logged).
+    Plain,
 }
 
-/// [`call`], giving the helper (and the init a create forks) `start_clock` as its
-/// [`START_CLOCK_FD`].
-pub fn call_with_clock(
-    request: &HelperRequest,
-    stdio: Option<ContainerStdio>,
-    start_clock: Option<OwnedFd>,
-    log: Option<&File>,
-    exits: &ExitRegistry,
-) -> Result<Option<i32>, HelperError> {
-    let id = request.id().to_owned();
-    let verb = request.verb();
-    let spawn_err = |source| HelperError::Spawn {
-        id: id.clone(),
-        verb,
-        source,
-    };
-    let json = serde_json::to_string(request).map_err(|e| spawn_err(io::Error::other(e)))?;
-    let (report_read, pipe_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| spawn_err(e.into()))?;
-    // Park the child's fds above the range dup2 will write, so no source is clobbered.
-    let report_write = dup_high(&pipe_write).map_err(spawn_err)?;
-    drop(pipe_write);
-    let log = log.map(dup_high).transpose().map_err(spawn_err)?;
-    let start_clock = start_clock
-        .as_ref()
-        .map(dup_high)
-        .transpose()
-        .map_err(spawn_err)?;
-
-    let mut command = Command::new("/proc/self/exe");
-    command
-        .arg(HELPER_ARG)
-        .arg(json)
-        .envs(triage_runtime::nn::BACKEND_ENVIRONMENT.iter().copied());
-    match stdio {
-        Some(s) => command
-            .stdin(Stdio::from(s.stdin))
-            .stdout(Stdio::from(s.stdout))
-            .stderr(Stdio::from(s.stderr)),
-        None => command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    };
-    let report_raw = report_write.as_raw_fd();
-    let log_raw = log.as_ref().map(|l| l.as_raw_fd());
-    let clock_raw = start_clock.as_ref().map(|c| c.as_raw_fd());
-    // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::dup2(report_raw, REPORT_FD) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(log) = log_raw {
-                if libc::dup2(log, LOG_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if let Some(clock) = clock_raw {
-                if libc::dup2(clock, START_CLOCK_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
+impl Executable {
+    fn path(&self) -> String {
+        match self {
+            Self::ReadOnly(fd) => format!("/proc/self/fd/{}", fd.as_raw_fd()),
+            Self::Plain => "/proc/self/exe".to_owned(),
+        }
     }
-    let child = command.spawn().map_err(spawn_err)?;
-    // Our copies must close, or the pipe never reaches EOF.
-    drop(command);
-    drop(report_write);
-    drop(log);
-    drop(start_clock);
+}
 
-    let reply = Reply::read_from(File::from(report_read));
-    let exit = exits.wait(child.id() as i32);
-    match reply {
-        Some(Reply::Done { pid }) if exit.status == 0 => Ok(pid),
-        Some(Reply::Failed { message }) => Err(HelperError::Failed(message)),
-        _ => Err(HelperError::Silent {
+/// Runs helpers for the containers of one shim.
+pub struct Helpers {
+    exe: Executable,
+    log: Option<File>,
+    exits: Arc<ExitRegistry>,
+}
+
+impl Helpers {
+    /// Helpers whose logs go to `log` (relayed) and whose exits `exits` reports.
+    pub fn new(log: Option<File>, exits: Arc<ExitRegistry>) -> Self {
+        let exe = match triage_runtime::read_only::executable(Path::new("/proc/self/exe")) {
+            Ok(fd) => Executable::ReadOnly(fd),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot open the shim binary through a read-only mount ({e}); helpers run from /proc/self/exe"
+                );
+                Executable::Plain
+            }
+        };
+        Self { exe, log, exits }
+    }
+
+    /// The helper-run face of container `id` in `bundle`.
+    pub fn container<'a>(&'a self, id: &'a str, bundle: &'a Path) -> HelperContainer<'a> {
+        HelperContainer {
+            helpers: self,
             id,
+            bundle,
+        }
+    }
+}
+
+/// One container, each verb run by a helper.
+pub struct HelperContainer<'a> {
+    helpers: &'a Helpers,
+    id: &'a str,
+    bundle: &'a Path,
+}
+
+/// What a create needs besides the container's id and bundle.
+pub struct CreateRequest {
+    /// The decided plan.
+    pub plan: WorkloadPlan,
+    /// Where libcontainer sends a terminal's master.
+    pub console_socket: Option<std::path::PathBuf>,
+    /// The node's artifact cache.
+    pub cache: CacheSettings,
+    /// The node's wasi-nn settings.
+    pub nn: triage_oci::NnSettings,
+    /// The container's stdio (none with a terminal).
+    pub stdio: Option<ContainerStdio>,
+    /// The read end of the Start clock pipe.
+    pub start_clock: OwnedFd,
+}
+
+impl HelperContainer<'_> {
+    /// Creates the container; returns its init's pid. A create that fails, or outlives
+    /// its deadline, leaves no container behind.
+    pub fn create(&self, create: CreateRequest) -> Result<i32, HelperError> {
+        let request = Request::Create {
+            plan: Box::new(create.plan),
+            bundle: self.bundle.to_path_buf(),
+            console_socket: create.console_socket,
+            cache: create.cache,
+            nn: create.nn,
+        };
+        let result = self.call(
+            &request,
+            create.stdio,
+            Some(create.start_clock),
+            CREATE_DEADLINE,
+        );
+        if let Err(HelperError::Deadline { .. }) = &result {
+            // The killed helper may have forked the init already.
+            if let Err(e) = self.delete() {
+                tracing::warn!(
+                    "container {}: removing it after a stuck create: {e}",
+                    self.id
+                );
+            }
+        }
+        result?.ok_or_else(|| {
+            HelperError::Failed(format!(
+                "container {}: create reported no init pid",
+                self.id
+            ))
+        })
+    }
+
+    /// Starts a created container whose spec has poststart hooks (they run as processes).
+    pub fn start(&self) -> Result<(), HelperError> {
+        self.simple(Request::Start {
+            id: self.id.to_owned(),
+            bundle: self.bundle.to_path_buf(),
+        })
+    }
+
+    /// Runs the process of the runtime-spec `Process` file `process`; returns its pid.
+    pub fn exec(
+        &self,
+        process: &Path,
+        console_socket: Option<&Path>,
+        stdio: Option<ContainerStdio>,
+    ) -> Result<i32, HelperError> {
+        let request = Request::Exec {
+            id: self.id.to_owned(),
+            bundle: self.bundle.to_path_buf(),
+            process: process.to_path_buf(),
+            console_socket: console_socket.map(Path::to_path_buf),
+        };
+        self.call(&request, stdio, None, DEADLINE)?.ok_or_else(|| {
+            HelperError::Failed(format!("container {}: exec reported no pid", self.id))
+        })
+    }
+
+    /// Freezes the container.
+    pub fn pause(&self) -> Result<(), HelperError> {
+        self.simple(Request::Pause {
+            id: self.id.to_owned(),
+            bundle: self.bundle.to_path_buf(),
+        })
+    }
+
+    /// Thaws the container.
+    pub fn resume(&self) -> Result<(), HelperError> {
+        self.simple(Request::Resume {
+            id: self.id.to_owned(),
+            bundle: self.bundle.to_path_buf(),
+        })
+    }
+
+    /// Sends `signal` to every process of the container.
+    pub fn kill_all(&self, signal: i32) -> Result<(), HelperError> {
+        self.simple(Request::KillAll {
+            id: self.id.to_owned(),
+            bundle: self.bundle.to_path_buf(),
+            signal,
+        })
+    }
+
+    /// Removes what is left of the container: processes, cgroup, state.
+    pub fn delete(&self) -> Result<(), HelperError> {
+        self.simple(Request::Delete {
+            id: self.id.to_owned(),
+            bundle: self.bundle.to_path_buf(),
+        })
+    }
+
+    fn simple(&self, request: Request) -> Result<(), HelperError> {
+        self.call(&request, None, None, DEADLINE).map(drop)
+    }
+
+    /// Runs one helper to completion: spawns it, writes the request to its pipe and
+    /// reads its reply, killing it at `deadline`.
+    fn call(
+        &self,
+        request: &Request,
+        stdio: Option<ContainerStdio>,
+        start_clock: Option<OwnedFd>,
+        deadline: Duration,
+    ) -> Result<Option<i32>, HelperError> {
+        let id = request.id().to_owned();
+        let verb = request.verb();
+        let spawn_err = |source| HelperError::Spawn {
+            id: id.clone(),
             verb,
-            status: exit.status,
-        }),
+            source,
+        };
+        let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+        let (report_read, report_write) =
+            nix::unistd::pipe2(cloexec).map_err(|e| spawn_err(e.into()))?;
+        let (request_read, request_write) =
+            nix::unistd::pipe2(cloexec).map_err(|e| spawn_err(e.into()))?;
+        let relay = match &self.helpers.log {
+            Some(sink) => Some(LogRelay::spawn(&id, sink).map_err(spawn_err)?),
+            None => None,
+        };
+        // Park the child's fds above the range dup2 will write, so no source is clobbered.
+        let parked = [
+            (REPORT_FD, Some(dup_high(&report_write).map_err(spawn_err)?)),
+            (
+                REQUEST_FD,
+                Some(dup_high(&request_read).map_err(spawn_err)?),
+            ),
+            (
+                LOG_FD,
+                relay
+                    .as_ref()
+                    .map(|r| dup_high(r.writer()))
+                    .transpose()
+                    .map_err(spawn_err)?,
+            ),
+            (
+                START_CLOCK_FD,
+                start_clock
+                    .as_ref()
+                    .map(dup_high)
+                    .transpose()
+                    .map_err(spawn_err)?,
+            ),
+        ];
+        drop((report_write, request_read));
+
+        let mut command = Command::new(self.helpers.exe.path());
+        command
+            .arg0("containerd-shim-triage-v1")
+            // The verb and container id (no secret) say on the node's process list what
+            // the helper does; the request itself comes through its pipe.
+            .args([HELPER_ARG, verb, id.as_str()])
+            .env_clear()
+            .env("PATH", HELPER_PATH)
+            .envs(
+                PASSED_ENVIRONMENT
+                    .iter()
+                    .filter_map(|key| std::env::var_os(key).map(|value| (key, value))),
+            )
+            .envs(triage_runtime::nn::BACKEND_ENVIRONMENT.iter().copied());
+        match stdio {
+            Some(s) => command
+                .stdin(Stdio::from(s.stdin))
+                .stdout(Stdio::from(s.stdout))
+                .stderr(Stdio::from(s.stderr)),
+            None => command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        };
+        let moves: Vec<(i32, i32)> = parked
+            .iter()
+            .filter_map(|(target, fd)| fd.as_ref().map(|fd| (fd.as_raw_fd(), *target)))
+            .collect();
+        // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                for &(from, to) in &moves {
+                    if libc::dup2(from, to) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(spawn_err)?;
+        // Our copies must close, or the pipes never reach EOF.
+        drop(command);
+        drop(parked);
+        drop(start_clock);
+        let pid = child.id() as i32;
+
+        // The request may be larger than a pipe holds: the helper reads it to EOF first.
+        let mut request_write = File::from(request_write);
+        let sent = request_write.write_all(&request.encode());
+        drop(request_write);
+        if let Err(e) = sent {
+            tracing::warn!("container {id}: sending the {verb} request: {e}");
+        }
+
+        let reply = match read_reply(report_read, deadline) {
+            Some(reply) => reply,
+            None => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                self.helpers.exits.wait(pid);
+                tracing::error!(
+                    "container {id}: {verb} helper killed after {} s without finishing",
+                    deadline.as_secs()
+                );
+                return Err(HelperError::Deadline {
+                    id,
+                    verb,
+                    seconds: deadline.as_secs(),
+                });
+            }
+        };
+        let exit = self.helpers.exits.wait(pid);
+        if let Some(relay) = relay {
+            relay.settle();
+        }
+        match reply {
+            Some(Reply::Done { pid }) if exit.status == 0 => Ok(pid),
+            Some(Reply::Failed { message }) => Err(HelperError::Failed(message)),
+            _ => Err(HelperError::Silent {
+                id,
+                verb,
+                status: exit.status,
+            }),
+        }
+    }
+}
+
+/// Reads the helper's replies to end of file, or gives up at `deadline` (`None`).
+fn read_reply(report: OwnedFd, deadline: Duration) -> Option<Option<Reply>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let until = std::time::Instant::now() + deadline;
+    let mut bytes = Vec::new();
+    let mut file = File::from(report);
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let millis = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, millis) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return Some(None),
+        }
+        let mut chunk = [0u8; 4096];
+        match io::Read::read(&mut file, &mut chunk) {
+            Ok(0) => return Some(Reply::read_from(&bytes[..])),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Some(Reply::read_from(&bytes[..])),
+        }
     }
 }
 
@@ -250,8 +427,9 @@ fn dup_high(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// The helper's `main`: runs one request and reports on fd 3. Returns the exit status.
-pub fn main(args: &[String]) -> i32 {
+/// The helper's `main`: reads one request from its pipe, runs it and reports on fd 3.
+/// Returns the exit status.
+pub fn main() -> i32 {
     // Rust ignores SIGPIPE at start-up; a native workload must get the default back.
     // SAFETY: restoring a default disposition in a single-threaded process.
     unsafe {
@@ -269,10 +447,13 @@ pub fn main(args: &[String]) -> i32 {
         FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
 
-    let request: HelperRequest = match args.first().map(|a| serde_json::from_str(a)) {
-        Some(Ok(r)) => r,
-        other => {
-            let message = format!("helper: bad request {other:?}");
+    // SAFETY: REQUEST_FD is the request pipe the shim set up; read whole, then closed
+    // (dropped here), so the container's init never holds it.
+    let request = Request::read_from(unsafe { File::from_raw_fd(REQUEST_FD) });
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("helper: {e}");
             Reply::Failed { message }.write_to(&report);
             return 2;
         }
@@ -291,7 +472,7 @@ pub fn main(args: &[String]) -> i32 {
     let span = tracing::info_span!("helper", id = %request.id(), verb = request.verb());
     let _guard = span.enter();
     let result = match &request {
-        HelperRequest::Create {
+        Request::Create {
             plan,
             bundle,
             console_socket,
@@ -306,19 +487,19 @@ pub fn main(args: &[String]) -> i32 {
             nn,
         )
         .map(Some),
-        HelperRequest::Start { id, bundle } => container::start(id, bundle).map(|()| None),
-        HelperRequest::Exec {
+        Request::Start { id, bundle } => container::start(id, bundle).map(|()| None),
+        Request::Exec {
             id,
             bundle,
             process,
             console_socket,
         } => container::exec(id, bundle, process, console_socket.as_deref()).map(Some),
-        HelperRequest::Pause { id, bundle } => container::pause(id, bundle).map(|()| None),
-        HelperRequest::Resume { id, bundle } => container::resume(id, bundle).map(|()| None),
-        HelperRequest::KillAll { id, bundle, signal } => {
+        Request::Pause { id, bundle } => container::pause(id, bundle).map(|()| None),
+        Request::Resume { id, bundle } => container::resume(id, bundle).map(|()| None),
+        Request::KillAll { id, bundle, signal } => {
             container::kill_all(id, bundle, *signal).map(|()| None)
         }
-        HelperRequest::Delete { id, bundle } => container::delete(id, bundle).map(|()| None),
+        Request::Delete { id, bundle } => container::delete(id, bundle).map(|()| None),
     };
     match result {
         Ok(pid) => {

@@ -7,6 +7,7 @@ mod console;
 mod events;
 mod helper;
 mod image;
+mod log_relay;
 mod logging;
 mod options;
 mod profile;
@@ -16,7 +17,7 @@ mod task;
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some(helper::HELPER_ARG) {
-        std::process::exit(helper::main(&argv[2..]));
+        std::process::exit(helper::main());
     }
     if matches!(
         argv.get(1).map(String::as_str),

@@ -24,6 +24,18 @@ pub enum CdiError {
         /// What it may be.
         expected: &'static str,
     },
+    /// The node does not let containers ask for this device by annotation.
+    #[error("container {id}: CDI device {device} may not be requested by annotation {key} on this node (the node profile's [cdi] annotation_devices allows {allowed}); devices a device plugin or DRA assigns reach containers through containerd's own CDI injection")]
+    NotAllowed {
+        /// Container id.
+        id: String,
+        /// The annotation key.
+        key: &'static str,
+        /// The requested device.
+        device: String,
+        /// What the node allows, as text.
+        allowed: String,
+    },
     /// No loaded spec file defines the requested device's kind.
     #[error("container {id}: CDI device {device} is not defined: no CDI spec for kind {} in {searched}{notes}", kind_of(.device))]
     UnknownKind {

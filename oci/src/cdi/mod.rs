@@ -20,8 +20,8 @@ pub use error::CdiError;
 pub use name::{DeviceKind, QualifiedName};
 pub use registry::{CdiRegistry, LoadedSpec, ResolvedDevice, ResolvedDevices, SkippedSpecFile};
 pub use request::{
-    parse_device_request, requested_devices, CRI_ANNOTATION_PREFIX, DEFAULT_GPU_KIND,
-    GPU_ANNOTATION,
+    check_consent, parse_device_request, requested_devices, CRI_ANNOTATION_PREFIX,
+    DEFAULT_GPU_KIND, GPU_ANNOTATION,
 };
 pub use spec::CdiSpec;
 

@@ -73,9 +73,61 @@ pub fn parse_device_request(id: &str, value: &str) -> Result<Vec<QualifiedName>,
     Ok(devices)
 }
 
+/// Refuses a device the node's `[cdi] annotation_devices` does not allow: each entry is
+/// `vendor.com/class=name` (that device) or `vendor.com/class=*` (any device of the
+/// kind, `all` included). The default allows none: a pod spec alone grants no device.
+pub fn check_consent(
+    id: &str,
+    requested: &[QualifiedName],
+    allowed: &[String],
+) -> Result<(), CdiError> {
+    let permits = |device: &QualifiedName| {
+        allowed.iter().any(|pattern| match pattern.split_once('=') {
+            Some((kind, "*")) => kind == device.kind.to_string(),
+            Some(_) => *pattern == device.to_string(),
+            None => false,
+        })
+    };
+    match requested.iter().find(|device| !permits(device)) {
+        None => Ok(()),
+        Some(device) => Err(CdiError::NotAllowed {
+            id: id.to_owned(),
+            key: GPU_ANNOTATION,
+            device: device.to_string(),
+            allowed: if allowed.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed.join(", ")
+            },
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_devices_the_node_allows_may_be_asked_for() {
+        let asked =
+            parse_device_request("c1", "example.com/device=zero,nvidia.com/gpu=all").unwrap();
+        let err = check_consent("c1", &asked, &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("container c1: CDI device example.com/device=zero may not be requested by annotation triage.io/gpu on this node (the node profile's [cdi] annotation_devices allows none)"),
+            "{err}"
+        );
+        let some = vec!["example.com/device=zero".to_owned()];
+        let err = check_consent("c1", &asked, &some).unwrap_err().to_string();
+        assert!(
+            err.contains("CDI device nvidia.com/gpu=all may not"),
+            "{err}"
+        );
+        let kinds = vec![
+            "example.com/device=zero".to_owned(),
+            "nvidia.com/gpu=*".to_owned(),
+        ];
+        assert!(check_consent("c1", &asked, &kinds).is_ok());
+    }
 
     fn names(value: &str) -> Vec<String> {
         parse_device_request("c", value)

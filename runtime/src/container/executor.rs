@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 use triage_oci::{ModuleSource, Preopen, WasmPlan, WorkloadKind, WorkloadPlan};
 
-use super::reply::Reply;
+use super::preload::NnPrepared;
+use super::wire::Reply;
 use crate::engine::{self, GuestExit, GuestInterrupt, GuestInvocation, PreparedGuest};
 
 /// Signals whose default action ends a process. A Wasm guest cannot handle signals, so
@@ -26,143 +27,6 @@ const TERMINATING_SIGNALS: &[libc::c_int] = &[
     libc::SIGUSR2,
     libc::SIGALRM,
 ];
-
-/// The guest prepared in `validate` (before the start signal), run in `exec`.
-/// One per init process: this code runs in the container's own process.
-static PREPARED: Mutex<Option<Box<dyn PreparedGuest + Send>>> = Mutex::new(None);
-
-/// The node's artifact cache, opened once per Create for the compiled module and the
-/// prepared wasi-nn graphs; `None` for a native plan, `triage.io/cache: off`, no cache
-/// directory, or a cache that cannot be used (logged: the container then compiles and
-/// builds its graphs itself).
-pub fn open_cache(
-    plan: &WorkloadPlan,
-    settings: &crate::engine::cache::CacheSettings,
-) -> Option<crate::engine::cache::ArtifactCache> {
-    let WorkloadKind::Wasm(WasmPlan {
-        artifact_cache: true,
-        ..
-    }) = &plan.kind
-    else {
-        return None;
-    };
-    let dir = settings.dir.as_ref()?;
-    match crate::engine::cache::ArtifactCache::open(dir, settings.max_bytes) {
-        Ok(cache) => Some(cache),
-        Err(e) => {
-            tracing::warn!(container = %plan.id, "{e}; compiling and building graphs without the cache");
-            None
-        }
-    }
-}
-
-/// Loads the plan's module through the artifact cache in the helper, before the fork:
-/// from its snapshot where the plan asks for one and the module has the init export.
-/// Returns what happened and the engine holding the loaded module, which the init uses
-/// instead of compiling; `None` where nothing was preloaded (a native plan, a module in an
-/// image layer, or no cache: then the init compiles).
-pub fn preload_module(
-    plan: &WorkloadPlan,
-    bundle: &std::path::Path,
-    cache: Option<&crate::engine::cache::ArtifactCache>,
-) -> Option<(engine::Preloaded, Arc<dyn engine::WasmEngine>)> {
-    let WorkloadKind::Wasm(
-        wasm @ WasmPlan {
-            module: ModuleSource::File { host_path, .. },
-            snapshot,
-            ..
-        },
-    ) = &plan.kind
-    else {
-        return None;
-    };
-    let cache = cache?;
-    let engine = engine::for_plan(&plan.id, wasm).ok()?;
-    let snapshot_init = snapshot.init_export().map(str::to_owned);
-    // A snapshot's init is bounded by the container's memory limit: read the spec only
-    // when an init may run (libcontainer reads it again for the container).
-    let init_memory_limit = snapshot_init.as_ref().and_then(|_| {
-        Spec::load(bundle.join("config.json"))
-            .ok()
-            .as_ref()
-            .and_then(memory_limit)
-    });
-    let options = engine::PreloadOptions {
-        snapshot_init,
-        init_memory_limit,
-    };
-    let started = std::time::Instant::now();
-    match engine.preload(&plan.id, host_path, cache, &options) {
-        Ok(preloaded) => {
-            tracing::info!(
-                container = %plan.id,
-                outcome = ?preloaded.outcome,
-                snapshot = preloaded.snapshot_of.as_deref().unwrap_or("none"),
-                ms = started.elapsed().as_secs_f64() * 1000.0,
-                "wasm module from the artifact cache"
-            );
-            Some((preloaded, Arc::from(engine)))
-        }
-        Err(e) => {
-            tracing::warn!(container = %plan.id, "{e}; compiling in the container instead");
-            None
-        }
-    }
-}
-
-/// The wasi-nn backends and model bytes the helper prepared before the fork; the init
-/// builds the graphs from them in `prepare`.
-pub type NnPrepared = Arc<(triage_nn::BackendSet, Vec<crate::nn::ModelBytes>)>;
-
-/// For a module that imports wasi-nn: the node's backends (opening the libraries they
-/// load, while the host's filesystem is in view) and the bytes of the node's and the
-/// container's preloaded models, with their prepared graphs from the node's store where
-/// the plan uses the artifact cache. A module that does not import wasi-nn gets nothing.
-pub fn preload_nn(
-    plan: &WorkloadPlan,
-    settings: &triage_oci::NnSettings,
-    preloaded: Option<&engine::Preloaded>,
-    cache: Option<&crate::engine::cache::ArtifactCache>,
-) -> Result<Option<NnPrepared>, crate::RuntimeError> {
-    let WorkloadKind::Wasm(wasm) = &plan.kind else {
-        return Ok(None);
-    };
-    let uses_wasi_nn = match (preloaded, &wasm.module) {
-        (Some(preloaded), _) => preloaded.uses_wasi_nn,
-        (None, ModuleSource::File { host_path, .. }) => {
-            let bytes = engine::read_module(&plan.id, host_path)?;
-            engine::for_plan(&plan.id, wasm)?.uses_wasi_nn(&plan.id, host_path, &bytes)?
-        }
-        (None, ModuleSource::OciLayer { .. }) => false,
-    };
-    if !uses_wasi_nn {
-        if !wasm.nn_preload.is_empty() {
-            tracing::warn!(
-                container = %plan.id,
-                "annotation {} ignored: the module does not import {}",
-                triage_oci::annotations::NN_PRELOAD,
-                engine::WASI_NN_MODULE
-            );
-        }
-        return Ok(None);
-    }
-    let backends = crate::nn::backend_set(&plan.id, settings)?;
-    let mut models = crate::nn::read_models(&plan.id, &settings.preload, &wasm.nn_preload)?;
-    crate::nn::open_libraries(&backends);
-    if let Some(cache) = cache {
-        crate::nn::store::prepare_models(&plan.id, &backends, &mut models, cache);
-    }
-    let (cpu, gpu) = backends.preferred();
-    tracing::info!(
-        container = %plan.id,
-        models = models.len(),
-        cpu = cpu.unwrap_or_default(),
-        gpu = gpu.unwrap_or_default(),
-        "wasi-nn backends: {}",
-        backends.describe()
-    );
-    Ok(Some(Arc::new((backends, models))))
-}
 
 /// How a terminating signal reaches the guest: its interrupter (epoch), the first signal
 /// received, whether wasm code is running, and the pipe that wakes the kill watchdog.
@@ -185,10 +49,14 @@ pub struct TriageExecutor {
     preloaded: Option<Arc<dyn engine::WasmEngine>>,
     /// The wasi-nn backends and models the helper prepared before the fork.
     nn: Option<NnPrepared>,
+    /// The guest prepared in `validate` (before the start signal), run in `exec`; both
+    /// run in the container's init, on this executor (libcontainer may clone it).
+    prepared: Arc<Mutex<Option<Box<dyn PreparedGuest + Send>>>>,
 }
 
 impl TriageExecutor {
-    /// An executor for `plan`, with what [`preload_module`] and [`preload_nn`] prepared.
+    /// An executor for `plan`, with what [`preload_module`](super::preload::preload_module)
+    /// and [`preload_nn`](super::preload::preload_nn) prepared.
     /// Errors inside the container go to `report_fd` too.
     pub fn new(
         plan: WorkloadPlan,
@@ -201,6 +69,7 @@ impl TriageExecutor {
             report_fd,
             preloaded,
             nn,
+            prepared: Arc::default(),
         }
     }
 
@@ -258,12 +127,16 @@ impl TriageExecutor {
         };
         let guest = engine.prepare(&invocation).map_err(|e| e.to_string())?;
         let _ = INTERRUPT.set(guest.interrupter());
-        *PREPARED.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);
+        *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);
         Ok(())
     }
 
     fn run_wasm(&self) -> ! {
-        let guest = PREPARED.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let guest = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let Some(guest) = guest else {
             self.report(&format!(
                 "container {}: wasm guest was not prepared",
@@ -362,14 +235,14 @@ fn directory_preopens(preopens: &[Preopen]) -> Vec<(PathBuf, String, bool)> {
 }
 
 /// Microseconds since the shim received Start, from the time it wrote on
-/// [`START_CLOCK_FD`](super::reply::START_CLOCK_FD) (`None` if it wrote none).
+/// [`START_CLOCK_FD`](super::wire::START_CLOCK_FD) (`None` if it wrote none).
 fn micros_since_start_rpc() -> Option<u64> {
     let mut bytes = [0u8; 8];
     // SAFETY: reads into a local buffer from an fd this process inherited (or a closed
     // number, which fails with EBADF).
     let n = unsafe {
         libc::read(
-            super::reply::START_CLOCK_FD,
+            super::wire::START_CLOCK_FD,
             bytes.as_mut_ptr().cast(),
             bytes.len(),
         )
@@ -378,11 +251,11 @@ fn micros_since_start_rpc() -> Option<u64> {
         return None;
     }
     let then = u64::from_le_bytes(bytes);
-    Some(super::reply::monotonic_ns().saturating_sub(then) / 1000)
+    Some(super::wire::monotonic_ns().saturating_sub(then) / 1000)
 }
 
 /// `linux.resources.memory.limit`, when the spec sets a positive one.
-fn memory_limit(spec: &Spec) -> Option<u64> {
+pub(super) fn memory_limit(spec: &Spec) -> Option<u64> {
     let limit = spec
         .linux()
         .as_ref()?

@@ -7,7 +7,8 @@
 //! never calls them from its own multi-threaded process.
 
 mod executor;
-pub mod reply;
+mod preload;
+pub mod wire;
 
 use std::path::{Path, PathBuf};
 
@@ -62,10 +63,13 @@ pub fn create(
     let root = state_root(bundle);
     // Compiled (and pre-initialised) once per node: loaded here, before the fork, from
     // the artifact cache.
-    let store = executor::open_cache(plan, cache);
-    let (preloaded, engine) = executor::preload_module(plan, bundle, store.as_ref()).unzip();
+    let store = preload::open_cache(plan, cache);
+    let (preloaded, engine) = preload::preload_module(plan, bundle, store.as_ref()).unzip();
     // wasi-nn models are read here too, where host and rootfs paths are in view.
-    let nn = executor::preload_nn(plan, nn, preloaded.as_ref(), store.as_ref())?;
+    let nn = preload::preload_nn(plan, nn, preloaded.as_ref(), store.as_ref())?;
+    // The init is a fork of this process: of the cache it inherits only the entries
+    // loaded from it (opened read-only), not its directory or its key (zeroed on drop).
+    drop(store);
     let executor = TriageExecutor::new(plan.clone(), report_fd, engine, nn);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)

@@ -94,7 +94,29 @@ pub enum CacheError {
     /// Building the artifact failed (e.g. the module does not compile).
     #[error("{0}")]
     Build(String),
+    /// The cache directory is not one only this node's runtime can write.
+    #[error("artifact cache {path}: not used: {reason}")]
+    Untrusted {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The artifact is larger than the whole cache may be: it is not stored.
+    #[error("artifact cache entry {name}: {bytes} bytes is more than the cache's bound of {max_bytes} bytes; not stored")]
+    TooLarge {
+        /// The entry.
+        name: String,
+        /// Its size.
+        bytes: u64,
+        /// The bound.
+        max_bytes: u64,
+    },
 }
+
+/// The most entries the cache keeps, whatever their size: least recently used ones go
+/// beyond it (each entry is three small files besides its artifact).
+pub const MAX_ENTRIES: usize = 4096;
 
 /// How an entry was served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,16 +158,51 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
+impl Drop for ArtifactCache {
+    /// Zeroes the key: a container's init is forked from the process that used the cache
+    /// and must not find the node's secret in its copy of the heap.
+    fn drop(&mut self) {
+        for byte in self.key.iter_mut() {
+            // SAFETY: a volatile write through a valid reference, so it is not elided.
+            unsafe { std::ptr::write_volatile(byte, 0) };
+        }
+    }
+}
+
 impl ArtifactCache {
     /// Opens (creating if needed) the cache in `dir`, bounded to `max_bytes`.
+    ///
+    /// An existing directory must be this process's user's (root's, on a node), no
+    /// symlink, and writable by nobody else: the cache holds native code the node runs.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, CacheError> {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(io_err("create directory", dir))?;
-        // Whatever the umask or an older directory said: only this node's runtime.
+        let meta = std::fs::symlink_metadata(dir).map_err(io_err("inspect", dir))?;
+        let untrusted = |reason: String| CacheError::Untrusted {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        if !meta.is_dir() {
+            return Err(untrusted("it is a symlink or not a directory".to_owned()));
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(untrusted(format!(
+                "it is owned by uid {}, not by uid {me} (this runtime)",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(untrusted(format!(
+                "others may write to it (mode {:o})",
+                meta.mode() & 0o7777
+            )));
+        }
+        // Whatever the umask or an older directory said: only this node's runtime reads.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(io_err("restrict permissions of", dir))?;
         let key_path = dir.join(".key");
@@ -300,6 +357,14 @@ impl ArtifactCache {
             }
         };
         let bytes = build().map_err(CacheError::Build)?;
+        if bytes.len() as u64 > self.max_bytes {
+            // Storing it would evict every other entry and then itself.
+            return Err(CacheError::TooLarge {
+                name: name.to_owned(),
+                bytes: bytes.len() as u64,
+                max_bytes: self.max_bytes,
+            });
+        }
         let tag = hex(&self.mac(name, &bytes).finalize().into_bytes());
         // Artifact first, then its MAC, each by rename: a reader never sees a MAC for
         // bytes other than the ones it covers (verification would fail, not pass).
@@ -397,17 +462,26 @@ impl ArtifactCache {
         self.evict_to(self.max_bytes, keep)
     }
 
+    /// Removes least recently used entries beyond `max_bytes` or [`MAX_ENTRIES`], each
+    /// under its lock: an entry being built or loaded (its lock held) is skipped. Also
+    /// removes what crashed writers left (temporary files of processes that are gone).
     fn evict_to(&self, max_bytes: u64, keep: Option<&str>) -> Result<Vec<CacheEntry>, CacheError> {
+        self.remove_orphaned_temporaries();
         let entries = self.entries()?;
         let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
+        let mut count = entries.len();
         let mut removed = Vec::new();
         for entry in entries.into_iter().rev() {
-            if total <= max_bytes {
+            if total <= max_bytes && count <= MAX_ENTRIES {
                 break;
             }
             if Some(entry.name.as_str()) == keep {
                 continue;
             }
+            let lock_path = self.lock_path(&entry.name);
+            let Some(_guard) = try_lock_exclusive(&lock_path)? else {
+                continue;
+            };
             for path in [self.artifact_path(&entry.name), self.mac_path(&entry.name)] {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
@@ -415,11 +489,37 @@ impl ArtifactCache {
                     Err(e) => return Err(io_err("remove", &path)(e)),
                 }
             }
-            let _ = std::fs::remove_file(self.lock_path(&entry.name));
+            // Unlinked while held: a waiter on the old file finds it gone and retries.
+            let _ = std::fs::remove_file(&lock_path);
             total -= entry.bytes;
+            count -= 1;
             removed.push(entry);
         }
         Ok(removed)
+    }
+
+    /// Removes `*.tmp.PID` files whose writing process no longer exists.
+    fn remove_orphaned_temporaries(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for item in dir.flatten() {
+            let name = item.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.rsplit_once(".tmp."))
+                .and_then(|(_, pid)| pid.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let gone = matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Err(nix::errno::Errno::ESRCH)
+            );
+            if gone && std::fs::remove_file(item.path()).is_ok() {
+                tracing::info!(file = %item.path().display(), "artifact cache: removed what a crashed writer left");
+            }
+        }
     }
 }
 
@@ -431,6 +531,35 @@ enum Verdict {
 
 /// An exclusive `flock` on `path` (created if needed), held until the result is dropped.
 fn lock_exclusive(path: &Path) -> Result<nix::fcntl::Flock<File>, CacheError> {
+    loop {
+        if let Some(lock) = lock_with(path, nix::fcntl::FlockArg::LockExclusive)? {
+            return Ok(lock);
+        }
+    }
+}
+
+/// [`lock_exclusive`] without waiting: `None` when someone holds it.
+fn try_lock_exclusive(path: &Path) -> Result<Option<nix::fcntl::Flock<File>>, CacheError> {
+    loop {
+        match lock_with(path, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Err(CacheError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::EWOULDBLOCK) =>
+            {
+                return Ok(None)
+            }
+            Ok(None) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Locks `path`; `None` when the file was unlinked (an evicted entry) while we waited,
+/// so the caller locks the new one.
+fn lock_with(
+    path: &Path,
+    how: nix::fcntl::FlockArg,
+) -> Result<Option<nix::fcntl::Flock<File>>, CacheError> {
+    use std::os::unix::fs::MetadataExt;
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -438,8 +567,13 @@ fn lock_exclusive(path: &Path) -> Result<nix::fcntl::Flock<File>, CacheError> {
         .mode(0o600)
         .open(path)
         .map_err(io_err("open lock", path))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| io_err("lock", path)(e.into()))
+    let lock =
+        nix::fcntl::Flock::lock(file, how).map_err(|(_, e)| io_err("lock", path)(e.into()))?;
+    let held = lock.metadata().map_err(io_err("inspect lock", path))?;
+    match std::fs::metadata(path) {
+        Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => Ok(Some(lock)),
+        _ => Ok(None),
+    }
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
@@ -496,6 +630,94 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn a_directory_others_may_write_or_own_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ArtifactCache::open(&cache, 1 << 20)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.ends_with("not used: others may write to it (mode 777)"),
+            "{err}"
+        );
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(ArtifactCache::open(&cache, 1 << 20).is_ok());
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&cache, &link).unwrap();
+        let err = ArtifactCache::open(&link, 1 << 20)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("it is a symlink"), "{err}");
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&cache, Some(4321), None).unwrap();
+            let err = ArtifactCache::open(&cache, 1 << 20)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("owned by uid 4321, not by uid 0"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_entry_larger_than_the_bound_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path(), 8).unwrap();
+        let n = AtomicUsize::new(0);
+        let kept = cache.get_or_build("small", built(&n, b"1234")).unwrap();
+        assert_eq!(kept.1, CacheOutcome::Built);
+        let err = cache
+            .get_or_build("big", built(&n, b"0123456789"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("10 bytes is more than the cache's bound of 8 bytes"),
+            "{err}"
+        );
+        // The other entry was not flushed for it.
+        assert_eq!(
+            cache.get_or_build("small", built(&n, b"1234")).unwrap().1,
+            CacheOutcome::Hit
+        );
+        assert_eq!(cache.entries().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn eviction_skips_an_entry_in_use_and_clears_crash_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path(), 1 << 20).unwrap();
+        let n = AtomicUsize::new(0);
+        cache.get_or_build("old", built(&n, b"aaaa")).unwrap();
+        cache.get_or_build("new", built(&n, b"bbbb")).unwrap();
+        // A writer that died mid-write, and one that is alive (this process).
+        let dead = dir.path().join(format!("x.bin.tmp.{}", i32::MAX));
+        let alive = dir.path().join(format!("y.bin.tmp.{}", std::process::id()));
+        std::fs::write(&dead, b"partial").unwrap();
+        std::fs::write(&alive, b"partial").unwrap();
+        // "old" is being loaded by someone: prune to nothing leaves it.
+        let held = lock_exclusive(&cache.lock_path("old")).unwrap();
+        let removed = cache.prune(0).unwrap();
+        assert_eq!(
+            removed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+            ["new"]
+        );
+        assert!(!dead.exists() && alive.exists());
+        drop(held);
+        let removed = cache.prune(0).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert!(cache.entries().unwrap().is_empty());
+        // An evicted entry's lock file went with it; the next builder makes a new one.
+        assert_eq!(
+            cache.get_or_build("old", built(&n, b"aaaa")).unwrap().1,
+            CacheOutcome::Built
+        );
     }
 
     #[test]

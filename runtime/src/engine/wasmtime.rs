@@ -78,9 +78,17 @@ impl WasmtimeEngine {
         artifact: &Path,
         has_start_function: bool,
     ) -> Result<WarmModule, EngineError> {
-        // SAFETY: the artifact verified against this node's cache key, so it is native
-        // code this engine build compiled; its entry name pins version and settings.
-        let module = unsafe { Module::deserialize_file(&self.engine, artifact) }.map_err(|e| {
+        // Opened read-only through a read-only mount: the container's init keeps this
+        // mapping, and nothing that reaches into the init can reopen it for writing.
+        let loaded = crate::read_only::open(artifact)
+            .map_err(wasmtime::Error::from)
+            .and_then(|file| {
+                // SAFETY: the artifact verified against this node's cache key, so it is
+                // native code this engine build compiled; its entry name pins version and
+                // settings.
+                unsafe { Module::deserialize_open_file(&self.engine, file) }
+            });
+        let module = loaded.map_err(|e| {
             let reason = format!("loading the cached artifact {}: {e:#}", artifact.display());
             EngineError::invalid(id, path, reason)
         })?;

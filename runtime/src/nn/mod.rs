@@ -211,15 +211,11 @@ pub fn read_models(
         .map(|p| (p, p.path.clone()))
         .chain(container.iter().map(|m| (&m.preload, m.host_path.clone())));
     for (preload, host_path) in sources {
-        let opened = std::fs::File::open(&host_path).and_then(|file| {
-            let meta = file.metadata()?;
-            if meta.is_dir() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::IsADirectory,
-                    "is a directory",
-                ));
-            }
-            Ok((file, meta.len()))
+        // Through a read-only mount (the container's init keeps the descriptor), regular
+        // files only, refused without blocking otherwise.
+        let opened = crate::read_only::open(&host_path).and_then(|file| {
+            let size = file.metadata()?.len();
+            Ok((file, size))
         });
         let (file, size) = opened.map_err(|source| NnSetupError::Read {
             id: id.to_owned(),

@@ -154,7 +154,8 @@ pub fn load_prepared(
 }
 
 fn map(path: &std::path::Path) -> std::io::Result<SharedBytes> {
-    let file = std::fs::File::open(path)?;
+    // Through a read-only mount: the container's init keeps this mapping.
+    let file = crate::read_only::open(path)?;
     // SAFETY: the cache never writes an entry in place: it is replaced or removed by
     // rename and unlink, which leave this mapping's file as it is.
     let mapped = unsafe { memmap2::Mmap::map(&file)? };

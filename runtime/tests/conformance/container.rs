@@ -187,6 +187,9 @@ impl Node {
             .build()
             .unwrap();
         spec.set_linux(Some(linux));
+        // As the shim's Create does for every Wasm container: the guest's /proc/self
+        // is not its engine's.
+        triage_oci::guest_view::hide_engine_process(&mut spec);
         spec.save(bundle.join("config.json")).unwrap();
     }
 }

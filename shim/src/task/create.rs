@@ -19,7 +19,7 @@ use super::state::{Container, ExecProcess, Process};
 use super::{TaskError, TaskService};
 use crate::console::ConsoleSocket;
 use crate::events::{timestamp, TaskEvent};
-use crate::helper::{self, HelperRequest};
+use crate::helper::CreateRequest;
 
 impl TaskService {
     pub(super) fn task_create(
@@ -57,6 +57,8 @@ impl TaskService {
             .collect();
         let rootfs = bundle.join("rootfs");
         let owns_rootfs = !mounts.is_empty();
+        // Whatever this Create made is unmade again, newest first, unless it completes.
+        let mut rollback = Rollback::new(&id);
         if owns_rootfs {
             std::fs::create_dir_all(&rootfs).map_err(|e| {
                 TaskError::Internal(format!(
@@ -65,22 +67,22 @@ impl TaskService {
                 ))
             })?;
             mount_rootfs(&id, &mounts, &rootfs)?;
+            let (id, rootfs) = (id.clone(), rootfs.clone());
+            rollback.push(move || unmount_rootfs(&id, &rootfs).map_err(|e| e.to_string()));
         }
 
         // The Start RPC's time reaches the init through this pipe (Start → guest entry).
         let (clock_read, clock_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| TaskError::Internal(format!("container {id}: start clock pipe: {e}")))?;
-        let built = match self.build(&id, &bundle, &stdio, req.terminal, clock_read) {
-            Ok(built) => built,
-            Err(e) => {
-                if owns_rootfs {
-                    if let Err(unmount) = unmount_rootfs(&id, &rootfs) {
-                        tracing::error!("{unmount}");
-                    }
-                }
-                return Err(e);
-            }
-        };
+        let built = self.build(
+            &id,
+            &bundle,
+            &stdio,
+            req.terminal,
+            clock_read,
+            &mut rollback,
+        )?;
+        rollback.complete();
 
         let container = Arc::new(Container::new(
             id.clone(),
@@ -129,29 +131,32 @@ impl TaskService {
     }
 
     /// Plans, validates and creates the container.
-    fn build(
-        &self,
-        id: &str,
-        bundle: &std::path::Path,
+    fn build<'a>(
+        &'a self,
+        id: &'a str,
+        bundle: &'a std::path::Path,
         stdio: &StdioPaths,
         terminal: bool,
         start_clock: OwnedFd,
+        rollback: &mut Rollback<'a>,
     ) -> Result<Built, TaskError> {
         let mut spec = Bundle::load(id, bundle)?;
         let profile = crate::profile::load()
             .map_err(|e| TaskError::FailedPrecondition(format!("container {id}: {e}")))?;
-        // Both edit the spec libcontainer will read: write it back once.
+        // These edit the spec libcontainer will read: it is written back once.
         let defaulted = admit_resources(&mut spec, &profile)?;
         let devices_added = inject_cdi_devices(&mut spec, &profile)?;
-        if defaulted || devices_added {
+        let cache = crate::profile::cache_settings(&profile);
+        let mut plan = self.plan(&spec)?;
+        tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
+        let engine_hidden =
+            plan.wasm().is_some() && triage_oci::guest_view::hide_engine_process(&mut spec.spec);
+        if defaulted || devices_added || engine_hidden {
             let path = bundle.join("config.json");
             spec.spec.save(&path).map_err(|e| {
                 TaskError::Internal(format!("container {id}: writing {}: {e}", path.display()))
             })?;
         }
-        let cache = crate::profile::cache_settings(&profile);
-        let mut plan = self.plan(&spec)?;
-        tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
         if let WorkloadKind::Wasm(wasm) = &mut plan.kind {
             // Snapshots live in the cache: without it, or off on this node, there are none.
             if cache.dir.is_none() || !wasm.artifact_cache || !profile.wasm.snapshots {
@@ -187,53 +192,36 @@ impl TaskService {
                 (Some(fds), Some(relays))
             }
         };
-        let request = HelperRequest::Create {
-            plan: Box::new(plan),
-            bundle: bundle.to_path_buf(),
+        let helper = self.helpers.container(id, bundle);
+        let pid = helper.create(CreateRequest {
+            plan,
             console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
             cache,
             nn: profile.nn.clone(),
-        };
-        let pid = helper::call_with_clock(
-            &request,
-            helper_stdio,
-            Some(start_clock),
-            self.log.as_ref(),
-            &self.exits,
-        )?
-        .ok_or_else(|| {
-            TaskError::Internal(format!("container {id}: create reported no init pid"))
+            stdio: helper_stdio,
+            start_clock,
         })?;
-        let master = console
-            .map(|console| attach_terminal(id, &console, stdio))
-            .transpose();
-        match master {
-            Ok(terminal) => {
-                let (terminal, output) = match terminal {
-                    Some((master, output)) => (Some(master), Some(output)),
-                    None => (None, relays),
-                };
-                Ok(Built {
-                    pid,
-                    is_wasm,
-                    terminal,
-                    output,
-                })
+        rollback.push(move || {
+            // The container exists but the Create failed after it: do not leave it.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            helper.delete().map_err(|e| e.to_string())
+        });
+        let (terminal, output) = match console {
+            Some(console) => {
+                let (master, output) = attach_terminal(id, &console, stdio)?;
+                (Some(master), Some(output))
             }
-            Err(e) => {
-                // The container exists but cannot be reached: do not leave it behind.
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let delete = HelperRequest::Delete {
-                    id: id.to_owned(),
-                    bundle: bundle.to_path_buf(),
-                };
-                let _ = helper::call(&delete, None, self.log.as_ref(), &self.exits);
-                Err(e)
-            }
-        }
+            None => (None, relays),
+        };
+        Ok(Built {
+            pid,
+            is_wasm,
+            terminal,
+            output,
+        })
     }
 
     /// Decides Wasm or native. The image is read from containerd only when it could
@@ -376,8 +364,7 @@ fn inject_cdi_devices(
             "CDI devices containerd injected before the shim"
         );
     }
-    let Some(injected) =
-        triage_runtime::cdi::inject_devices(&id, &mut bundle.spec, &profile.cdi.spec_dirs)?
+    let Some(injected) = triage_runtime::cdi::inject_devices(&id, &mut bundle.spec, &profile.cdi)?
     else {
         return Ok(false);
     };
@@ -395,6 +382,42 @@ fn inject_cdi_devices(
         );
     }
     Ok(injected.applied.changed)
+}
+
+/// The undo steps of a Create in progress: run newest first when it is dropped before
+/// [`Rollback::complete`], so every way a Create fails leaves nothing behind.
+pub(super) struct Rollback<'a> {
+    id: String,
+    steps: Vec<Box<dyn FnOnce() -> Result<(), String> + 'a>>,
+}
+
+impl<'a> Rollback<'a> {
+    fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Adds the step that undoes what was just made.
+    fn push(&mut self, step: impl FnOnce() -> Result<(), String> + 'a) {
+        self.steps.push(Box::new(step));
+    }
+
+    /// The Create succeeded: nothing is undone.
+    fn complete(mut self) {
+        self.steps.clear();
+    }
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        while let Some(step) = self.steps.pop() {
+            if let Err(e) = step() {
+                tracing::error!("container {}: undoing a failed create: {e}", self.id);
+            }
+        }
+    }
 }
 
 /// How long an exit waits for the process's output to reach its FIFOs (containerd's

@@ -10,7 +10,6 @@ use triage_runtime::rootfs::unmount_rootfs;
 use super::state::Status;
 use super::{TaskError, TaskService};
 use crate::events::{timestamp, TaskEvent};
-use crate::helper::{self, HelperRequest};
 
 impl TaskService {
     pub(super) fn task_delete(
@@ -47,11 +46,9 @@ impl TaskService {
         }
         let exit = container.wait_exit();
 
-        let request = HelperRequest::Delete {
-            id: container.id.clone(),
-            bundle: container.bundle.clone(),
-        };
-        helper::call(&request, None, self.log.as_ref(), &self.exits)?;
+        self.helpers
+            .container(&container.id, &container.bundle)
+            .delete()?;
         if container.owns_rootfs {
             unmount_rootfs(&container.id, &container.bundle.join("rootfs"))?;
         }

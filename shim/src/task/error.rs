@@ -53,6 +53,7 @@ impl From<triage_oci::cdi::CdiError> for TaskError {
         use triage_oci::cdi::CdiError as C;
         match e {
             C::InvalidRequest { .. }
+            | C::NotAllowed { .. }
             | C::UnknownKind { .. }
             | C::UnknownDevice { .. }
             | C::NotLinux { .. } => Self::InvalidArgument(e.to_string()),

@@ -11,7 +11,6 @@ use super::create::{attach_terminal, bind_console};
 use super::state::{ExecProcess, Status};
 use super::{TaskError, TaskService};
 use crate::events::TaskEvent;
-use crate::helper::{self, HelperRequest};
 
 impl TaskService {
     pub(super) fn task_exec(&self, req: &api::ExecProcessRequest) -> Result<api::Empty, TaskError> {
@@ -96,14 +95,11 @@ impl TaskService {
                 Some(fds)
             }
         };
-        let request = HelperRequest::Exec {
-            id: id.to_owned(),
-            bundle: bundle.to_path_buf(),
-            process: process.to_path_buf(),
-            console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
-        };
-        let pid = helper::call(&request, stdio, self.log.as_ref(), &self.exits)?
-            .ok_or_else(|| TaskError::Internal(format!("container {id}: exec reported no pid")))?;
+        let pid = self.helpers.container(id, bundle).exec(
+            process,
+            console.as_ref().map(|c| c.path()),
+            stdio,
+        )?;
         if let Some(console) = console {
             match attach_terminal(id, &console, &exec.stdio) {
                 Ok((master, output)) => {

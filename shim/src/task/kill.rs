@@ -6,7 +6,6 @@ use nix::unistd::Pid;
 
 use super::state::Status;
 use super::{TaskError, TaskService};
-use crate::helper::{self, HelperRequest};
 
 impl TaskService {
     pub(super) fn task_kill(&self, req: &api::KillRequest) -> Result<api::Empty, TaskError> {
@@ -38,12 +37,9 @@ impl TaskService {
         }
         if req.all {
             drop(life);
-            let request = HelperRequest::KillAll {
-                id: container.id.clone(),
-                bundle: container.bundle.clone(),
-                signal: signal as i32,
-            };
-            helper::call(&request, None, self.log.as_ref(), &self.exits)?;
+            self.helpers
+                .container(&container.id, &container.bundle)
+                .kill_all(signal as i32)?;
             tracing::info!(%signal, "signal sent to all processes");
             return Ok(api::Empty::new());
         }

@@ -29,6 +29,7 @@ pub use error::TaskError;
 use state::Container;
 
 use crate::events::Publisher;
+use crate::helper::Helpers;
 use crate::reaper::ExitRegistry;
 
 /// Signalled when containerd asks the shim to shut down and nothing is left to serve.
@@ -61,7 +62,7 @@ pub struct TaskService {
     containers: Mutex<HashMap<String, Arc<Container>>>,
     exits: Arc<ExitRegistry>,
     events: Publisher,
-    log: Option<File>,
+    helpers: Helpers,
     shutdown: Arc<ShutdownSignal>,
 }
 
@@ -79,9 +80,9 @@ impl TaskService {
             namespace,
             containerd,
             containers: Mutex::new(HashMap::new()),
+            helpers: Helpers::new(log, Arc::clone(&exits)),
             exits,
             events,
-            log,
             shutdown,
         }
     }

@@ -6,7 +6,6 @@ use containerd_shim_protos::events::task::{TaskPaused, TaskResumed};
 use super::state::Status;
 use super::{TaskError, TaskService};
 use crate::events::TaskEvent;
-use crate::helper::{self, HelperRequest};
 
 impl TaskService {
     pub(super) fn task_pause(&self, id: &str) -> Result<api::Empty, TaskError> {
@@ -20,22 +19,18 @@ impl TaskService {
     /// Freezes (Running → Paused) or thaws (Paused → Running), then publishes the event.
     fn freeze(&self, id: &str, freeze: bool) -> Result<api::Empty, TaskError> {
         let container = self.container(id)?;
-        let (id, bundle) = (container.id.clone(), container.bundle.clone());
-        let (from, to, request) = if freeze {
-            (
-                Status::Running,
-                Status::Paused,
-                HelperRequest::Pause { id, bundle },
-            )
+        let (from, to) = if freeze {
+            (Status::Running, Status::Paused)
         } else {
-            (
-                Status::Paused,
-                Status::Running,
-                HelperRequest::Resume { id, bundle },
-            )
+            (Status::Paused, Status::Running)
         };
         container.transition(from, to, || {
-            helper::call(&request, None, self.log.as_ref(), &self.exits).map(drop)
+            let helper = self.helpers.container(&container.id, &container.bundle);
+            if freeze {
+                helper.pause()
+            } else {
+                helper.resume()
+            }
         })?;
         let container_id = container.id.clone();
         self.events.publish(if freeze {

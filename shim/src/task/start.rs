@@ -15,7 +15,7 @@ pub(super) fn never_ran() -> ProcessExit {
     }
 }
 use crate::events::TaskEvent;
-use crate::helper::{self, HelperRequest};
+use crate::helper;
 
 impl TaskService {
     pub(super) fn task_start(
@@ -34,20 +34,17 @@ impl TaskService {
             .take()
         {
             use std::io::Write;
-            let now = triage_runtime::container::reply::monotonic_ns();
+            let now = triage_runtime::container::wire::monotonic_ns();
             let _ = clock.write_all(&now.to_le_bytes());
         }
         // Waking the init is a socket write: done here, unless poststart hooks must run
         // (they are processes, so a helper runs them).
         let result = match triage_runtime::container::release(&container.id, &container.bundle) {
-            Ok(true) => Ok(None),
-            Ok(false) => {
-                let request = HelperRequest::Start {
-                    id: container.id.clone(),
-                    bundle: container.bundle.clone(),
-                };
-                helper::call(&request, None, self.log.as_ref(), &self.exits)
-            }
+            Ok(true) => Ok(()),
+            Ok(false) => self
+                .helpers
+                .container(&container.id, &container.bundle)
+                .start(),
             Err(e) => Err(helper::HelperError::Failed(e.to_string())),
         };
         container.finish_start(result.is_ok().then_some(pid), || {

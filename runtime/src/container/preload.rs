@@ -1,0 +1,145 @@
+//! What a create helper prepares before libcontainer forks the init: the module from the artifact cache, wasi-nn backends and models.
+//!
+//! This runs in the single-threaded helper, where the host's filesystem is in view; the
+//! init inherits the results (copy-on-write) and never opens the cache itself.
+
+use std::sync::Arc;
+
+use libcontainer::oci_spec::runtime::Spec;
+use triage_oci::{ModuleSource, WasmPlan, WorkloadKind, WorkloadPlan};
+
+use super::executor::memory_limit;
+use crate::engine;
+
+/// The node's artifact cache, opened once per Create for the compiled module and the
+/// prepared wasi-nn graphs; `None` for a native plan, `triage.io/cache: off`, no cache
+/// directory, or a cache that cannot be used (logged: the container then compiles and
+/// builds its graphs itself).
+pub fn open_cache(
+    plan: &WorkloadPlan,
+    settings: &crate::engine::cache::CacheSettings,
+) -> Option<crate::engine::cache::ArtifactCache> {
+    let WorkloadKind::Wasm(WasmPlan {
+        artifact_cache: true,
+        ..
+    }) = &plan.kind
+    else {
+        return None;
+    };
+    let dir = settings.dir.as_ref()?;
+    match crate::engine::cache::ArtifactCache::open(dir, settings.max_bytes) {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(container = %plan.id, "{e}; compiling and building graphs without the cache");
+            None
+        }
+    }
+}
+
+/// Loads the plan's module through the artifact cache in the helper, before the fork:
+/// from its snapshot where the plan asks for one and the module has the init export.
+/// Returns what happened and the engine holding the loaded module, which the init uses
+/// instead of compiling; `None` where nothing was preloaded (a native plan, a module in an
+/// image layer, or no cache: then the init compiles).
+pub fn preload_module(
+    plan: &WorkloadPlan,
+    bundle: &std::path::Path,
+    cache: Option<&crate::engine::cache::ArtifactCache>,
+) -> Option<(engine::Preloaded, Arc<dyn engine::WasmEngine>)> {
+    let WorkloadKind::Wasm(
+        wasm @ WasmPlan {
+            module: ModuleSource::File { host_path, .. },
+            snapshot,
+            ..
+        },
+    ) = &plan.kind
+    else {
+        return None;
+    };
+    let cache = cache?;
+    let engine = engine::for_plan(&plan.id, wasm).ok()?;
+    let snapshot_init = snapshot.init_export().map(str::to_owned);
+    // A snapshot's init is bounded by the container's memory limit: read the spec only
+    // when an init may run (libcontainer reads it again for the container).
+    let init_memory_limit = snapshot_init.as_ref().and_then(|_| {
+        Spec::load(bundle.join("config.json"))
+            .ok()
+            .as_ref()
+            .and_then(memory_limit)
+    });
+    let options = engine::PreloadOptions {
+        snapshot_init,
+        init_memory_limit,
+    };
+    let started = std::time::Instant::now();
+    match engine.preload(&plan.id, host_path, cache, &options) {
+        Ok(preloaded) => {
+            tracing::info!(
+                container = %plan.id,
+                outcome = ?preloaded.outcome,
+                snapshot = preloaded.snapshot_of.as_deref().unwrap_or("none"),
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "wasm module from the artifact cache"
+            );
+            Some((preloaded, Arc::from(engine)))
+        }
+        Err(e) => {
+            tracing::warn!(container = %plan.id, "{e}; compiling in the container instead");
+            None
+        }
+    }
+}
+
+/// The wasi-nn backends and model bytes the helper prepared before the fork; the init
+/// builds the graphs from them in `prepare`.
+pub type NnPrepared = Arc<(triage_nn::BackendSet, Vec<crate::nn::ModelBytes>)>;
+
+/// For a module that imports wasi-nn: the node's backends (opening the libraries they
+/// load, while the host's filesystem is in view) and the bytes of the node's and the
+/// container's preloaded models, with their prepared graphs from the node's store where
+/// the plan uses the artifact cache. A module that does not import wasi-nn gets nothing.
+pub fn preload_nn(
+    plan: &WorkloadPlan,
+    settings: &triage_oci::NnSettings,
+    preloaded: Option<&engine::Preloaded>,
+    cache: Option<&crate::engine::cache::ArtifactCache>,
+) -> Result<Option<NnPrepared>, crate::RuntimeError> {
+    let WorkloadKind::Wasm(wasm) = &plan.kind else {
+        return Ok(None);
+    };
+    let uses_wasi_nn = match (preloaded, &wasm.module) {
+        (Some(preloaded), _) => preloaded.uses_wasi_nn,
+        (None, ModuleSource::File { host_path, .. }) => {
+            let bytes = engine::read_module(&plan.id, host_path)?;
+            engine::for_plan(&plan.id, wasm)?.uses_wasi_nn(&plan.id, host_path, &bytes)?
+        }
+        (None, ModuleSource::OciLayer { .. }) => false,
+    };
+    if !uses_wasi_nn {
+        if !wasm.nn_preload.is_empty() {
+            tracing::warn!(
+                container = %plan.id,
+                "annotation {} ignored: the module does not import {}",
+                triage_oci::annotations::NN_PRELOAD,
+                engine::WASI_NN_MODULE
+            );
+        }
+        return Ok(None);
+    }
+    let backends = crate::nn::backend_set(&plan.id, settings)?;
+    let mut models = crate::nn::read_models(&plan.id, &settings.preload, &wasm.nn_preload)?;
+    crate::nn::open_libraries(&backends);
+    if let Some(cache) = cache {
+        crate::nn::store::prepare_models(&plan.id, &backends, &mut models, cache);
+    }
+    let (cpu, gpu) = backends.preferred();
+    tracing::info!(
+        container = %plan.id,
+        models = models.len(),
+        cpu = cpu.unwrap_or_default(),
+        gpu = gpu.unwrap_or_default(),
+        "wasi-nn backends: {}",
+        backends.describe()
+    );
+    Ok(Some(Arc::new((backends, models))))
+}
