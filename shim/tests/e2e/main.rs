@@ -8,6 +8,7 @@
 mod cdi;
 mod cri;
 mod errors;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod native;

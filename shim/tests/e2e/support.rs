@@ -53,8 +53,11 @@ impl TestContainerd {
 }
 
 fn start_with_images() -> PrivateContainerd {
-    let ctd = PrivateContainerd::start(&shim_dir(env!("CARGO_BIN_EXE_containerd-shim-triage-v1")))
-        .expect("start a private containerd");
+    start_with_images_from(&shim_dir(env!("CARGO_BIN_EXE_containerd-shim-triage-v1")))
+}
+
+fn start_with_images_from(shims: &std::path::Path) -> PrivateContainerd {
+    let ctd = PrivateContainerd::start(shims).expect("start a private containerd");
     for image in ["wasm", "wasm-noargs", "busybox"] {
         ctd.import(&images_dir().join(format!("{image}.tar")))
             .expect("import test image");
@@ -69,6 +72,17 @@ pub fn containerd(test: &str) -> Option<TestContainerd> {
         return None;
     }
     Some(TestContainerd::shared(start_with_images))
+}
+
+/// Like [`containerd`], with the shim found in `shims` (e.g. a copy of the build's).
+pub fn containerd_with_shims(test: &str, shims: &std::path::Path) -> Option<TestContainerd> {
+    if !require_host(test) {
+        return None;
+    }
+    let shims = shims.to_path_buf();
+    Some(TestContainerd::shared(move || {
+        start_with_images_from(&shims)
+    }))
 }
 
 /// Like [`containerd`], with no other test running until it is dropped.

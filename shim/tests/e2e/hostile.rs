@@ -1,0 +1,432 @@
+//! Hostile tenants: what a pod spec, an image or a neighbour in the pod can try, through containerd.
+//!
+//! Each case is something a tenant controls (annotations, environment, a sidecar with the
+//! capabilities a pod spec may ask for) aimed at the node: its files, its secrets, its log,
+//! its devices. Each asserts what the tenant sees and what the node keeps.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Runs `ctr` with `args`, killing it after `limit`: `None` if it did not finish.
+fn ctr_within(ctd: &PrivateContainerd, args: &[&str], limit: Duration) -> Option<CtrOutput> {
+    let mut child = ctd
+        .ctr_command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctr");
+    // Read both pipes while waiting, so a large output cannot stall ctr.
+    let out = child.stdout.take().unwrap();
+    let err = child.stderr.take().unwrap();
+    let read = |pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(pipe).read_to_string_lossy(&mut text);
+            text
+        })
+    };
+    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for ctr") {
+            return Some(CtrOutput {
+                code: status.code().unwrap_or(-1),
+                stdout: out.join().unwrap(),
+                stderr: err.join().unwrap(),
+            });
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+trait ReadLossy {
+    fn read_to_string_lossy(&mut self, text: &mut String) -> std::io::Result<()>;
+}
+
+impl<R: std::io::Read> ReadLossy for R {
+    fn read_to_string_lossy(&mut self, text: &mut String) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        self.read_to_end(&mut bytes)?;
+        text.push_str(&String::from_utf8_lossy(&bytes));
+        Ok(())
+    }
+}
+
+/// Every host process's command line, `pid: args` per line.
+fn host_command_lines() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some(format!(
+                "{pid}: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn the_containers_environment_stays_off_the_node_process_list_whatever_its_size() {
+    let Some(ctd) = containerd("hostile_env") else {
+        return;
+    };
+    // 6,000 variables of 40 bytes: 240 KB, more than one argument may hold (128 KiB).
+    let vars: Vec<String> = (0..6000)
+        .map(|n| format!("TRIAGE_V{n:04}={}", "x".repeat(26)))
+        .collect();
+    let mut args = vec!["run", "--rm", "--runtime", TRIAGE_RUNTIME];
+    for var in &vars {
+        args.extend(["--env", var.as_str()]);
+    }
+    args.extend([WASM_IMAGE, "hostile-env", "/hello.wasm"]);
+    let out = ctr_within(&ctd, &args, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("Create never returned\n{}", shim_log(&ctd, "hostile-env")));
+    assert_eq!(
+        out.code,
+        0,
+        "{}\n{}",
+        out.stderr,
+        shim_log(&ctd, "hostile-env")
+    );
+    let seen = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("env: TRIAGE_V"))
+        .count();
+    assert_eq!(seen, 6000);
+    assert_clean(&ctd, "hostile-env");
+
+    // A secret in the environment of a running Wasm container is on no host command line.
+    let secret = "SECRET_TOKEN=hunter2-e2e-7c1d";
+    let mut child = spawn_run(
+        &ctd,
+        WASM_IMAGE,
+        "hostile-secret",
+        &["/sleeper.wasm"],
+        &["--env", secret],
+    );
+    assert_eq!(first_line(&mut child), "sleeper ready");
+    let leaks: Vec<String> = host_command_lines()
+        .into_iter()
+        .filter(|l| l.contains("hunter2-e2e-7c1d") && !l.contains("ctr"))
+        .collect();
+    kill_and_check_clean(&ctd, "hostile-secret", child);
+    assert!(
+        leaks.is_empty(),
+        "the secret is on the node's process list:\n{leaks:#?}"
+    );
+}
+
+#[test]
+fn a_wasm_guest_sees_nothing_of_its_engine_process() {
+    let Some(ctd) = containerd("hostile_proc_self") else {
+        return;
+    };
+    let paths = [
+        "/proc/self/environ",
+        "/proc/self/cmdline",
+        "/proc/self/maps",
+        "/proc/thread-self/status",
+    ];
+    let mut args = vec!["/fsprobe.wasm"];
+    args.extend(paths);
+    let out = run(&ctd, &[], WASM_IMAGE, "hostile-proc", &args);
+    assert_eq!(out.code, 0, "{out:?}");
+    for path in paths {
+        assert!(
+            out.stdout.contains(&format!("read {path}: error NotFound")),
+            "{path} is readable by the guest:\n{}",
+            out.stdout
+        );
+    }
+    // The container's own /proc is still there for what it may see.
+    let out = run(
+        &ctd,
+        &[],
+        WASM_IMAGE,
+        "hostile-proc-2",
+        &["/fsprobe.wasm", "/proc/version"],
+    );
+    assert!(
+        out.stdout.contains("read /proc/version: ok Linux"),
+        "{}",
+        out.stdout
+    );
+    assert_clean(&ctd, "hostile-proc");
+}
+
+/// What a busybox sidecar with `CAP_SYS_PTRACE`, in the pid namespace it shares with a
+/// Wasm container (as `shareProcessNamespace: true` gives), does to the Wasm init: it
+/// lists the init's descriptors, environment and command line, tries to write every
+/// regular file the init holds, floods the init's log descriptor, and holds the init's
+/// executable open to write it once no Triage process runs it any more. (The image links
+/// only a few applets; the others are called through `busybox`.)
+const SIDECAR: &str = r#"
+for d in /proc/[0-9]*; do
+  case "$(busybox readlink $d/exe 2>/dev/null)" in *containerd-shim*) P=${d#/proc/};; esac
+done
+echo "init: $P"
+ls -l /proc/$P/fd | busybox sed 's/^/fd: /'
+busybox tr '\0' '\n' < /proc/$P/environ | busybox sed 's/^/environ: /'
+echo "cmdline: $(busybox tr '\0' ' ' < /proc/$P/cmdline)"
+for f in /proc/$P/fd/*; do
+  n=${f##*/}
+  [ "$n" -gt 2 ] || continue
+  if [ -f "$f" ]; then
+    if (echo pwned >> "$f") 2>/dev/null; then echo "fd $n: WRITTEN $(busybox readlink $f)"; else echo "fd $n: refused"; fi
+  fi
+done
+i=0; while [ $i -lt 2000 ]; do echo "forged log line $i"; i=$((i+1)); done > /proc/$P/fd/4
+exec 3< /proc/$P/exe
+echo "waiting for go"
+while [ ! -e /tmp/go ]; do sleep 0.05; done
+if (echo pwned >> /proc/self/fd/3) 2>/tmp/err; then echo "exe: WRITTEN"; else echo "exe: refused $(cat /tmp/err)"; fi
+"#;
+
+#[test]
+fn a_ptrace_capable_sidecar_reaches_no_node_file_through_a_wasm_init() {
+    // A copy of the shim that only this test's containerd runs: once this test's Triage
+    // processes are gone, nothing else executes it (a running binary refuses writers).
+    let shims = tempfile::tempdir().unwrap();
+    let shim = shims.path().join("containerd-shim-triage-v1");
+    std::fs::copy(env!("CARGO_BIN_EXE_containerd-shim-triage-v1"), &shim).unwrap();
+    let shim_bytes = std::fs::read(&shim).unwrap();
+    let shim_inode = std::fs::metadata(&shim).unwrap().ino();
+    let Some(ctd) = containerd_with_shims("hostile_sidecar", shims.path()) else {
+        return;
+    };
+    // The pod's sandbox: PID 1 of the namespace the others join, run by runc. runc keeps
+    // its state outside this containerd: whatever happens, its tasks are removed.
+    let _cleanup = RemoveTasks(&ctd, &["hostile-side", "hostile-pause"]);
+    let runc = ["--runtime", "io.containerd.runc.v2"];
+    let pause = ctd.ctr(&[
+        "run",
+        "-d",
+        runc[0],
+        runc[1],
+        BUSYBOX_IMAGE,
+        "hostile-pause",
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(pause.code, 0, "{pause:?}");
+    let pause_pid = task_pid(&ctd, "hostile-pause").expect("pause pid");
+    let pidns = format!("pid:/proc/{pause_pid}/ns/pid");
+
+    let mut wasm = spawn_run(
+        &ctd,
+        WASM_IMAGE,
+        "hostile-wasm",
+        &["/sleeper.wasm"],
+        &["--with-ns", &pidns, "--env", "SECRET_TOKEN=hunter2-side"],
+    );
+    assert_eq!(first_line(&mut wasm), "sleeper ready");
+
+    let mut side = ctd
+        .ctr_command(&[
+            "run",
+            "--rm",
+            runc[0],
+            runc[1],
+            "--with-ns",
+            &pidns,
+            "--cap-add",
+            "CAP_SYS_PTRACE",
+            BUSYBOX_IMAGE,
+            "hostile-side",
+            "sh",
+            "-c",
+            SIDECAR,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the sidecar");
+    let mut lines = BufReader::new(side.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let waiting = line == "waiting for go";
+        seen.push(line);
+        if waiting {
+            break;
+        }
+    }
+    let before_go = seen.join("\n");
+    assert!(
+        before_go.contains("waiting for go"),
+        "the sidecar stopped early:\n{before_go}\n{}",
+        ctd.log()
+    );
+
+    // End the Wasm container; wait until no process runs this test's shim binary.
+    kill_and_check_clean(&ctd, "hostile-wasm", wasm);
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::metadata(e.path().join("exe")).is_ok_and(|m| m.ino() == shim_inode))
+    {
+        assert!(Instant::now() < until, "the Triage shim never exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let go = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "go",
+        "hostile-side",
+        "sh",
+        "-c",
+        ": > /tmp/go",
+    ]);
+    assert_eq!(go.code, 0, "{go:?}");
+    seen.extend(lines.map_while(Result::ok));
+    let status = side.wait().unwrap();
+    let report = seen.join("\n");
+    println!("what the sidecar saw:\n{report}");
+    assert!(status.success(), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("init: ") && l.len() > 6),
+        "the sidecar did not find the Wasm init:\n{report}"
+    );
+
+    // No node file the init holds could be written; the shim binary is unchanged.
+    assert!(!report.contains("WRITTEN"), "{report}");
+    assert!(
+        report.contains("exe: refused") && report.contains("Read-only file system"),
+        "{report}"
+    );
+    assert!(
+        std::fs::read(&shim).unwrap() == shim_bytes,
+        "the node's shim binary was changed from inside the pod:\n{report}"
+    );
+    // Nothing of containerd's environment, the node's log or the plan is in the init.
+    for line in report.lines() {
+        if let Some(var) = line.strip_prefix("environ: ") {
+            assert!(
+                !var.starts_with("TRIAGE_CACHE_DIR=")
+                    && !var.starts_with("TRIAGE_CONFIG=")
+                    && !var.starts_with("HOME="),
+                "containerd's environment reached the init: {var}\n{report}"
+            );
+        }
+        if line.starts_with("cmdline: ") {
+            assert!(!line.contains("hunter2-side"), "{line}");
+        }
+        if line.starts_with("fd: ") {
+            assert!(
+                !line.ends_with("/log")
+                    && !line.contains(".key")
+                    && !line.contains("artifact-cache"),
+                "a node file is open in the init: {line}\n{report}"
+            );
+        }
+    }
+    // What the sidecar wrote into the init's log descriptor is the init's own log
+    // stream: cut to its rate, not 2,000 forged lines in containerd's log.
+    let log = wait_for_log(&ctd, "hostile-wasm", "log lines dropped");
+    let forged = ctd.log().matches("forged log line").count();
+    assert!(
+        forged <= 400,
+        "{forged} forged lines reached the node's log\n{log}"
+    );
+}
+
+/// Kills and removes the named tasks and containers when dropped (also on a failure).
+struct RemoveTasks<'a>(&'a PrivateContainerd, &'a [&'a str]);
+
+impl Drop for RemoveTasks<'_> {
+    fn drop(&mut self) {
+        for id in self.1 {
+            let _ = self.0.ctr(&["task", "kill", "--signal", "SIGKILL", id]);
+            let _ = self.0.ctr(&["task", "delete", "--force", id]);
+            let _ = self.0.ctr(&["container", "rm", id]);
+        }
+    }
+}
+
+#[test]
+fn an_unknown_triage_annotation_is_refused_at_create() {
+    let Some(ctd) = containerd("hostile_unknown_annotation") else {
+        return;
+    };
+    let out = run(
+        &ctd,
+        &["--annotation", "triage.io/snapshots=off"],
+        WASM_IMAGE,
+        "hostile-typo",
+        &["/hello.wasm"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "container hostile-typo: annotation triage.io/snapshots is not one Triage knows"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&ctd, "hostile-typo");
+}
+
+#[test]
+fn a_device_needs_the_nodes_consent() {
+    let Some(ctd) = containerd("hostile_cdi_consent") else {
+        return;
+    };
+    let specs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        specs.path().join("example.yaml"),
+        "cdiVersion: 0.6.0\nkind: example.com/device\ndevices:\n- name: zero\n  containerEdits:\n    deviceNodes:\n    - path: /dev/triage-zero\n      hostPath: /dev/zero\n",
+    )
+    .unwrap();
+    let dirs = format!("[cdi]\nspec_dirs = [\"{}\"]\n", specs.path().display());
+    ctd.write_node_profile(&dirs).unwrap();
+    let ask = ["--annotation", "triage.io/gpu=example.com/device=zero"];
+    let out = run(
+        &ctd,
+        &ask,
+        BUSYBOX_IMAGE,
+        "hostile-gpu",
+        &["ls", "/dev/triage-zero"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "container hostile-gpu: CDI device example.com/device=zero may not be requested by annotation triage.io/gpu on this node"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&ctd, "hostile-gpu");
+
+    // With the node's consent, the same request is served.
+    ctd.write_node_profile(&format!(
+        "{dirs}annotation_devices = [\"example.com/device=zero\"]\n"
+    ))
+    .unwrap();
+    let out = run(
+        &ctd,
+        &ask,
+        BUSYBOX_IMAGE,
+        "hostile-gpu-2",
+        &["ls", "/dev/triage-zero"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_clean(&ctd, "hostile-gpu-2");
+}
