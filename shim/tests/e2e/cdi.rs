@@ -43,7 +43,7 @@ devices:
     std::fs::write(specs.path().join("example.yaml"), yaml).unwrap();
     std::fs::write(specs.path().join("broken.yaml"), "cdiVersion: [").unwrap();
     ctd.write_node_profile(&format!(
-        "[cdi]\nspec_dirs = [\"{}\"]\nannotation_devices = [\"example.com/device=*\"]\n",
+        "[cdi]\nspec_dirs = [\"{}\"]\nannotation_devices = [\"example.com/device=*\", \"nvidia.com/gpu=*\"]\n",
         specs.path().display()
     ))
     .unwrap();
