@@ -239,6 +239,7 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
         preopens,
         artifact_cache: true,
         snapshot: SnapshotPlan::Default,
+        snapshot_init_seconds: crate::plan::DEFAULT_SNAPSHOT_INIT_SECONDS,
         nn_preload: Vec::new(),
         engine: None,
     }

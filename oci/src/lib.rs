@@ -37,7 +37,7 @@ pub use node_profile::{
 pub use plan::ContainerModel;
 pub use plan::{
     DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
-    DEFAULT_SNAPSHOT_INIT,
+    DEFAULT_SNAPSHOT_INIT, DEFAULT_SNAPSHOT_INIT_SECONDS,
 };
 pub use quota::{admit, CgroupQuota};
 pub use runtime_options::RuntimeOptions;

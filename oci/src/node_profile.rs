@@ -52,6 +52,8 @@ pub struct WasmSettings {
     pub cache_max_bytes: Option<u64>,
     /// Whether modules with an init export are pre-initialised into snapshots.
     pub snapshots: bool,
+    /// How long a snapshot's init may run (seconds; `snapshot_init_timeout`).
+    pub snapshot_init_seconds: u64,
     /// The engine of Wasm containers that do not name one (`triage.io/engine`); `None`
     /// leaves it to the build (wasmtime where it has it).
     pub engine: Option<crate::engine::EngineName>,
@@ -63,6 +65,7 @@ impl Default for WasmSettings {
             cache: None,
             cache_max_bytes: None,
             snapshots: true,
+            snapshot_init_seconds: crate::plan::DEFAULT_SNAPSHOT_INIT_SECONDS,
             engine: None,
         }
     }
@@ -266,6 +269,10 @@ fn wasm_settings(table: &dyn toml_edit::TableLike) -> Result<WasmSettings, Strin
                     .as_bool()
                     .ok_or("wasm.snapshots: expected true or false")?
             }
+            "snapshot_init_timeout" => {
+                settings.snapshot_init_seconds = seconds_value(value)
+                    .map_err(|r| format!("wasm.snapshot_init_timeout: {r}"))?
+            }
             "engine" => {
                 let text = value
                     .as_str()
@@ -276,7 +283,7 @@ fn wasm_settings(table: &dyn toml_edit::TableLike) -> Result<WasmSettings, Strin
             }
             other => {
                 return Err(format!(
-                    "unknown key wasm.{other} (expected cache, cache_max_size, snapshots, engine)"
+                    "unknown key wasm.{other} (expected cache, cache_max_size, snapshots, snapshot_init_timeout, engine)"
                 ))
             }
         }
@@ -347,6 +354,29 @@ fn cpu_value(item: &Item) -> Result<u64, String> {
         .as_str()
         .ok_or("expected a number of cores or a string like \"500m\"")?;
     parse_cpu(text).ok_or_else(|| format!("{text:?} is not a CPU quantity (e.g. 2, 0.5, \"500m\")"))
+}
+
+/// A duration in whole seconds: `30`, `"30s"` or `"2m"`, at least one second.
+fn seconds_value(item: &Item) -> Result<u64, String> {
+    let seconds = match (item.as_integer(), item.as_str().map(str::trim)) {
+        (Some(n), _) => u64::try_from(n).map_err(|_| format!("{n} is negative"))?,
+        (_, Some(text)) => {
+            let (number, unit) = match text.strip_suffix('m') {
+                Some(minutes) => (minutes, 60),
+                None => (text.strip_suffix('s').unwrap_or(text), 1),
+            };
+            number
+                .trim()
+                .parse::<u64>()
+                .map(|n| n.saturating_mul(unit))
+                .map_err(|_| format!("{text:?} is not a duration (e.g. \"30s\", \"2m\")"))?
+        }
+        _ => return Err("expected a duration (e.g. \"30s\")".to_owned()),
+    };
+    if seconds == 0 {
+        return Err("must be at least one second".to_owned());
+    }
+    Ok(seconds)
 }
 
 fn memory_value(item: &Item) -> Result<u64, String> {
@@ -424,11 +454,18 @@ pub fn bytes_text(bytes: u64) -> String {
 mod tests {
     use super::*;
 
+    fn off_default_seconds() -> u64 {
+        NodeProfile::from_toml("p", "[wasm]\nsnapshot_init_timeout = \"30s\"\n")
+            .unwrap()
+            .wasm
+            .snapshot_init_seconds
+    }
+
     #[test]
     fn wasm_section_sets_cache_and_snapshots() {
         let profile = NodeProfile::from_toml(
             "p",
-            "[wasm]\ncache = \"/srv/triage-cache\"\ncache_max_size = \"256Mi\"\nsnapshots = false\nengine = \"wasmedge\"\n",
+            "[wasm]\ncache = \"/srv/triage-cache\"\ncache_max_size = \"256Mi\"\nsnapshots = false\nsnapshot_init_timeout = \"2m\"\nengine = \"wasmedge\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -437,9 +474,19 @@ mod tests {
                 cache: Some(CacheLocation::Dir("/srv/triage-cache".into())),
                 cache_max_bytes: Some(256 << 20),
                 snapshots: false,
+                snapshot_init_seconds: 120,
                 engine: Some(crate::engine::EngineName::Wasmedge),
             }
         );
+        assert_eq!(off_default_seconds(), 30);
+        let err = NodeProfile::from_toml("p", "[wasm]\nsnapshot_init_timeout = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"soon\" is not a duration"), "{err}");
+        let err = NodeProfile::from_toml("p", "[wasm]\nsnapshot_init_timeout = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least one second"), "{err}");
         let err = NodeProfile::from_toml("p", "[wasm]\nengine = \"wamr\"\n").unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -65,6 +65,10 @@ pub struct WasmPlan {
     /// Whether, and with which export, the module is pre-initialised into a snapshot
     /// that later containers start from (`triage.io/snapshot`, `triage.io/snapshot-init`).
     pub snapshot: SnapshotPlan,
+    /// How long the snapshot's init may run on the node before it is given up (and the
+    /// failure remembered): [`DEFAULT_SNAPSHOT_INIT_SECONDS`], or the node profile's
+    /// `[wasm] snapshot_init_timeout`.
+    pub snapshot_init_seconds: u64,
     /// Models preloaded for wasi-nn's `load_by_name` (`triage.io/nn-preload`).
     pub nn_preload: Vec<ContainerModel>,
     /// The engine that runs the module: the one `triage.io/engine` names, until the shim
@@ -83,6 +87,9 @@ pub struct ContainerModel {
 
 /// The init export Wizer snapshots are made with unless an annotation names another.
 pub const DEFAULT_SNAPSHOT_INIT: &str = "wizer-initialize";
+
+/// How long a snapshot's init may run unless the node profile says otherwise.
+pub const DEFAULT_SNAPSHOT_INIT_SECONDS: u64 = 30;
 
 /// Whether a module is pre-initialised, and by which export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,6 +70,7 @@ pub fn preload_module(
     let options = engine::PreloadOptions {
         snapshot_init,
         init_memory_limit,
+        init_deadline: std::time::Duration::from_secs(wasm.snapshot_init_seconds),
     };
     let started = std::time::Instant::now();
     match engine.preload(&plan.id, host_path, cache, &options) {

@@ -266,6 +266,10 @@ impl ArtifactCache {
         self.dir.join(format!("{name}.mac"))
     }
 
+    fn failed_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.failed"))
+    }
+
     /// The seal of an artifact file: a MAC over the identity and change time of the file
     /// that was verified (or written) with these bytes. Any write, truncation, `chmod`,
     /// `utime` or replacement changes the inode or its `ctime`, which user space cannot set
@@ -342,6 +346,26 @@ impl ArtifactCache {
         name: &str,
         build: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> Result<(PathBuf, CacheOutcome), CacheError> {
+        self.get_or_build_with(name, build, false)
+    }
+
+    /// [`ArtifactCache::get_or_build`] for a build that runs tenant code (a snapshot's
+    /// init): once it has failed, it is not run again for later Creates; the failure's
+    /// reason is returned instead, until `cache prune`.
+    pub fn get_or_build_once(
+        &self,
+        name: &str,
+        build: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<(PathBuf, CacheOutcome), CacheError> {
+        self.get_or_build_with(name, build, true)
+    }
+
+    fn get_or_build_with(
+        &self,
+        name: &str,
+        build: impl FnOnce() -> Result<Vec<u8>, String>,
+        remember_failure: bool,
+    ) -> Result<(PathBuf, CacheOutcome), CacheError> {
         // Held until this function returns: one builder per entry, readers wait for it.
         let guard = lock_exclusive(&self.lock_path(name))?;
         // Recency for the LRU bound is the lock file's mtime: touching the artifact
@@ -356,7 +380,28 @@ impl ArtifactCache {
                 CacheOutcome::Rebuilt { reason }
             }
         };
-        let bytes = build().map_err(CacheError::Build)?;
+        // A build that failed here before (a snapshot init that traps or never ends) is not
+        // run again for every Create: its reason is remembered until `cache prune`.
+        let failed = self.failed_path(name);
+        if let Some(reason) = remember_failure
+            .then(|| std::fs::read_to_string(&failed).ok())
+            .flatten()
+        {
+            return Err(CacheError::Build(format!(
+                "{} (remembered from an earlier attempt on this node; `containerd-shim-triage-v1 cache prune` forgets it)",
+                reason.trim_end()
+            )));
+        }
+        let bytes = match build() {
+            Ok(bytes) => bytes,
+            Err(reason) if remember_failure => {
+                if let Err(e) = write_atomically(&failed, reason.as_bytes()) {
+                    tracing::warn!(entry = name, "cannot remember a failed build: {e}");
+                }
+                return Err(CacheError::Build(reason));
+            }
+            Err(reason) => return Err(CacheError::Build(reason)),
+        };
         if bytes.len() as u64 > self.max_bytes {
             // Storing it would evict every other entry and then itself.
             return Err(CacheError::TooLarge {
@@ -454,7 +499,15 @@ impl ArtifactCache {
 
     /// Removes least recently used entries until at most `max_bytes` remain (all of them
     /// for 0). Returns the removed entries.
+    /// Remembered failed builds are forgotten too.
     pub fn prune(&self, max_bytes: u64) -> Result<Vec<CacheEntry>, CacheError> {
+        if let Ok(dir) = std::fs::read_dir(&self.dir) {
+            for item in dir.flatten() {
+                if item.path().extension().is_some_and(|e| e == "failed") {
+                    let _ = std::fs::remove_file(item.path());
+                }
+            }
+        }
         self.evict_to(max_bytes, None)
     }
 
@@ -467,6 +520,7 @@ impl ArtifactCache {
     /// removes what crashed writers left (temporary files of processes that are gone).
     fn evict_to(&self, max_bytes: u64, keep: Option<&str>) -> Result<Vec<CacheEntry>, CacheError> {
         self.remove_orphaned_temporaries();
+        self.bound_failures();
         let entries = self.entries()?;
         let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
         let mut count = entries.len();
@@ -496,6 +550,27 @@ impl ArtifactCache {
             removed.push(entry);
         }
         Ok(removed)
+    }
+
+    /// Keeps at most [`MAX_ENTRIES`] remembered failures, the newest.
+    fn bound_failures(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut failures: Vec<(SystemTime, PathBuf)> = dir
+            .flatten()
+            .filter(|item| item.path().extension().is_some_and(|e| e == "failed"))
+            .map(|item| {
+                let when = item.metadata().and_then(|m| m.modified());
+                (when.unwrap_or(SystemTime::UNIX_EPOCH), item.path())
+            })
+            .collect();
+        if failures.len() > MAX_ENTRIES {
+            failures.sort();
+            for (_, path) in &failures[..failures.len() - MAX_ENTRIES] {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 
     /// Removes `*.tmp.PID` files whose writing process no longer exists.
@@ -664,6 +739,32 @@ mod tests {
                 .to_string();
             assert!(err.contains("owned by uid 4321, not by uid 0"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_failed_build_is_remembered_until_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(dir.path(), 1 << 20).unwrap();
+        let n = AtomicUsize::new(0);
+        let failing = |n: &AtomicUsize| {
+            n.fetch_add(1, Ordering::SeqCst);
+            Err::<Vec<u8>, _>("init did not finish within 2 s".to_owned())
+        };
+        let first = cache.get_or_build_once("snap", || failing(&n)).unwrap_err();
+        assert_eq!(first.to_string(), "init did not finish within 2 s");
+        let again = cache.get_or_build_once("snap", || failing(&n)).unwrap_err();
+        assert!(
+            again
+                .to_string()
+                .starts_with("init did not finish within 2 s (remembered from an earlier attempt"),
+            "{again}"
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 1, "the build ran again");
+        cache.prune(u64::MAX).unwrap();
+        assert_eq!(
+            cache.get_or_build_once("snap", built(&n, b"ok")).unwrap().1,
+            CacheOutcome::Built
+        );
     }
 
     #[test]

@@ -63,8 +63,10 @@ pub struct PreloadOptions {
     /// runs once per node and later containers start from the memory and globals it left
     /// (a Wizer snapshot). `None` loads the module as it is.
     pub snapshot_init: Option<String>,
-    /// The memory the init function may use (the container's limit).
+    /// The memory the init function may use in all (the container's limit).
     pub init_memory_limit: Option<u64>,
+    /// How long the init may run before it is given up.
+    pub init_deadline: std::time::Duration,
 }
 
 /// What [`WasmEngine::preload`] did.

@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
-use wasmtime::{Config, Engine, Instance, Linker, Module, Store, StoreLimits, StoreLimitsBuilder};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, Instance, Linker, Module, ResourceLimiter, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
@@ -16,23 +18,75 @@ const INIT_FUEL: u64 = 50_000_000_000;
 /// The memory an init may use when the container sets no limit.
 const INIT_MEMORY_DEFAULT: u64 = 1 << 30;
 
+/// The most memories, tables and table elements an init may have (a guest with more is
+/// not snapshotted).
+const INIT_MEMORIES: usize = 16;
+const INIT_TABLES: usize = 16;
+const INIT_TABLE_ELEMENTS: usize = 1 << 20;
+
 /// What an init's store holds: a WASI context with no arguments, environment, files or
-/// output (writes are discarded), and its memory limit.
+/// output (writes are discarded), and what is left of its memory bound.
 struct InitState {
     wasi: WasiP1Ctx,
-    limits: StoreLimits,
+    limits: InitLimits,
+}
+
+/// The init's memory bound over all its memories together (a module with several
+/// memories gets the bound once, not once per memory).
+struct InitLimits {
+    bytes_left: usize,
+}
+
+impl ResourceLimiter for InitLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let more = desired.saturating_sub(current);
+        if more > self.bytes_left {
+            return Ok(false);
+        }
+        self.bytes_left -= more;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= INIT_TABLE_ELEMENTS)
+    }
+
+    fn memories(&self) -> usize {
+        INIT_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        INIT_TABLES
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
 }
 
 /// Runs `init` of the module `wasm` and returns the pre-initialised module's bytes.
 ///
 /// The init runs in this process, outside any container, so it sees nothing of the host:
 /// no preopened directory, no environment, no arguments; its stdout and stderr are
-/// discarded; its memory is bounded by `memory_limit` and its work by fuel. Whatever it
-/// reads from clocks or random sources is frozen into the snapshot.
+/// discarded; its memory is bounded by `memory_limit` over all its memories together, its
+/// work by fuel and its time by `deadline` (an epoch interrupt from a timer thread that
+/// ends before this returns, so the helper is single-threaded again for its fork).
+/// Whatever it reads from clocks or random sources is frozen into the snapshot.
 pub fn pre_initialise(
     wasm: &[u8],
     init: &str,
     memory_limit: Option<u64>,
+    deadline: Duration,
 ) -> Result<Vec<u8>, String> {
     let mut wizer = Wizer::new();
     wizer.init_func(init);
@@ -42,6 +96,7 @@ pub fn pre_initialise(
 
     let mut config = Config::new();
     config.consume_fuel(true);
+    config.epoch_interruption(true);
     // This runs in the single-threaded create helper: no compiler threads.
     config.parallel_compilation(false);
     let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
@@ -55,42 +110,74 @@ pub fn pre_initialise(
         &engine,
         InitState {
             wasi: WasiCtxBuilder::new().build_p1(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(usize::try_from(limit).unwrap_or(usize::MAX))
-                .build(),
+            limits: InitLimits {
+                bytes_left: usize::try_from(limit).unwrap_or(usize::MAX),
+            },
         },
     );
     store.limiter(|state| &mut state.limits);
     store.set_fuel(INIT_FUEL).map_err(|e| format!("{e:#}"))?;
-    let instance = linker
-        .instantiate(&mut store, &module)
-        .map_err(|e| format!("instantiating for the init: {e:#}"))?;
-    // A reactor's own initialiser comes first, as it would in a normal start.
-    if init != "_initialize" {
-        if let Ok(reactor_init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-            reactor_init
-                .call(&mut store, ())
-                .map_err(|e| format!("_initialize trapped: {e:#}"))?;
-        }
-    }
-    let func = instance
-        .get_typed_func::<(), ()>(&mut store, init)
-        .map_err(|e| {
-            format!("export {init:?} is not a function without parameters or results: {e:#}")
-        })?;
-    func.call(&mut store, ()).map_err(|e| {
-        if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel) {
-            format!("{init} did not finish within {INIT_FUEL} instructions")
-        } else {
-            format!("{init} trapped: {e:#}")
-        }
-    })?;
+    store.set_epoch_deadline(1);
+    // The timer: bumps the epoch at the deadline unless told (by the channel closing)
+    // that the init is over; joined below, whatever the init did.
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let timer_engine = engine.clone();
+    let timer = std::thread::Builder::new()
+        .name("snapshot-deadline".into())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(deadline)
+            {
+                timer_engine.increment_epoch();
+            }
+        })
+        .map_err(|e| format!("starting the init's timer: {e}"))?;
+    let result = run_init(&mut store, &linker, &module, init, deadline);
+    drop(done);
+    let _ = timer.join();
+    let instance = result?;
     let mut source = SnapshotSource {
         store: &mut store,
         instance,
     };
     completed(wizer.snapshot(&context, &mut source))
         .map_err(|e| format!("taking the snapshot: {e:#}"))
+}
+
+/// Instantiates the module and runs a reactor's `_initialize`, then `init`.
+fn run_init(
+    store: &mut Store<InitState>,
+    linker: &Linker<InitState>,
+    module: &Module,
+    init: &str,
+    deadline: Duration,
+) -> Result<Instance, String> {
+    let stopped = |what: &str, e: wasmtime::Error| match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => {
+            format!("{what} did not finish within {INIT_FUEL} instructions")
+        }
+        Some(wasmtime::Trap::Interrupt) => {
+            format!("{what} did not finish within {} s", deadline.as_secs())
+        }
+        _ => format!("{what} trapped: {e:#}"),
+    };
+    let instance = linker
+        .instantiate(&mut *store, module)
+        .map_err(|e| stopped("instantiating for the init", e))?;
+    // A reactor's own initialiser comes first, as it would in a normal start.
+    if init != "_initialize" {
+        if let Ok(reactor_init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+            reactor_init
+                .call(&mut *store, ())
+                .map_err(|e| stopped("_initialize", e))?;
+        }
+    }
+    let func = instance
+        .get_typed_func::<(), ()>(&mut *store, init)
+        .map_err(|e| {
+            format!("export {init:?} is not a function without parameters or results: {e:#}")
+        })?;
+    func.call(&mut *store, ()).map_err(|e| stopped(init, e))?;
+    Ok(instance)
 }
 
 /// Wizer's view of the initialised instance: its exported globals and memories.

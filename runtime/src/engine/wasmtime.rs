@@ -131,9 +131,14 @@ impl WasmtimeEngine {
         options: &PreloadOptions,
     ) -> Result<Option<(WarmModule, CacheOutcome)>, EngineError> {
         let entry = self.cache_entry(bytes, Some(init));
-        let built = cache.get_or_build(&entry, || {
+        let built = cache.get_or_build_once(&entry, || {
             let started = std::time::Instant::now();
-            let snapshot = snapshot::pre_initialise(bytes, init, options.init_memory_limit)?;
+            let snapshot = snapshot::pre_initialise(
+                bytes,
+                init,
+                options.init_memory_limit,
+                options.init_deadline,
+            )?;
             tracing::info!(
                 container = %id,
                 init,

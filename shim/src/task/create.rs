@@ -162,6 +162,7 @@ impl TaskService {
             if cache.dir.is_none() || !wasm.artifact_cache || !profile.wasm.snapshots {
                 wasm.snapshot = SnapshotPlan::Off;
             }
+            wasm.snapshot_init_seconds = profile.wasm.snapshot_init_seconds;
             let engine = EngineChoice::settle(
                 wasm.engine.map(|choice| choice.engine),
                 profile.wasm.engine,

@@ -430,3 +430,38 @@ fn a_device_needs_the_nodes_consent() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_clean(&ctd, "hostile-gpu-2");
 }
+
+#[test]
+fn a_snapshot_init_that_never_ends_is_stopped_once_and_remembered() {
+    let Some(ctd) = containerd("hostile_snapshot_init") else {
+        return;
+    };
+    ctd.write_node_profile("[wasm]\nsnapshot_init_timeout = \"2s\"\n")
+        .unwrap();
+    // `_start` of spin.wasm loops forever: as a snapshot init it would hold the create
+    // helper (and a ttrpc thread, a rootfs mount, the cache entry's lock) for good.
+    let init = ["--annotation", "triage.io/snapshot-init=_start"];
+    for (n, expected) in [
+        "did not finish within 2 s; the module runs as it is",
+        "(remembered from an earlier attempt on this node;",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("hostile-snapinit-{n}");
+        let mut child = spawn_run(&ctd, WASM_IMAGE, &id, &["/spin.wasm"], &init);
+        // The container still runs, from the module as it is.
+        assert_eq!(
+            first_line(&mut child),
+            "spinning",
+            "{}",
+            shim_log(&ctd, &id)
+        );
+        let log = wait_for_log(&ctd, &id, "no snapshot of");
+        assert!(
+            log.contains(expected),
+            "{id}: expected {expected:?} in:\n{log}"
+        );
+        kill_and_check_clean(&ctd, &id, child);
+    }
+}
