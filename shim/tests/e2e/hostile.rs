@@ -465,3 +465,57 @@ fn a_snapshot_init_that_never_ends_is_stopped_once_and_remembered() {
         kill_and_check_clean(&ctd, &id, child);
     }
 }
+
+#[test]
+fn a_cache_the_node_cannot_trust_or_fill_leaves_containers_running() {
+    let Some(ctd) = containerd("hostile_cache_dir") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A directory someone else owns: not used, whatever its mode.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(4321), Some(4321)).unwrap();
+    // A full disk: a tmpfs of 16 KiB, root's and 0700, too small for any artifact.
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16k,mode=0700",
+            "triage-full-cache",
+        ])
+        .arg(&full)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(full.clone());
+
+    for (id, cache, says) in [
+        (
+            "hostile-cache-foreign",
+            &foreign,
+            "not used: it is owned by uid 4321, not by uid 0",
+        ),
+        ("hostile-cache-full", &full, "No space left on device"),
+    ] {
+        ctd.write_node_profile(&format!("[wasm]\ncache = \"{}\"\n", cache.display()))
+            .unwrap();
+        let out = run(&ctd, &[], WASM_IMAGE, id, &["/hello.wasm"]);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stdout.contains("hello from wasm"), "{out:?}");
+        let log = shim_log(&ctd, id);
+        assert!(log.contains(says), "{id}: expected {says:?} in:\n{log}");
+        assert_clean(&ctd, id);
+    }
+    // Nothing was written into the directory the node does not own.
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 0);
+}
