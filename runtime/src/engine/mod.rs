@@ -193,13 +193,55 @@ impl EngineError {
 }
 
 /// Reads a module file, the error naming the container and the path.
+///
+/// The file is opened once and read through that descriptor: it must be a regular file
+/// (a FIFO, device or socket swapped in is refused without blocking) of at most
+/// [`MAX_MODULE_BYTES`], and no more than that is read whatever it grows to meanwhile.
 pub fn read_module(id: &str, path: &std::path::Path) -> Result<Vec<u8>, EngineError> {
-    std::fs::read(path).map_err(|source| EngineError::Read {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let failed = |source| EngineError::Read {
         id: id.to_owned(),
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let refused = |reason: String| {
+        failed(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            reason,
+        ))
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(failed)?;
+    let meta = file.metadata().map_err(failed)?;
+    if !meta.is_file() {
+        return Err(refused("not a regular file".to_owned()));
+    }
+    let too_large = || {
+        refused(format!(
+            "larger than {} MiB, the most a module may be",
+            MAX_MODULE_BYTES >> 20
+        ))
+    };
+    if meta.len() > MAX_MODULE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MODULE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_MODULE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
+
+/// The largest module a container may ship: the shim and its helpers read it whole (a
+/// large service with its data segments is tens of MiB).
+pub const MAX_MODULE_BYTES: u64 = 256 << 20;
 
 /// Stops a running guest at its next loop head or call, from any thread or a signal
 /// handler: [`PreparedGuest::run`] then returns [`GuestExit::Interrupted`].
@@ -411,6 +453,27 @@ mod tests {
     fn budget_leaves_the_engine_and_a_margin_out() {
         assert_eq!(guest_memory_budget(64 << 20, 10 << 20), 50 << 20);
         assert_eq!(guest_memory_budget(8 << 20, 10 << 20), 0);
+    }
+
+    #[test]
+    fn a_module_is_read_only_from_a_bounded_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("m.wasm");
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        assert_eq!(read_module("c1", &module).unwrap().len(), 8);
+        // A FIFO with no writer would block a plain read for ever.
+        let fifo = dir.path().join("fifo.wasm");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = read_module("c1", &fifo).unwrap_err().to_string();
+        assert!(err.ends_with("fifo.wasm: not a regular file"), "{err}");
+        // Larger than the bound (sparse: no disk used).
+        let huge = dir.path().join("huge.wasm");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_MODULE_BYTES + 1)
+            .unwrap();
+        let err = read_module("c1", &huge).unwrap_err().to_string();
+        assert!(err.contains("larger than 256 MiB"), "{err}");
     }
 
     #[test]
