@@ -179,6 +179,14 @@ fn prepare_in_child(
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(reader);
+            // The model is the tenant's: what preparing it may allocate is bounded, so a
+            // crafted one fails here instead of taking the node's memory.
+            let bound = libc::rlimit {
+                rlim_cur: PREPARE_MEMORY,
+                rlim_max: PREPARE_MEMORY,
+            };
+            // SAFETY: setrlimit reads the struct we pass; it only lowers this child's limit.
+            unsafe { libc::setrlimit(libc::RLIMIT_DATA, &bound) };
             let (code, payload) = match backend.prepare(&[model], target) {
                 Ok(bytes) => (0, bytes),
                 Err(e) => (1, e.to_string().into_bytes()),
@@ -213,6 +221,10 @@ fn prepare_in_child(
 
 /// How long a model may take to prepare before the preparing process is killed.
 const PREPARE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The data memory (heap and private mappings, `RLIMIT_DATA`) the preparing process may
+/// have: SqueezeNet-sized models prepare in well under 200 MiB.
+const PREPARE_MEMORY: libc::rlim_t = 2 << 30;
 
 /// Reads `pipe` to its end, giving up after `limit`.
 fn read_until(mut pipe: std::fs::File, limit: std::time::Duration) -> Result<Vec<u8>, String> {
@@ -269,6 +281,49 @@ mod tests {
         .unwrap_err();
         assert_eq!(err, "preparing took longer than 0 s");
         drop(writer);
+    }
+
+    /// A backend whose preparation asks for `bytes` of memory.
+    struct Greedy {
+        bytes: usize,
+    }
+
+    impl NnBackend for Greedy {
+        fn name(&self) -> &str {
+            "greedy"
+        }
+        fn encodings(&self) -> &[triage_nn::GraphEncoding] {
+            &[]
+        }
+        fn serves(&self, _: ExecutionTarget) -> Result<(), String> {
+            Ok(())
+        }
+        fn load(
+            &self,
+            _: &[&[u8]],
+            _: ExecutionTarget,
+        ) -> Result<Arc<dyn triage_nn::NnGraph>, triage_nn::NnError> {
+            unreachable!("only prepare is called")
+        }
+        fn prepare(&self, _: &[&[u8]], _: ExecutionTarget) -> Result<Vec<u8>, triage_nn::NnError> {
+            let mut taken: Vec<u8> = Vec::new();
+            taken
+                .try_reserve_exact(self.bytes)
+                .map_err(|e| triage_nn::NnError::Load {
+                    backend: "greedy".into(),
+                    reason: e.to_string(),
+                })?;
+            Ok(b"prepared".to_vec())
+        }
+    }
+
+    #[test]
+    fn a_preparation_asking_for_more_memory_than_its_bound_fails() {
+        let err = prepare_in_child(&Greedy { bytes: 3 << 30 }, b"model", ExecutionTarget::Cpu)
+            .unwrap_err();
+        assert!(err.contains("memory allocation"), "{err}");
+        let ok = prepare_in_child(&Greedy { bytes: 1 << 20 }, b"model", ExecutionTarget::Cpu);
+        assert_eq!(ok.unwrap(), b"prepared");
     }
 
     #[test]
