@@ -14,6 +14,7 @@ pub mod container;
 pub mod engine;
 pub mod error;
 pub mod nn;
+pub mod pipe;
 pub mod read_only;
 pub mod rootfs;
 pub mod stdio;

@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -393,31 +393,10 @@ impl HelperContainer<'_> {
 
 /// Reads the helper's replies to end of file, or gives up at `deadline` (`None`).
 fn read_reply(report: OwnedFd, deadline: Duration) -> Option<Option<Reply>> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let until = std::time::Instant::now() + deadline;
-    let mut bytes = Vec::new();
-    let mut file = File::from(report);
-    loop {
-        let left = until.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return None;
-        }
-        let millis = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
-            .unwrap_or(PollTimeout::MAX);
-        let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, millis) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return Some(None),
-        }
-        let mut chunk = [0u8; 4096];
-        match io::Read::read(&mut file, &mut chunk) {
-            Ok(0) => return Some(Reply::read_from(&bytes[..])),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Some(Reply::read_from(&bytes[..])),
-        }
+    match triage_runtime::pipe::read_to_end_within(File::from(report), deadline) {
+        Ok(bytes) => Some(Reply::read_from(&bytes[..])),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => None,
+        Err(_) => Some(None),
     }
 }
 

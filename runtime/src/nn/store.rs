@@ -10,7 +10,7 @@
 //! over the mapped bytes without copying them, so every container of the model shares one
 //! copy of its weights in the page cache and none parses or optimises it again.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -226,45 +226,12 @@ const PREPARE_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// have: SqueezeNet-sized models prepare in well under 200 MiB.
 const PREPARE_MEMORY: libc::rlim_t = 2 << 30;
 
-/// Reads `pipe` to its end, giving up after `limit`.
-fn read_until(mut pipe: std::fs::File, limit: std::time::Duration) -> Result<Vec<u8>, String> {
-    use std::os::fd::AsRawFd;
-    let deadline = Instant::now() + limit;
-    let mut payload = Vec::new();
-    let mut chunk = vec![0u8; 1 << 16];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut fd = libc::pollfd {
-            fd: pipe.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let ready =
-            unsafe { libc::poll(&mut fd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-        match ready {
-            0 if Instant::now() >= deadline => {
-                return Err(format!("preparing took longer than {} s", limit.as_secs()))
-            }
-            0 => continue,
-            -1 if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {
-                continue
-            }
-            -1 => {
-                return Err(format!(
-                    "waiting for the prepared model: {}",
-                    std::io::Error::last_os_error()
-                ))
-            }
-            _ => {}
-        }
-        match pipe.read(&mut chunk) {
-            Ok(0) => return Ok(payload),
-            Ok(n) => payload.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading the prepared model: {e}")),
-        }
-    }
+/// Reads the preparing process's pipe to its end, giving up after `limit`.
+fn read_until(pipe: std::fs::File, limit: std::time::Duration) -> Result<Vec<u8>, String> {
+    crate::pipe::read_to_end_within(pipe, limit).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => format!("preparing took longer than {} s", limit.as_secs()),
+        _ => format!("reading the prepared model: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -324,22 +291,5 @@ mod tests {
         assert!(err.contains("memory allocation"), "{err}");
         let ok = prepare_in_child(&Greedy { bytes: 1 << 20 }, b"model", ExecutionTarget::Cpu);
         assert_eq!(ok.unwrap(), b"prepared");
-    }
-
-    #[test]
-    fn a_prepared_model_is_read_to_the_end_of_the_pipe() {
-        let (reader, writer) = nix::unistd::pipe().unwrap();
-        let payload: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
-        let expected = payload.clone();
-        let sender = std::thread::spawn(move || {
-            std::fs::File::from(writer).write_all(&payload).unwrap();
-        });
-        let read = read_until(
-            std::fs::File::from(reader),
-            std::time::Duration::from_secs(30),
-        )
-        .unwrap();
-        sender.join().unwrap();
-        assert_eq!(read, expected);
     }
 }
