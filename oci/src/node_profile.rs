@@ -109,7 +109,13 @@ pub struct NodeProfile {
     pub nn: crate::nn::NnSettings,
     /// Where CDI devices are described.
     pub cdi: CdiSettings,
+    /// How long a Create's helper may take (`[helpers] create_timeout`, seconds).
+    pub create_timeout_seconds: u64,
 }
+
+/// How long a Create's helper may take unless the node profile says otherwise: compiling
+/// a large module, preparing models, libcontainer's set-up and the spec's hooks.
+pub const DEFAULT_CREATE_TIMEOUT_SECONDS: u64 = 300;
 
 impl Default for NodeProfile {
     fn default() -> Self {
@@ -129,6 +135,7 @@ impl Default for NodeProfile {
             wasm: WasmSettings::default(),
             nn: crate::nn::NnSettings::default(),
             cdi: CdiSettings::default(),
+            create_timeout_seconds: DEFAULT_CREATE_TIMEOUT_SECONDS,
         }
     }
 }
@@ -204,9 +211,25 @@ impl NodeProfile {
                     profile.cdi = cdi_settings(table).map_err(error)?;
                     continue;
                 }
+                "helpers" => {
+                    for (key, value) in table.iter() {
+                        match key {
+                            "create_timeout" => {
+                                profile.create_timeout_seconds = seconds_value(value)
+                                    .map_err(|r| error(format!("helpers.create_timeout: {r}")))?
+                            }
+                            other => {
+                                return Err(error(format!(
+                                    "unknown key helpers.{other} (expected create_timeout)"
+                                )))
+                            }
+                        }
+                    }
+                    continue;
+                }
                 other => {
                     return Err(error(format!(
-                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn], [cdi])"
+                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn], [cdi], [helpers])"
                     )))
                 }
             };
@@ -453,6 +476,20 @@ pub fn bytes_text(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn helpers_section_sets_the_create_timeout() {
+        assert_eq!(NodeProfile::default().create_timeout_seconds, 300);
+        let profile = NodeProfile::from_toml("p", "[helpers]\ncreate_timeout = \"2s\"\n").unwrap();
+        assert_eq!(profile.create_timeout_seconds, 2);
+        let err = NodeProfile::from_toml("p", "[helpers]\ntimeout = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key helpers.timeout (expected create_timeout)"),
+            "{err}"
+        );
+    }
 
     fn off_default_seconds() -> u64 {
         NodeProfile::from_toml("p", "[wasm]\nsnapshot_init_timeout = \"30s\"\n")

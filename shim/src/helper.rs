@@ -38,10 +38,8 @@ use crate::reaper::ExitRegistry;
 
 pub use triage_runtime::container::wire::HELPER_ARG;
 
-/// How long a create helper may take (compiling a large module, preparing models and
-/// libcontainer's set-up included) before it is killed and Create fails.
-const CREATE_DEADLINE: Duration = Duration::from_secs(300);
-/// How long any other helper may take.
+/// How long any helper other than a create may take (a create's deadline is the node
+/// profile's `[helpers] create_timeout`).
 const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Why a helper call failed.
@@ -152,6 +150,8 @@ pub struct CreateRequest {
     pub stdio: Option<ContainerStdio>,
     /// The read end of the Start clock pipe.
     pub start_clock: OwnedFd,
+    /// How long the helper may take before it (and what it started) is killed.
+    pub deadline: Duration,
 }
 
 impl HelperContainer<'_> {
@@ -169,7 +169,7 @@ impl HelperContainer<'_> {
             &request,
             create.stdio,
             Some(create.start_clock),
-            CREATE_DEADLINE,
+            create.deadline,
         );
         if let Err(HelperError::Deadline { .. }) = &result {
             // The killed helper may have forked the init already.
@@ -330,9 +330,16 @@ impl HelperContainer<'_> {
             .iter()
             .filter_map(|(target, fd)| fd.as_ref().map(|fd| (fd.as_raw_fd(), *target)))
             .collect();
-        // SAFETY: only dup2, which is async-signal-safe, runs between fork and exec.
+        // SAFETY: only setpgid and dup2, which are async-signal-safe, run between fork
+        // and exec.
         unsafe {
             command.pre_exec(move || {
+                // Its own process group: a helper killed at its deadline takes the hooks
+                // and libcontainer processes it started with it (a container's init makes
+                // a session of its own).
+                if libc::setpgid(0, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
                 for &(from, to) in &moves {
                     if libc::dup2(from, to) < 0 {
                         return Err(io::Error::last_os_error());
@@ -359,7 +366,7 @@ impl HelperContainer<'_> {
         let reply = match read_reply(report_read, deadline) {
             Some(reply) => reply,
             None => {
-                let _ = nix::sys::signal::kill(
+                let _ = nix::sys::signal::killpg(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );

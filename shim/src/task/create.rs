@@ -201,6 +201,7 @@ impl TaskService {
             nn: profile.nn.clone(),
             stdio: helper_stdio,
             start_clock,
+            deadline: std::time::Duration::from_secs(profile.create_timeout_seconds),
         })?;
         rollback.push(move || {
             // The container exists but the Create failed after it: do not leave it.

@@ -519,3 +519,65 @@ fn a_cache_the_node_cannot_trust_or_fill_leaves_containers_running() {
     // Nothing was written into the directory the node does not own.
     assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 0);
 }
+
+#[test]
+fn a_create_that_hangs_is_killed_at_its_deadline_with_what_it_started() {
+    let Some(ctd) = containerd("hostile_stalled_create") else {
+        return;
+    };
+    // A device whose CDI spec has a createRuntime hook that never returns: the create
+    // helper runs it and would wait for it for good.
+    let specs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        specs.path().join("stall.yaml"),
+        "cdiVersion: 0.6.0\nkind: example.com/device\ndevices:\n- name: stall\n  containerEdits:\n    hooks:\n    - hookName: createRuntime\n      path: /bin/sleep\n      args: [sleep, \"617\"]\n",
+    )
+    .unwrap();
+    ctd.write_node_profile(&format!(
+        "[cdi]\nspec_dirs = [\"{}\"]\nannotation_devices = [\"example.com/device=stall\"]\n[helpers]\ncreate_timeout = \"2s\"\n",
+        specs.path().display()
+    ))
+    .unwrap();
+    let out = ctr_within(
+        &ctd,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            TRIAGE_RUNTIME,
+            "--annotation",
+            "triage.io/gpu=example.com/device=stall",
+            BUSYBOX_IMAGE,
+            "hostile-stall",
+            "echo",
+            "ran",
+        ],
+        Duration::from_secs(60),
+    )
+    .expect("ctr returned");
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "container hostile-stall: create did not finish within 2 s; its helper was killed"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&ctd, "hostile-stall");
+    // The hook the helper started went with it.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hooks: Vec<String> = host_command_lines()
+            .into_iter()
+            .filter(|l| l.ends_with(": sleep 617 "))
+            .collect();
+        if hooks.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the hook outlived its create: {hooks:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
