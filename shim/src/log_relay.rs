@@ -140,22 +140,21 @@ fn relay(id: &str, reader: &File, mut sink: File, idle: &AtomicBool) {
         if !limit.admit(Instant::now()) {
             continue;
         }
-        if limit.dropped > 0 {
-            let note = format!(
-                "container {id}: {} log lines dropped (more than {PER_SECOND} a second after a burst of {BURST})\n",
-                limit.dropped
-            );
-            let _ = sink.write_all(note.as_bytes());
-            limit.dropped = 0;
-        }
+        say_dropped(id, &mut limit, &mut sink);
         let _ = sink.write_all(&line);
     }
+    say_dropped(id, &mut limit, &mut sink);
+}
+
+/// Writes how many lines the limit dropped since it last said so, if any.
+fn say_dropped(id: &str, limit: &mut RateLimit, sink: &mut File) {
     if limit.dropped > 0 {
         let note = format!(
             "container {id}: {} log lines dropped (more than {PER_SECOND} a second after a burst of {BURST})\n",
             limit.dropped
         );
         let _ = sink.write_all(note.as_bytes());
+        limit.dropped = 0;
     }
 }
 

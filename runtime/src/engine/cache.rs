@@ -501,26 +501,23 @@ impl ArtifactCache {
     /// for 0). Returns the removed entries.
     /// Remembered failed builds are forgotten too.
     pub fn prune(&self, max_bytes: u64) -> Result<Vec<CacheEntry>, CacheError> {
-        if let Ok(dir) = std::fs::read_dir(&self.dir) {
-            for item in dir.flatten() {
-                if item.path().extension().is_some_and(|e| e == "failed") {
-                    let _ = std::fs::remove_file(item.path());
-                }
-            }
-        }
-        self.evict_to(max_bytes, None)
+        self.evict_to(max_bytes, None, 0)
     }
 
     fn evict(&self, keep: Option<&str>) -> Result<Vec<CacheEntry>, CacheError> {
-        self.evict_to(self.max_bytes, keep)
+        self.evict_to(self.max_bytes, keep, MAX_ENTRIES)
     }
 
     /// Removes least recently used entries beyond `max_bytes` or [`MAX_ENTRIES`], each
     /// under its lock: an entry being built or loaded (its lock held) is skipped. Also
-    /// removes what crashed writers left (temporary files of processes that are gone).
-    fn evict_to(&self, max_bytes: u64, keep: Option<&str>) -> Result<Vec<CacheEntry>, CacheError> {
-        self.remove_orphaned_temporaries();
-        self.bound_failures();
+    /// removes what crashed writers left and remembered failures beyond `keep_failures`.
+    fn evict_to(
+        &self,
+        max_bytes: u64,
+        keep: Option<&str>,
+        keep_failures: usize,
+    ) -> Result<Vec<CacheEntry>, CacheError> {
+        self.sweep(keep_failures);
         let entries = self.entries()?;
         let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
         let mut count = entries.len();
@@ -552,33 +549,21 @@ impl ArtifactCache {
         Ok(removed)
     }
 
-    /// Keeps at most [`MAX_ENTRIES`] remembered failures, the newest.
-    fn bound_failures(&self) {
+    /// One pass over the directory for what is not an entry: temporary files (`*.tmp.PID`)
+    /// whose writing process no longer exists, and remembered failures (`*.failed`) beyond
+    /// the newest `keep_failures`.
+    fn sweep(&self, keep_failures: usize) {
         let Ok(dir) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let mut failures: Vec<(SystemTime, PathBuf)> = dir
-            .flatten()
-            .filter(|item| item.path().extension().is_some_and(|e| e == "failed"))
-            .map(|item| {
-                let when = item.metadata().and_then(|m| m.modified());
-                (when.unwrap_or(SystemTime::UNIX_EPOCH), item.path())
-            })
-            .collect();
-        if failures.len() > MAX_ENTRIES {
-            failures.sort();
-            for (_, path) in &failures[..failures.len() - MAX_ENTRIES] {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-    }
-
-    /// Removes `*.tmp.PID` files whose writing process no longer exists.
-    fn remove_orphaned_temporaries(&self) {
-        let Ok(dir) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
+        let mut failures: Vec<(SystemTime, PathBuf)> = Vec::new();
         for item in dir.flatten() {
+            let path = item.path();
+            if path.extension().is_some_and(|e| e == "failed") {
+                let when = item.metadata().and_then(|m| m.modified());
+                failures.push((when.unwrap_or(SystemTime::UNIX_EPOCH), path));
+                continue;
+            }
             let name = item.file_name();
             let Some(pid) = name
                 .to_str()
@@ -591,8 +576,14 @@ impl ArtifactCache {
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
                 Err(nix::errno::Errno::ESRCH)
             );
-            if gone && std::fs::remove_file(item.path()).is_ok() {
-                tracing::info!(file = %item.path().display(), "artifact cache: removed what a crashed writer left");
+            if gone && std::fs::remove_file(&path).is_ok() {
+                tracing::info!(file = %path.display(), "artifact cache: removed what a crashed writer left");
+            }
+        }
+        if failures.len() > keep_failures {
+            failures.sort();
+            for (_, path) in &failures[..failures.len() - keep_failures] {
+                let _ = std::fs::remove_file(path);
             }
         }
     }

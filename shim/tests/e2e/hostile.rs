@@ -4,7 +4,7 @@
 //! capabilities a pod spec may ask for) aimed at the node: its files, its secrets, its log,
 //! its devices. Each asserts what the tenant sees and what the node keeps.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -24,9 +24,9 @@ fn ctr_within(ctd: &PrivateContainerd, args: &[&str], limit: Duration) -> Option
     let err = child.stderr.take().unwrap();
     let read = |pipe: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = BufReader::new(pipe).read_to_string_lossy(&mut text);
-            text
+            let mut bytes = Vec::new();
+            let _ = BufReader::new(pipe).read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
         })
     };
     let (out, err) = (read(Box::new(out)), read(Box::new(err)));
@@ -45,19 +45,6 @@ fn ctr_within(ctd: &PrivateContainerd, args: &[&str], limit: Duration) -> Option
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-trait ReadLossy {
-    fn read_to_string_lossy(&mut self, text: &mut String) -> std::io::Result<()>;
-}
-
-impl<R: std::io::Read> ReadLossy for R {
-    fn read_to_string_lossy(&mut self, text: &mut String) -> std::io::Result<()> {
-        let mut bytes = Vec::new();
-        self.read_to_end(&mut bytes)?;
-        text.push_str(&String::from_utf8_lossy(&bytes));
-        Ok(())
     }
 }
 
