@@ -100,6 +100,13 @@ fn a_killed_shim_is_cleaned_up_through_the_delete_action() {
     // A shim killed while libcontainer rewrote its state file leaves an empty one: the
     // delete action then finds the cgroup through the bundle's spec.
     kill_the_shim_and_expect_cleanup(&ctd, "crash-torn", |state| {
+        // Start records "running" after it woke the guest, which may print first: wait
+        // for that write, or it would replace the torn file.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(state).is_ok_and(|s| s.contains("\"running\"")) {
+            assert!(Instant::now() < deadline, "state.json never said running");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::fs::write(state, b"").expect("truncate state.json");
     });
     assert!(
