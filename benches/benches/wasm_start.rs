@@ -34,7 +34,13 @@ fn compile_and_cache(c: &mut Criterion) {
             |dir| {
                 let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
                 new_engine(name)
-                    .preload("bench", &hello, &cache, &PreloadOptions::default())
+                    .preload(
+                        "bench",
+                        &hello,
+                        &std::fs::read(&hello).unwrap(),
+                        &cache,
+                        &PreloadOptions::default(),
+                    )
                     .unwrap();
                 dir
             },
@@ -47,13 +53,25 @@ fn compile_and_cache(c: &mut Criterion) {
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     let engine = new_engine(name);
     engine
-        .preload("bench", &hello, &cache, &PreloadOptions::default())
+        .preload(
+            "bench",
+            &hello,
+            &std::fs::read(&hello).unwrap(),
+            &cache,
+            &PreloadOptions::default(),
+        )
         .unwrap();
     c.benchmark_group("cached_load/hello")
         .bench_function(name.as_str(), |b| {
             b.iter(|| {
                 engine
-                    .preload("bench", &hello, &cache, &PreloadOptions::default())
+                    .preload(
+                        "bench",
+                        &hello,
+                        &std::fs::read(&hello).unwrap(),
+                        &cache,
+                        &PreloadOptions::default(),
+                    )
                     .unwrap()
             })
         });
@@ -66,7 +84,13 @@ fn warm_start(c: &mut Criterion) {
     let hello = workload("hello");
     let engine = new_engine(name);
     engine
-        .preload("bench", &hello, &cache, &PreloadOptions::default())
+        .preload(
+            "bench",
+            &hello,
+            &std::fs::read(&hello).unwrap(),
+            &cache,
+            &PreloadOptions::default(),
+        )
         .unwrap();
     let inv = invocation(&hello, &[]);
     c.benchmark_group("instantiate_and_start/hello")
@@ -85,7 +109,13 @@ fn snapshot_start(c: &mut Criterion) {
 
     let snapshotted = new_engine(EngineName::Wasmtime);
     let preloaded = snapshotted
-        .preload("bench", &guest, &cache, &snapshot("wizer-initialize"))
+        .preload(
+            "bench",
+            &guest,
+            &std::fs::read(&guest).unwrap(),
+            &cache,
+            &snapshot("wizer-initialize"),
+        )
         .unwrap();
     assert!(
         preloaded.snapshot_of.is_some(),
@@ -98,7 +128,13 @@ fn snapshot_start(c: &mut Criterion) {
 
     let plain = new_engine(EngineName::Wasmtime);
     plain
-        .preload("bench", &guest, &cache, &PreloadOptions::default())
+        .preload(
+            "bench",
+            &guest,
+            &std::fs::read(&guest).unwrap(),
+            &cache,
+            &PreloadOptions::default(),
+        )
         .unwrap();
     group
         .sample_size(10)

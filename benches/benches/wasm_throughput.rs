@@ -42,7 +42,13 @@ fn throughput(c: &mut Criterion) {
     let crunch = workload("crunch");
     let engine = new_engine(name);
     engine
-        .preload("bench", &crunch, &cache, &PreloadOptions::default())
+        .preload(
+            "bench",
+            &crunch,
+            &std::fs::read(&crunch).unwrap(),
+            &cache,
+            &PreloadOptions::default(),
+        )
         .unwrap();
     for kernel in KERNELS {
         let inv = invocation(&crunch, kernel.args);

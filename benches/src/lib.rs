@@ -61,6 +61,7 @@ pub fn invocation(module: &Path, args: &[&str]) -> GuestInvocation {
         nn: None,
         id: "bench".into(),
         module_path: module.to_path_buf(),
+        module_bytes: None,
         export: "_start".into(),
         args: std::iter::once(module.display().to_string())
             .chain(args.iter().map(|a| a.to_string()))

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 
 use crate::error::PlanError;
-use crate::rootfs_path::resolve_in_root;
 
 /// The default `PATH` used when the spec's environment has none (runc's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -129,19 +128,5 @@ impl Bundle {
                 })
             })
             .collect()
-    }
-
-    /// Maps a path inside the container to the host file that backs it, following
-    /// symlinks inside the rootfs and looking through bind mounts.
-    pub fn host_path(&self, container_path: &Path) -> std::io::Result<PathBuf> {
-        let mut binds = self.bind_mounts();
-        // Longest destination first, so nested mounts win.
-        binds.sort_by_key(|(dest, _, _)| std::cmp::Reverse(dest.as_os_str().len()));
-        for (dest, source, _) in binds {
-            if let Ok(rest) = container_path.strip_prefix(&dest) {
-                return resolve_in_root(&source, &Path::new("/").join(rest));
-            }
-        }
-        resolve_in_root(&self.rootfs(), container_path)
     }
 }

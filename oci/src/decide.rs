@@ -1,27 +1,89 @@
 //! The decision table: annotations, then crun's keys, then the image, then the entrypoint.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::annotations::{self, CrunWasmHint, RuntimeChoice};
 use crate::bundle::Bundle;
+use crate::container_fs::{ContainerFile, ContainerFs};
 use crate::engine::{EngineChoice, EngineSource};
 use crate::entrypoint::{Entrypoint, EntrypointKind};
 use crate::error::PlanError;
 use crate::image::ImageFacts;
+use crate::node_profile::FileLimits;
 use crate::plan::{
-    DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
+    ContainerModel, DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind,
+    WorkloadPlan,
 };
 
 /// The export a WASI command starts at.
 pub const DEFAULT_EXPORT: &str = "_start";
 
-/// Decides how `bundle` runs.
-///
-/// `image` carries what is known of the image (config and layers); pass `None` when the
-/// caller cannot see it. Reads only the entrypoint's first bytes.
+/// A decision, with the container files it opened for the steps that read them.
+#[derive(Debug)]
+pub struct Decision {
+    /// What runs, and why.
+    pub plan: WorkloadPlan,
+    /// The files the plan names, open.
+    pub files: PlanFiles,
+}
+
+/// The container files a plan names, each opened once (see [`crate::container_fs`]):
+/// whoever reads them later reads these descriptors, never the path again.
+#[derive(Debug, Default)]
+pub struct PlanFiles {
+    /// The Wasm module, for a plan whose module is a file of the container.
+    pub module: Option<Arc<ContainerFile>>,
+    /// The container's wasi-nn models, in the plan's `nn_preload` order.
+    pub models: Vec<ContainerFile>,
+}
+
+/// Decides how `bundle` runs, with the node's default file bounds; see [`decide`].
 pub fn plan_workload(
     bundle: &Bundle,
     image: Option<&ImageFacts>,
+) -> Result<WorkloadPlan, PlanError> {
+    decide(bundle, image, &FileLimits::default()).map(|decision| decision.plan)
+}
+
+/// Decides how `bundle` runs.
+///
+/// `image` carries what is known of the image (config and layers); pass `None` when the
+/// caller cannot see it. Of the container's files it opens the entrypoint (reading its
+/// first bytes) and, for a Wasm plan, the models it preloads; a module or model larger
+/// than `limits` is refused.
+pub fn decide(
+    bundle: &Bundle,
+    image: Option<&ImageFacts>,
+    limits: &FileLimits,
+) -> Result<Decision, PlanError> {
+    let module_file = RefCell::new(None);
+    let model_files = RefCell::new(Vec::new());
+    let plan = decide_plan(bundle, image, limits, &module_file, &model_files)?;
+    let files = match &plan.kind {
+        WorkloadKind::Wasm(WasmPlan {
+            module: ModuleSource::File { .. },
+            ..
+        }) => PlanFiles {
+            module: module_file.into_inner(),
+            models: model_files.into_inner(),
+        },
+        WorkloadKind::Wasm(_) => PlanFiles {
+            module: None,
+            models: model_files.into_inner(),
+        },
+        WorkloadKind::Native => PlanFiles::default(),
+    };
+    Ok(Decision { plan, files })
+}
+
+fn decide_plan(
+    bundle: &Bundle,
+    image: Option<&ImageFacts>,
+    limits: &FileLimits,
+    module_file: &RefCell<Option<Arc<ContainerFile>>>,
+    model_files: &RefCell<Vec<ContainerFile>>,
 ) -> Result<WorkloadPlan, PlanError> {
     let id = bundle.id.as_str();
     let args = bundle.args();
@@ -52,7 +114,12 @@ pub fn plan_workload(
         source: EngineSource::Annotation,
     });
     let (program, export) = split_export(id, arg0)?;
-    let entry = Entrypoint::locate(bundle, program)?;
+    let fs = ContainerFs::new(bundle).map_err(|source| PlanError::EntrypointUnreadable {
+        id: id.to_owned(),
+        path: bundle.rootfs(),
+        source,
+    })?;
+    let entry = Entrypoint::locate(bundle, &fs, program)?;
 
     let plan = |kind, reason| WorkloadPlan {
         id: id.to_owned(),
@@ -64,10 +131,21 @@ pub fn plan_workload(
         path: program.to_owned(),
     };
     let wasm_from = |entry: &Entrypoint| -> Result<WorkloadKind, PlanError> {
+        if entry.file.size > limits.module_bytes {
+            return Err(PlanError::ModuleTooLarge {
+                id: id.to_owned(),
+                path: entry.container_path.clone(),
+                size: entry.file.size,
+                limit: limits.module_bytes,
+            });
+        }
+        let (nn_preload, models) = container_models(bundle, &fs, limits, &nn_preload)?;
+        *module_file.borrow_mut() = Some(Arc::clone(&entry.file));
+        *model_files.borrow_mut() = models;
         Ok(WorkloadKind::Wasm(WasmPlan {
             artifact_cache,
             snapshot: snapshot.clone(),
-            nn_preload: container_models(bundle, &nn_preload)?,
+            nn_preload,
             engine,
             ..wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT))
         }))
@@ -195,7 +273,7 @@ fn wasm_plan(bundle: &Bundle, entry: &Entrypoint, export: &str) -> WasmPlan {
     let mut plan = base_wasm_plan(bundle, export);
     plan.module = ModuleSource::File {
         container_path: entry.container_path.clone(),
-        host_path: entry.host_path.clone(),
+        size: entry.file.size,
     };
     plan.args[0] = entry.container_path.display().to_string();
     plan
@@ -230,7 +308,7 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
     WasmPlan {
         module: ModuleSource::File {
             container_path: PathBuf::new(),
-            host_path: PathBuf::new(),
+            size: 0,
         },
         export: export.to_owned(),
         args: guest_args,
@@ -245,33 +323,34 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
     }
 }
 
-/// The host files behind the preloads' container paths; each must be a regular file.
+/// The container's preloaded models, each opened as the container will see it: a
+/// regular file within the node's bound.
 fn container_models(
     bundle: &Bundle,
+    fs: &ContainerFs,
+    limits: &FileLimits,
     preloads: &[crate::NnPreload],
-) -> Result<Vec<crate::plan::ContainerModel>, PlanError> {
+) -> Result<(Vec<ContainerModel>, Vec<ContainerFile>), PlanError> {
     preloads
         .iter()
         .map(|preload| {
-            let error = |reason: String| PlanError::NnModel {
-                id: bundle.id.clone(),
-                name: preload.name.clone(),
-                path: preload.path.clone(),
-                reason,
+            let limit = (limits.model_bytes, crate::node_profile::MAX_MODEL_SIZE_KEY);
+            let file = fs
+                .open(&preload.path, Some(limit))
+                .map_err(|e| PlanError::NnModel {
+                    id: bundle.id.clone(),
+                    name: preload.name.clone(),
+                    path: preload.path.clone(),
+                    reason: e.to_string(),
+                })?;
+            let model = ContainerModel {
+                preload: preload.clone(),
+                size: file.size,
             };
-            let host_path = bundle
-                .host_path(&preload.path)
-                .map_err(|e| error(e.to_string()))?;
-            match std::fs::metadata(&host_path) {
-                Ok(meta) if meta.is_file() => Ok(crate::plan::ContainerModel {
-                    preload: preload.clone(),
-                    host_path,
-                }),
-                Ok(_) => Err(error("not a regular file".to_owned())),
-                Err(e) => Err(error(e.to_string())),
-            }
+            Ok((model, file))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|pairs| pairs.into_iter().unzip())
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! Finds the container's entrypoint in its filesystem and tells what kind of file it is.
 
-use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::bundle::Bundle;
+use crate::container_fs::{ContainerFile, ContainerFs, OpenError};
 use crate::error::PlanError;
 
 /// What the first bytes of the entrypoint say.
@@ -45,20 +47,25 @@ impl EntrypointKind {
 }
 
 /// The entrypoint as found in the container's filesystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Entrypoint {
     /// The path the container sees.
     pub container_path: PathBuf,
-    /// The host file backing it.
-    pub host_path: PathBuf,
+    /// The file, open (see [`crate::container_fs`]).
+    pub file: Arc<ContainerFile>,
     /// What the file is.
     pub kind: EntrypointKind,
 }
 
 impl Entrypoint {
-    /// Locates `program` (a path, or a name searched in the spec's `PATH`) and reads its
-    /// magic. `Ok(None)` when it does not exist.
-    pub fn locate(bundle: &Bundle, program: &str) -> Result<Option<Self>, PlanError> {
+    /// Locates `program` (a path, or a name searched in the spec's `PATH`) as the
+    /// container will see it and reads its magic. `Ok(None)` when no regular file is
+    /// there (what is not one is skipped, as `execvp` skips what it cannot run).
+    pub fn locate(
+        bundle: &Bundle,
+        fs: &ContainerFs,
+        program: &str,
+    ) -> Result<Option<Self>, PlanError> {
         let candidates: Vec<PathBuf> = if program.contains('/') {
             vec![bundle.cwd().join(program)]
         } else {
@@ -70,20 +77,23 @@ impl Entrypoint {
                 .collect()
         };
         for container_path in candidates {
-            let Ok(host_path) = bundle.host_path(&container_path) else {
-                continue;
-            };
-            if !host_path.is_file() {
-                continue;
-            }
-            let kind = read_kind(&host_path).map_err(|source| PlanError::EntrypointUnreadable {
+            let unreadable = |source| PlanError::EntrypointUnreadable {
                 id: bundle.id.clone(),
-                path: host_path.clone(),
+                path: container_path.clone(),
                 source,
-            })?;
+            };
+            let file = match fs.open(&container_path, None) {
+                Ok(file) => file,
+                Err(OpenError::NotFound | OpenError::NotRegular(_) | OpenError::OnMount { .. }) => {
+                    continue
+                }
+                Err(OpenError::Io(source)) => return Err(unreadable(source)),
+                Err(other) => return Err(unreadable(std::io::Error::other(other.to_string()))),
+            };
+            let kind = read_kind(&file).map_err(unreadable)?;
             return Ok(Some(Self {
                 container_path,
-                host_path,
+                file: Arc::new(file),
                 kind,
             }));
         }
@@ -91,12 +101,11 @@ impl Entrypoint {
     }
 }
 
-fn read_kind(path: &Path) -> std::io::Result<EntrypointKind> {
+fn read_kind(file: &ContainerFile) -> std::io::Result<EntrypointKind> {
     let mut head = [0u8; 4];
-    let mut file = std::fs::File::open(path)?;
     let mut filled = 0;
     while filled < head.len() {
-        match file.read(&mut head[filled..])? {
+        match file.file.read_at(&mut head[filled..], filled as u64)? {
             0 => break,
             n => filled += n,
         }

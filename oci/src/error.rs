@@ -42,10 +42,23 @@ pub enum PlanError {
     EntrypointUnreadable {
         /// Container id.
         id: String,
-        /// Host path that failed.
+        /// The path that failed (in the container; the rootfs on the node where that
+        /// could not be opened).
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The Wasm module is larger than the node reads.
+    #[error("container {id}: wasm module {path} is {size} bytes, larger than the {limit} bytes the node profile allows (files.max_module_size)")]
+    ModuleTooLarge {
+        /// Container id.
+        id: String,
+        /// Its path in the container.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The node's bound.
+        limit: u64,
     },
     /// An explicit request contradicts what the entrypoint is.
     #[error("container {id}: {signal} asks for {wanted} but entrypoint {path} is {found}")]

@@ -9,6 +9,7 @@
 pub mod annotations;
 pub mod bundle;
 pub mod cdi;
+pub mod container_fs;
 pub mod engine;
 pub mod entrypoint;
 pub mod error;
@@ -18,21 +19,20 @@ pub mod nn;
 pub mod node_profile;
 pub mod plan;
 pub mod quota;
-pub mod rootfs_path;
 pub mod runtime_options;
 
 mod decide;
 
 pub use annotations::RuntimeChoice;
 pub use bundle::Bundle;
-pub use decide::plan_workload;
+pub use decide::{decide, plan_workload, Decision, PlanFiles};
 pub use engine::{EngineChoice, EngineName, EngineSource};
 pub use entrypoint::{Entrypoint, EntrypointKind};
 pub use error::PlanError;
 pub use image::ImageFacts;
 pub use nn::{NnPreload, NnSettings};
 pub use node_profile::{
-    CacheLocation, CdiSettings, NodeProfile, ProfileError, Resources, WasmSettings,
+    CacheLocation, CdiSettings, FileLimits, NodeProfile, ProfileError, Resources, WasmSettings,
 };
 pub use plan::ContainerModel;
 pub use plan::{

@@ -94,6 +94,32 @@ impl Default for CdiSettings {
     }
 }
 
+/// The `[files]` section: how much of a container's files the node reads for it before
+/// the container exists (a Wasm module to compile, wasi-nn models to prepare).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileLimits {
+    /// The largest Wasm module (`max_module_size`).
+    pub module_bytes: u64,
+    /// The largest wasi-nn model a container preloads (`max_model_size`).
+    pub model_bytes: u64,
+}
+
+/// The profile key bounding modules, named in refusals.
+pub const MAX_MODULE_SIZE_KEY: &str = "files.max_module_size";
+/// The profile key bounding a container's models, named in refusals.
+pub const MAX_MODEL_SIZE_KEY: &str = "files.max_model_size";
+
+impl Default for FileLimits {
+    /// Sized for the 8 GiB edge node: a module's compilation takes several times its
+    /// size, and a model is held whole while its graph is built.
+    fn default() -> Self {
+        Self {
+            module_bytes: 256 << 20,
+            model_bytes: 1 << 30,
+        }
+    }
+}
+
 /// The node as Triage sizes containers against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeProfile {
@@ -111,6 +137,8 @@ pub struct NodeProfile {
     pub cdi: CdiSettings,
     /// How long a Create's helper may take (`[helpers] create_timeout`, seconds).
     pub create_timeout_seconds: u64,
+    /// Bounds on the container files the node reads.
+    pub files: FileLimits,
 }
 
 /// How long a Create's helper may take unless the node profile says otherwise: compiling
@@ -136,6 +164,7 @@ impl Default for NodeProfile {
             nn: crate::nn::NnSettings::default(),
             cdi: CdiSettings::default(),
             create_timeout_seconds: DEFAULT_CREATE_TIMEOUT_SECONDS,
+            files: FileLimits::default(),
         }
     }
 }
@@ -181,6 +210,11 @@ impl NodeProfile {
     /// [cdi]
     /// spec_dirs = ["/etc/cdi", "/var/run/cdi"]   # lowest priority first
     /// annotation_devices = ["nvidia.com/gpu=*"]  # what triage.io/gpu may ask for (default: none)
+    /// [helpers]
+    /// create_timeout = "5m"
+    /// [files]
+    /// max_module_size = "256Mi"          # the largest Wasm module the node compiles
+    /// max_model_size = "1Gi"             # the largest model a container preloads
     /// ```
     pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ProfileError> {
         let error = |reason: String| ProfileError {
@@ -227,9 +261,25 @@ impl NodeProfile {
                     }
                     continue;
                 }
+                "files" => {
+                    for (key, value) in table.iter() {
+                        let place = match key {
+                            "max_module_size" => &mut profile.files.module_bytes,
+                            "max_model_size" => &mut profile.files.model_bytes,
+                            other => {
+                                return Err(error(format!(
+                                    "unknown key files.{other} (expected max_module_size, max_model_size)"
+                                )))
+                            }
+                        };
+                        *place = memory_value(value)
+                            .map_err(|r| error(format!("files.{key}: {r}")))?;
+                    }
+                    continue;
+                }
                 other => {
                     return Err(error(format!(
-                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn], [cdi], [helpers])"
+                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn], [cdi], [helpers], [files])"
                     )))
                 }
             };
@@ -489,6 +539,28 @@ mod tests {
             err.contains("unknown key helpers.timeout (expected create_timeout)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn files_section_bounds_modules_and_models() {
+        assert_eq!(
+            NodeProfile::default().files,
+            FileLimits {
+                module_bytes: 256 << 20,
+                model_bytes: 1 << 30
+            }
+        );
+        let profile = NodeProfile::from_toml(
+            "p",
+            "[files]\nmax_module_size = \"64Mi\"\nmax_model_size = \"2Gi\"\n",
+        )
+        .unwrap();
+        assert_eq!(profile.files.module_bytes, 64 << 20);
+        assert_eq!(profile.files.model_bytes, 2 << 30);
+        let err = NodeProfile::from_toml("p", "[files]\nmax_size = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown key files.max_size"), "{err}");
     }
 
     fn off_default_seconds() -> u64 {

@@ -76,13 +76,14 @@ pub struct WasmPlan {
     pub engine: Option<crate::engine::EngineChoice>,
 }
 
-/// A model named by `triage.io/nn-preload`, and the host file behind its container path.
+/// A model named by `triage.io/nn-preload` and found in the container (the decision
+/// opened it: see [`crate::PlanFiles`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerModel {
     /// The preload as the annotation gave it (container path).
     pub preload: crate::NnPreload,
-    /// The file on the host (valid while the rootfs is mounted).
-    pub host_path: PathBuf,
+    /// Its size in bytes when it was opened.
+    pub size: u64,
 }
 
 /// The init export Wizer snapshots are made with unless an annotation names another.
@@ -116,12 +117,13 @@ impl SnapshotPlan {
 /// Where a module's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ModuleSource {
-    /// A file in the container's filesystem.
+    /// A file in the container's filesystem (the decision opened it: see
+    /// [`crate::PlanFiles`]).
     File {
         /// Path inside the container.
         container_path: PathBuf,
-        /// The backing file on the host (valid while the rootfs is mounted).
-        host_path: PathBuf,
+        /// Its size in bytes when it was opened.
+        size: u64,
     },
     /// An OCI image layer whose media type is a Wasm module.
     OciLayer {

@@ -44,13 +44,23 @@ fn c_path(path: &Path) -> io::Result<CString> {
 /// at `dir`.
 fn read_only_tree(dir: &Path) -> io::Result<OwnedFd> {
     let dir = c_path(dir)?;
+    read_only_tree_at(libc::AT_FDCWD, &dir, 0)
+}
+
+/// [`read_only_tree`] of `name` relative to `base` (with `AT_EMPTY_PATH` in `flags`: of
+/// `base` itself, which may be a file).
+fn read_only_tree_at(
+    base: libc::c_int,
+    name: &std::ffi::CStr,
+    flags: libc::c_uint,
+) -> io::Result<OwnedFd> {
     // SAFETY: open_tree reads a NUL-terminated path and returns a new descriptor or -1.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            dir.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+            base,
+            name.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | flags,
         )
     };
     if fd < 0 {
@@ -94,14 +104,7 @@ fn open_with(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
     let tree = match read_only_tree(dir) {
         Ok(tree) => tree,
         Err(e) => {
-            // Without CAP_SYS_ADMIN or on a kernel before 5.12: the file is opened as it
-            // is, and the node's log says once that descriptors are not write-protected.
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| {
-                tracing::warn!(
-                    "no read-only mount for files handed to containers ({e}); they are opened as they are"
-                )
-            });
+            warn_unprotected(&e);
             File::open(dir)?.into()
         }
     };
@@ -134,6 +137,49 @@ pub fn open(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(file)
+}
+
+/// Reopens the regular `file` for reading through a read-only copy of the mount it was
+/// opened on (a detached bind mount of the file alone): a container file the node opened
+/// on a writable mount (a volume the container has read-only, say) and hands to the
+/// container's init cannot be reopened for writing through it. Without the mount
+/// privileges the file is duplicated as it is (see [`open`]).
+pub fn reopen(file: &File) -> io::Result<File> {
+    let tree = match read_only_tree_at(file.as_raw_fd(), c"", libc::AT_EMPTY_PATH as libc::c_uint) {
+        Ok(tree) => tree,
+        Err(e) => {
+            warn_unprotected(&e);
+            return file.try_clone();
+        }
+    };
+    let path = CString::new(format!("/proc/self/fd/{}", tree.as_raw_fd()))
+        .expect("a descriptor's path has no NUL");
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: open reads a NUL-terminated path and returns a new descriptor or -1.
+    let fd = unsafe { libc::open(path.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    let reopened = unsafe { File::from_raw_fd(fd) };
+    if !reopened.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(reopened)
+}
+
+/// Says once in the node's log that files handed to containers are not write-protected.
+fn warn_unprotected(e: &io::Error) {
+    // Without CAP_SYS_ADMIN or on a kernel before 5.12.
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "no read-only mount for files handed to containers ({e}); they are opened as they are"
+        )
+    });
 }
 
 /// An `O_PATH` descriptor of the executable `path` through a read-only copy of its mount,
@@ -177,6 +223,26 @@ mod tests {
             .unwrap()
             .write_all(b"!")
             .unwrap();
+    }
+
+    #[test]
+    fn a_file_reopened_read_only_cannot_be_written_through() {
+        if !can_mount() {
+            eprintln!("skipped: detached mounts need root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.onnx");
+        std::fs::write(&path, b"weights").unwrap();
+        let writable_mount = File::open(&path).unwrap();
+        let file = reopen(&writable_mount).unwrap();
+        let again = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let err = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&again)
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        assert_eq!(std::fs::read(&again).unwrap(), b"weights");
     }
 
     #[test]

@@ -66,7 +66,7 @@ fn prepared(
 ) -> (triage_nn::BackendSet, Vec<ModelBytes>) {
     let preload = NnPreload::parse(&format!("digits:ONNX:{target}:{}", model.display())).unwrap();
     let backends = backend_set(id, settings).expect("backends");
-    let mut models = read_models(id, &[preload], &[]).expect("model read");
+    let mut models = read_models(id, &[preload], Vec::new(), u64::MAX).expect("model read");
     store::prepare_models(id, &backends, &mut models, cache);
     (backends, models)
 }
@@ -256,7 +256,7 @@ fn a_backend_without_a_prepared_form_builds_its_graph_in_the_container() {
     )));
     let preload =
         NnPreload::parse(&format!("digits:ONNX:CPU:{}", DIGITS.path().display())).unwrap();
-    let mut models = read_models("c1", &[preload], &[]).unwrap();
+    let mut models = read_models("c1", &[preload], Vec::new(), u64::MAX).unwrap();
     store::prepare_models("c1", &backends, &mut models, &cache);
     // Nothing stored, nothing read before the fork ...
     assert!(models[0].prepared.is_none());

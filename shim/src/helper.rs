@@ -26,8 +26,8 @@ use triage_oci::WorkloadPlan;
 use triage_runtime::container::{
     self,
     wire::{
-        Reply, Request, HELPER_PATH, LOG_FD, PASSED_ENVIRONMENT, REPORT_FD, REQUEST_FD,
-        START_CLOCK_FD,
+        PlanFileFds, Reply, Request, HELPER_PATH, LOG_FD, PASSED_ENVIRONMENT, REPORT_FD,
+        REQUEST_FD, START_CLOCK_FD,
     },
 };
 use triage_runtime::engine::cache::CacheSettings;
@@ -95,6 +95,15 @@ impl Executable {
             Self::Plain => "/proc/self/exe".to_owned(),
         }
     }
+
+    /// This executable with a descriptor numbered at least `floor` (a duplicate where
+    /// its own is lower), so that a child's fd set-up cannot replace it before the exec.
+    fn above(&self, floor: i32) -> io::Result<Executable> {
+        match self {
+            Self::ReadOnly(fd) => Ok(Self::ReadOnly(dup_above(fd, floor)?)),
+            Self::Plain => Ok(Self::Plain),
+        }
+    }
 }
 
 /// Runs helpers for the containers of one shim.
@@ -152,23 +161,45 @@ pub struct CreateRequest {
     pub start_clock: OwnedFd,
     /// How long the helper may take before it (and what it started) is killed.
     pub deadline: Duration,
+    /// The container files the decision opened.
+    pub files: triage_oci::PlanFiles,
+    /// The node's bounds on reading them.
+    pub limits: triage_oci::FileLimits,
 }
 
 impl HelperContainer<'_> {
     /// Creates the container; returns its init's pid. A create that fails, or outlives
     /// its deadline, leaves no container behind.
     pub fn create(&self, create: CreateRequest) -> Result<i32, HelperError> {
+        // The container files the decision opened go to the helper as they are: it
+        // reads them through these descriptors, never by path.
+        let numbering = PlanFileFds::numbering(&create.files);
+        let passed: Vec<(i32, &File)> = numbering
+            .module
+            .iter()
+            .zip(create.files.module.iter().map(|m| &m.file))
+            .chain(
+                numbering
+                    .models
+                    .iter()
+                    .zip(create.files.models.iter().map(|m| &m.file)),
+            )
+            .map(|(&fd, file)| (fd, file))
+            .collect();
         let request = Request::Create {
             plan: Box::new(create.plan),
             bundle: self.bundle.to_path_buf(),
             console_socket: create.console_socket,
             cache: create.cache,
             nn: create.nn,
+            files: numbering.clone(),
+            limits: create.limits,
         };
         let result = self.call(
             &request,
             create.stdio,
             Some(create.start_clock),
+            &passed,
             create.deadline,
         );
         if let Err(HelperError::Deadline { .. }) = &result {
@@ -209,9 +240,10 @@ impl HelperContainer<'_> {
             process: process.to_path_buf(),
             console_socket: console_socket.map(Path::to_path_buf),
         };
-        self.call(&request, stdio, None, DEADLINE)?.ok_or_else(|| {
-            HelperError::Failed(format!("container {}: exec reported no pid", self.id))
-        })
+        self.call(&request, stdio, None, &[], DEADLINE)?
+            .ok_or_else(|| {
+                HelperError::Failed(format!("container {}: exec reported no pid", self.id))
+            })
     }
 
     /// Freezes the container.
@@ -248,16 +280,17 @@ impl HelperContainer<'_> {
     }
 
     fn simple(&self, request: Request) -> Result<(), HelperError> {
-        self.call(&request, None, None, DEADLINE).map(drop)
+        self.call(&request, None, None, &[], DEADLINE).map(drop)
     }
 
-    /// Runs one helper to completion: spawns it, writes the request to its pipe and
-    /// reads its reply, killing it at `deadline`.
+    /// Runs one helper to completion: spawns it with `files` at the fd numbers paired with
+    /// them, writes the request to its pipe and reads its reply, killing it at `deadline`.
     fn call(
         &self,
         request: &Request,
         stdio: Option<ContainerStdio>,
         start_clock: Option<OwnedFd>,
+        files: &[(i32, &File)],
         deadline: Duration,
     ) -> Result<Option<i32>, HelperError> {
         let id = request.id().to_owned();
@@ -277,7 +310,15 @@ impl HelperContainer<'_> {
             None => None,
         };
         // Park the child's fds above the range dup2 will write, so no source is clobbered.
-        let parked = [
+        let floor = files
+            .iter()
+            .map(|(target, _)| *target)
+            .chain([REPORT_FD, LOG_FD, START_CLOCK_FD, REQUEST_FD])
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let dup_high = |fd: &dyn AsRawFd| dup_above(fd, floor);
+        let mut parked = vec![
             (REPORT_FD, Some(dup_high(&report_write).map_err(spawn_err)?)),
             (
                 REQUEST_FD,
@@ -295,14 +336,19 @@ impl HelperContainer<'_> {
                 START_CLOCK_FD,
                 start_clock
                     .as_ref()
-                    .map(dup_high)
+                    .map(|fd| dup_high(fd))
                     .transpose()
                     .map_err(spawn_err)?,
             ),
         ];
+        for (target, file) in files {
+            parked.push((*target, Some(dup_high(*file).map_err(spawn_err)?)));
+        }
         drop((report_write, request_read));
 
-        let mut command = Command::new(self.helpers.exe.path());
+        // The binary is exec'd through its descriptor's number, which dup2 must not reuse.
+        let exe = self.helpers.exe.above(floor).map_err(spawn_err)?;
+        let mut command = Command::new(exe.path());
         command
             .arg0("containerd-shim-triage-v1")
             // The verb and container id (no secret) say on the node's process list what
@@ -407,8 +453,9 @@ fn read_reply(report: OwnedFd, deadline: Duration) -> Option<Option<Reply>> {
     }
 }
 
-fn dup_high(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
-    let new = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(10))?;
+/// A close-on-exec duplicate of `fd` numbered at least `floor`.
+fn dup_above(fd: &dyn AsRawFd, floor: i32) -> io::Result<OwnedFd> {
+    let new = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(floor))?;
     // SAFETY: fcntl returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
@@ -464,13 +511,21 @@ pub fn main() -> i32 {
             console_socket,
             cache,
             nn,
+            files,
+            limits,
         } => container::create(
             plan,
             bundle,
             Some(REPORT_FD),
             console_socket.as_deref(),
-            cache,
-            nn,
+            &container::NodeSettings {
+                cache,
+                nn,
+                files: limits,
+            },
+            // SAFETY: the shim numbered and passed these fds for this request; they are
+            // taken once, here.
+            unsafe { files.take(plan) },
         )
         .map(Some),
         Request::Start { id, bundle } => container::start(id, bundle).map(|()| None),

@@ -80,7 +80,7 @@ fn wasm_magic_without_annotation_is_wasm() {
         wasm.module,
         ModuleSource::File {
             container_path: PathBuf::from("/app.wasm"),
-            host_path: fx.dir.path().join("rootfs/app.wasm"),
+            size: WASM.len() as u64,
         }
     );
     assert_eq!(
@@ -161,13 +161,72 @@ fn export_suffix_selects_export() {
 #[test]
 fn module_in_bind_mount_is_found() {
     let fx = Fixture::new();
-    let plan = fx.plan(&["/opt/tools/tool.wasm"], &[]).unwrap();
-    match &plan.wasm().unwrap().module {
-        ModuleSource::File { host_path, .. } => {
-            assert_eq!(host_path, &fx.dir.path().join("mnt/tool.wasm"))
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    // The image's own file under the mount point is hidden by the mount.
+    let hidden = fx.dir.path().join("rootfs/opt/tools");
+    std::fs::create_dir_all(&hidden).unwrap();
+    std::fs::write(hidden.join("tool.wasm"), ELF).unwrap();
+    let bundle = fx.bundle(&["/opt/tools/tool.wasm"], &[]);
+    let decision = decide(&bundle, None, &FileLimits::default()).unwrap();
+    assert!(decision.plan.wasm().is_some(), "{:?}", decision.plan);
+    let module = decision.files.module.expect("the module is open");
+    assert_eq!(module.read_all(1 << 20, "k").unwrap(), WASM);
+}
+
+#[test]
+fn modules_and_models_past_the_node_bounds_are_refused() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&["/app.wasm"], &[]);
+    let small = FileLimits {
+        module_bytes: 4,
+        model_bytes: 4,
+    };
+    let err = decide(&bundle, None, &small).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "container c1: wasm module /app.wasm is 8 bytes, larger than the 4 bytes the node profile allows (files.max_module_size)"
+    );
+    let bundle = fx.bundle(
+        &["/app.wasm"],
+        &[("triage.io/nn-preload", "greeting:ONNX:CPU:/data.txt")],
+    );
+    let limits = FileLimits {
+        module_bytes: 8,
+        model_bytes: 4,
+    };
+    let err = decide(&bundle, None, &limits).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "container c1: wasi-nn model \"greeting\" at /data.txt: 5 bytes, larger than the 4 bytes the node profile allows (files.max_model_size)"
+    );
+    let decision = decide(&bundle, None, &FileLimits::default()).unwrap();
+    assert_eq!(decision.files.models.len(), 1);
+    assert_eq!(decision.files.models[0].size, 5);
+}
+
+#[test]
+fn a_model_that_is_a_fifo_is_refused_without_blocking() {
+    let fx = Fixture::new();
+    let fifo = std::ffi::CString::new(
+        fx.dir
+            .path()
+            .join("rootfs/model.onnx")
+            .into_os_string()
+            .into_encoded_bytes(),
+    )
+    .unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let err = fx
+        .plan(
+            &["/app.wasm"],
+            &[("triage.io/nn-preload", "m:ONNX:CPU:/model.onnx")],
+        )
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "container c1: wasi-nn model \"m\" at /model.onnx: not a regular file (a FIFO)"
+    );
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub struct TriageExecutor {
     preloaded: Option<Arc<dyn engine::WasmEngine>>,
     /// The wasi-nn backends and models the helper prepared before the fork.
     nn: Option<NnPrepared>,
+    /// The module's bytes the helper read, where it preloaded nothing.
+    module: Option<Arc<[u8]>>,
     /// The guest prepared in `validate` (before the start signal), run in `exec`; both
     /// run in the container's init, on this executor (libcontainer may clone it).
     prepared: Arc<Mutex<Option<Box<dyn PreparedGuest + Send>>>>,
@@ -56,19 +58,22 @@ pub struct TriageExecutor {
 
 impl TriageExecutor {
     /// An executor for `plan`, with what [`preload_module`](super::preload::preload_module)
-    /// and [`preload_nn`](super::preload::preload_nn) prepared.
+    /// and [`preload_nn`](super::preload::preload_nn) prepared, and the module's bytes
+    /// where nothing was preloaded.
     /// Errors inside the container go to `report_fd` too.
     pub fn new(
         plan: WorkloadPlan,
         report_fd: Option<RawFd>,
         preloaded: Option<Arc<dyn engine::WasmEngine>>,
         nn: Option<NnPrepared>,
+        module: Option<Arc<[u8]>>,
     ) -> Self {
         Self {
             plan,
             report_fd,
             preloaded,
             nn,
+            module,
             prepared: Arc::default(),
         }
     }
@@ -100,6 +105,7 @@ impl TriageExecutor {
             memory_limit: memory_limit(spec),
             id: self.plan.id.clone(),
             module_path,
+            module_bytes: self.module.clone(),
             export: wasm.export.clone(),
             args: wasm.args.clone(),
             env: wasm.env.clone(),

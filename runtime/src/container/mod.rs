@@ -41,13 +41,24 @@ fn container_error(id: &str, op: &'static str, err: impl std::error::Error) -> R
     }
 }
 
+/// What the node profile says about preparing a container.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSettings<'a> {
+    /// The artifact cache.
+    pub cache: &'a crate::engine::cache::CacheSettings,
+    /// wasi-nn's backends and the node's models.
+    pub nn: &'a triage_oci::NnSettings,
+    /// How much of a container's files the node reads.
+    pub files: &'a triage_oci::FileLimits,
+}
+
 /// Creates the container of `bundle` and returns its init process's pid.
 ///
 /// The container's stdio is this process's fds 0, 1 and 2, or, with `console_socket`, a
 /// new terminal whose master libcontainer sends to that socket. The init process waits for
-/// [`start`]. A Wasm module comes from the artifact cache `cache` where the plan allows;
-/// a module that imports wasi-nn gets the backends and preloaded models of `nn` and the
-/// plan.
+/// [`start`]. A Wasm module (read through `files`, the descriptors the shim's decision
+/// opened) comes from the node's artifact cache where the plan allows; a module that
+/// imports wasi-nn gets the node's backends and models and the plan's.
 /// `report_fd` receives errors that happen inside the container before it is
 /// ready (libcontainer only tells its caller that the init process failed). On failure
 /// everything created is removed again.
@@ -56,21 +67,40 @@ pub fn create(
     bundle: &Path,
     report_fd: Option<i32>,
     console_socket: Option<&Path>,
-    cache: &crate::engine::cache::CacheSettings,
-    nn: &triage_oci::NnSettings,
+    node: &NodeSettings<'_>,
+    files: triage_oci::PlanFiles,
 ) -> Result<i32, RuntimeError> {
+    let NodeSettings {
+        cache,
+        nn,
+        files: limits,
+    } = *node;
     let id = plan.id.as_str();
     let root = state_root(bundle);
+    // The module, read once through the descriptor the shim's decision opened.
+    let module = preload::read_module(plan, &files, limits)?;
+    drop(files.module);
     // Compiled (and pre-initialised) once per node: loaded here, before the fork, from
     // the artifact cache.
     let store = preload::open_cache(plan, cache);
-    let (preloaded, engine) = preload::preload_module(plan, bundle, store.as_ref()).unzip();
-    // wasi-nn models are read here too, where host and rootfs paths are in view.
-    let nn = preload::preload_nn(plan, nn, preloaded.as_ref(), store.as_ref())?;
+    let (preloaded, engine) =
+        preload::preload_module(plan, bundle, module.as_deref(), store.as_ref()).unzip();
+    // wasi-nn models are read here too, where the node's files are in view.
+    let nn = preload::preload_nn(
+        plan,
+        nn,
+        module.as_deref(),
+        preloaded.as_ref(),
+        store.as_ref(),
+        files.models,
+        limits.model_bytes,
+    )?;
     // The init is a fork of this process: of the cache it inherits only the entries
     // loaded from it (opened read-only), not its directory or its key (zeroed on drop).
     drop(store);
-    let executor = TriageExecutor::new(plan.clone(), report_fd, engine, nn);
+    // An init with a preloaded module does not need its bytes; one without compiles them.
+    let module = if engine.is_some() { None } else { module };
+    let executor = TriageExecutor::new(plan.clone(), report_fd, engine, nn, module);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)
         .and_then(|b| {

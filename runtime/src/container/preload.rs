@@ -36,7 +36,41 @@ pub fn open_cache(
     }
 }
 
-/// Loads the plan's module through the artifact cache in the helper, before the fork:
+/// The plan's module, read once (at most the node's `[files] max_module_size`) through
+/// the descriptor the shim's decision opened; `None` for a native plan or a module in an
+/// image layer.
+pub fn read_module(
+    plan: &WorkloadPlan,
+    files: &triage_oci::PlanFiles,
+    limits: &triage_oci::FileLimits,
+) -> Result<Option<Arc<[u8]>>, engine::EngineError> {
+    let Some(WasmPlan {
+        module: ModuleSource::File { container_path, .. },
+        ..
+    }) = plan.wasm()
+    else {
+        return Ok(None);
+    };
+    let failed = |source| engine::EngineError::Read {
+        id: plan.id.clone(),
+        path: container_path.clone(),
+        source,
+    };
+    let Some(file) = &files.module else {
+        return Err(failed(std::io::Error::other(
+            "the shim passed no descriptor for it",
+        )));
+    };
+    let bytes = file
+        .read_all(
+            limits.module_bytes,
+            triage_oci::node_profile::MAX_MODULE_SIZE_KEY,
+        )
+        .map_err(|e| failed(e.into()))?;
+    Ok(Some(bytes.into()))
+}
+
+/// Loads the plan's module (`bytes`) through the artifact cache in the helper, before the fork:
 /// from its snapshot where the plan asks for one and the module has the init export.
 /// Returns what happened and the engine holding the loaded module, which the init uses
 /// instead of compiling; `None` where nothing was preloaded (a native plan, a module in an
@@ -44,11 +78,12 @@ pub fn open_cache(
 pub fn preload_module(
     plan: &WorkloadPlan,
     bundle: &std::path::Path,
+    bytes: Option<&[u8]>,
     cache: Option<&crate::engine::cache::ArtifactCache>,
 ) -> Option<(engine::Preloaded, Arc<dyn engine::WasmEngine>)> {
     let WorkloadKind::Wasm(
         wasm @ WasmPlan {
-            module: ModuleSource::File { host_path, .. },
+            module: ModuleSource::File { container_path, .. },
             snapshot,
             ..
         },
@@ -56,7 +91,7 @@ pub fn preload_module(
     else {
         return None;
     };
-    let cache = cache?;
+    let (bytes, cache) = (bytes?, cache?);
     let engine = engine::for_plan(&plan.id, wasm).ok()?;
     let snapshot_init = snapshot.init_export().map(str::to_owned);
     // A snapshot's init is bounded by the container's memory limit: read the spec only
@@ -73,7 +108,7 @@ pub fn preload_module(
         init_deadline: std::time::Duration::from_secs(wasm.snapshot_init_seconds),
     };
     let started = std::time::Instant::now();
-    match engine.preload(&plan.id, host_path, cache, &options) {
+    match engine.preload(&plan.id, container_path, bytes, cache, &options) {
         Ok(preloaded) => {
             tracing::info!(
                 container = %plan.id,
@@ -96,25 +131,28 @@ pub fn preload_module(
 pub type NnPrepared = Arc<(triage_nn::BackendSet, Vec<crate::nn::ModelBytes>)>;
 
 /// For a module that imports wasi-nn: the node's backends (opening the libraries they
-/// load, while the host's filesystem is in view) and the bytes of the node's and the
-/// container's preloaded models, with their prepared graphs from the node's store where
-/// the plan uses the artifact cache. A module that does not import wasi-nn gets nothing.
+/// load, while the host's filesystem is in view) and the node's and the container's
+/// preloaded models (`models`, opened by the shim's decision, read at most
+/// `model_limit` bytes each), with their prepared graphs from the node's store where the
+/// plan uses the artifact cache. A module that does not import wasi-nn gets nothing.
 pub fn preload_nn(
     plan: &WorkloadPlan,
     settings: &triage_oci::NnSettings,
+    module: Option<&[u8]>,
     preloaded: Option<&engine::Preloaded>,
     cache: Option<&crate::engine::cache::ArtifactCache>,
+    models: Vec<triage_oci::container_fs::ContainerFile>,
+    model_limit: u64,
 ) -> Result<Option<NnPrepared>, crate::RuntimeError> {
     let WorkloadKind::Wasm(wasm) = &plan.kind else {
         return Ok(None);
     };
-    let uses_wasi_nn = match (preloaded, &wasm.module) {
-        (Some(preloaded), _) => preloaded.uses_wasi_nn,
-        (None, ModuleSource::File { host_path, .. }) => {
-            let bytes = engine::read_module(&plan.id, host_path)?;
-            engine::for_plan(&plan.id, wasm)?.uses_wasi_nn(&plan.id, host_path, &bytes)?
+    let uses_wasi_nn = match (preloaded, &wasm.module, module) {
+        (Some(preloaded), _, _) => preloaded.uses_wasi_nn,
+        (None, ModuleSource::File { container_path, .. }, Some(bytes)) => {
+            engine::for_plan(&plan.id, wasm)?.uses_wasi_nn(&plan.id, container_path, bytes)?
         }
-        (None, ModuleSource::OciLayer { .. }) => false,
+        (None, _, _) => false,
     };
     if !uses_wasi_nn {
         if !wasm.nn_preload.is_empty() {
@@ -128,7 +166,14 @@ pub fn preload_nn(
         return Ok(None);
     }
     let backends = crate::nn::backend_set(&plan.id, settings)?;
-    let mut models = crate::nn::read_models(&plan.id, &settings.preload, &wasm.nn_preload)?;
+    let container_models = wasm
+        .nn_preload
+        .iter()
+        .map(|model| model.preload.clone())
+        .zip(models)
+        .collect();
+    let mut models =
+        crate::nn::read_models(&plan.id, &settings.preload, container_models, model_limit)?;
     crate::nn::open_libraries(&backends);
     if let Some(cache) = cache {
         crate::nn::store::prepare_models(&plan.id, &backends, &mut models, cache);

@@ -28,6 +28,83 @@ pub const START_CLOCK_FD: i32 = 5;
 /// The fd number on which a helper reads its [`Request`] (JSON, to end of file).
 pub const REQUEST_FD: i32 = 6;
 
+/// The fd number of the first container file a create helper gets: the files the shim's
+/// decision opened ([`triage_oci::PlanFiles`]) follow from here, numbered as
+/// [`PlanFileFds`] says. The helper reads them through these descriptors and never
+/// resolves their paths again.
+pub const FIRST_FILE_FD: i32 = 7;
+
+/// Where a create helper finds the plan's container files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanFileFds {
+    /// The Wasm module's fd, for a plan whose module is a file of the container.
+    pub module: Option<i32>,
+    /// The fds of the container's wasi-nn models, in the plan's `nn_preload` order.
+    pub models: Vec<i32>,
+}
+
+impl PlanFileFds {
+    /// The numbers for `files`, from [`FIRST_FILE_FD`] up: the module first, then the
+    /// models.
+    pub fn numbering(files: &triage_oci::PlanFiles) -> Self {
+        let mut next = FIRST_FILE_FD;
+        let mut take = || {
+            next += 1;
+            next - 1
+        };
+        Self {
+            module: files.module.as_ref().map(|_| take()),
+            models: files.models.iter().map(|_| take()).collect(),
+        }
+    }
+
+    /// Takes the files the shim passed on these fds, for `plan`.
+    ///
+    /// # Safety
+    /// Call once, in a helper whose fds are as the shim numbered them: each becomes
+    /// owned by the returned files.
+    pub unsafe fn take(&self, plan: &WorkloadPlan) -> triage_oci::PlanFiles {
+        use std::os::fd::FromRawFd;
+        let wasm = plan.wasm();
+        let opened = |fd: i32, path: PathBuf| {
+            // SAFETY: the caller guarantees the fd is this helper's, passed by the shim.
+            let file = unsafe { std::fs::File::from_raw_fd(fd) };
+            // Not for the hooks this helper runs, nor for a native init's exec.
+            // SAFETY: sets a flag on a descriptor this function now owns.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            triage_oci::container_fs::ContainerFile {
+                file,
+                container_path: path,
+                size,
+            }
+        };
+        let module_path = match wasm.map(|w| &w.module) {
+            Some(triage_oci::ModuleSource::File { container_path, .. }) => container_path.clone(),
+            _ => PathBuf::new(),
+        };
+        let model_paths: Vec<PathBuf> = wasm
+            .map(|w| {
+                w.nn_preload
+                    .iter()
+                    .map(|m| m.preload.path.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        triage_oci::PlanFiles {
+            module: self
+                .module
+                .map(|fd| std::sync::Arc::new(opened(fd, module_path))),
+            models: self
+                .models
+                .iter()
+                .enumerate()
+                .map(|(i, &fd)| opened(fd, model_paths.get(i).cloned().unwrap_or_default()))
+                .collect(),
+        }
+    }
+}
+
 /// The largest request a helper reads: a plan with every variable and argument a spec
 /// may carry fits many times over; beyond it the request is refused, not read on.
 pub const MAX_REQUEST_BYTES: u64 = 64 << 20;
@@ -56,6 +133,10 @@ pub enum Request {
         cache: CacheSettings,
         /// The node's wasi-nn backends and models (`[nn]` of the node profile).
         nn: triage_oci::NnSettings,
+        /// Where the plan's container files are.
+        files: PlanFileFds,
+        /// The node's bounds on reading them (`[files]` of the node profile).
+        limits: triage_oci::FileLimits,
     },
     /// Start a created container (a spec with poststart hooks).
     Start {

@@ -28,8 +28,11 @@ pub const TRAP_EXIT_STATUS: i32 = 134;
 pub struct GuestInvocation {
     /// Container id (for errors and logs).
     pub id: String,
-    /// The module's path as this process sees it.
+    /// The module's path as this process sees it (read when `module_bytes` is `None`).
     pub module_path: PathBuf,
+    /// The module's bytes where the caller has read them already (the create helper, from
+    /// the descriptor the shim opened at its decision): then the path is not read again.
+    pub module_bytes: Option<std::sync::Arc<[u8]>>,
     /// The export to call.
     pub export: String,
     /// argv, `argv[0]` first.
@@ -100,6 +103,16 @@ impl GuestExit {
         match self {
             Self::Exited(code) => *code,
             Self::Trapped(_) | Self::Interrupted => TRAP_EXIT_STATUS,
+        }
+    }
+}
+
+impl GuestInvocation {
+    /// The module's bytes: those the caller read, else read from its path now.
+    pub fn module_bytes(&self) -> Result<std::sync::Arc<[u8]>, EngineError> {
+        match &self.module_bytes {
+            Some(bytes) => Ok(std::sync::Arc::clone(bytes)),
+            None => read_module(&self.id, &self.module_path).map(Into::into),
         }
     }
 }
@@ -273,8 +286,8 @@ pub trait WasmEngine: Send + Sync {
         export: &str,
     ) -> Result<(), EngineError>;
 
-    /// Loads and links the module at `host_path` ahead of the container's creation: from
-    /// the artifact cache when it holds a verified entry for it, else compiled (and, with
+    /// Loads and links the module `bytes` (read from `path`) ahead of the container's
+    /// creation: from the artifact cache when it holds a verified entry for it, else compiled (and, with
     /// [`PreloadOptions::snapshot_init`], pre-initialised) once and stored there. A later
     /// [`WasmEngine::prepare`] by this engine uses it instead of compiling and linking.
     /// Runs in the single-threaded helper before libcontainer forks the container's init,
@@ -282,7 +295,8 @@ pub trait WasmEngine: Send + Sync {
     fn preload(
         &self,
         id: &str,
-        host_path: &std::path::Path,
+        path: &std::path::Path,
+        bytes: &[u8],
         cache: &cache::ArtifactCache,
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError>;
@@ -428,19 +442,19 @@ pub fn for_plan(id: &str, plan: &WasmPlan) -> Result<Box<dyn WasmEngine>, Engine
     named(id, choice_of(plan))
 }
 
-/// Reads and validates a module file with the plan's engine: its export must exist, and
-/// so must `snapshot_init` where an annotation named it.
-pub fn validate_module_file(
+/// Validates a module's bytes (read from `path`) with the plan's engine: its export must
+/// exist, and so must `snapshot_init` where an annotation named it.
+pub fn validate_module(
     id: &str,
     plan: &WasmPlan,
     path: &std::path::Path,
+    bytes: &[u8],
     snapshot_init: Option<&str>,
 ) -> Result<(), EngineError> {
     let engine = for_plan(id, plan)?;
-    let bytes = read_module(id, path)?;
-    engine.validate(id, path, &bytes, &plan.export)?;
+    engine.validate(id, path, bytes, &plan.export)?;
     if let Some(init) = snapshot_init {
-        engine.validate(id, path, &bytes, init)?;
+        engine.validate(id, path, bytes, init)?;
     }
     Ok(())
 }

@@ -230,11 +230,11 @@ impl WasmEngine for WasmedgeEngine {
         &self,
         id: &str,
         host_path: &Path,
+        bytes: &[u8],
         cache: &ArtifactCache,
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError> {
-        let bytes = super::read_module(id, host_path)?;
-        let facts = ModuleFacts::of(id, host_path, &bytes)?;
+        let facts = ModuleFacts::of(id, host_path, bytes)?;
         if let Some(init) = options
             .snapshot_init
             .as_deref()
@@ -245,11 +245,11 @@ impl WasmEngine for WasmedgeEngine {
                 "no snapshot with init export {init:?}: pre-initialised snapshots are made by the wasmtime engine; the module runs as it is"
             );
         }
-        let entry = Self::cache_entry(&bytes);
+        let entry = Self::cache_entry(bytes);
         let (artifact, outcome) = cache
             .get_or_build(&entry, || {
                 let started = std::time::Instant::now();
-                let compiled = Self::compile(id, &bytes)?;
+                let compiled = Self::compile(id, bytes)?;
                 tracing::info!(
                     container = %id,
                     ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -280,7 +280,7 @@ impl WasmEngine for WasmedgeEngine {
         let warm = match preloaded {
             Some(warm) => warm,
             None => {
-                let bytes = super::read_module(id, &inv.module_path)?;
+                let bytes = inv.module_bytes()?;
                 let facts = ModuleFacts::of(id, &inv.module_path, &bytes)?;
                 WarmModule {
                     module: Self::load_bytes(id, &inv.module_path, &bytes)?,

@@ -200,18 +200,18 @@ impl WasmEngine for WasmtimeEngine {
         &self,
         id: &str,
         host_path: &Path,
+        bytes: &[u8],
         cache: &ArtifactCache,
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError> {
-        let bytes = super::read_module(id, host_path)?;
-        let facts = ModuleFacts::of(id, host_path, &bytes)?;
+        let facts = ModuleFacts::of(id, host_path, bytes)?;
         let snapshot_init = options
             .snapshot_init
             .as_deref()
             .filter(|init| facts.function_exports.iter().any(|e| e == init));
         let snapshot = match snapshot_init {
             Some(init) => self
-                .preload_snapshot(id, host_path, &bytes, cache, init, options)?
+                .preload_snapshot(id, host_path, bytes, cache, init, options)?
                 .map(|(warm, outcome)| (warm, outcome, init)),
             None => None,
         };
@@ -225,11 +225,11 @@ impl WasmEngine for WasmtimeEngine {
                 },
             ),
             None => {
-                let entry = self.cache_entry(&bytes, None);
+                let entry = self.cache_entry(bytes, None);
                 let (artifact, outcome) = cache
                     .get_or_build(&entry, || {
                         self.engine
-                            .precompile_module(&bytes)
+                            .precompile_module(bytes)
                             .map_err(|e| format!("{e:#}"))
                     })
                     .map_err(|e| EngineError::compiling(id, host_path, e))?;
@@ -260,7 +260,7 @@ impl WasmEngine for WasmtimeEngine {
             Some(warm) => warm,
             None => {
                 let (id, path) = (&inv.id, &inv.module_path);
-                let bytes = super::read_module(id, path)?;
+                let bytes = inv.module_bytes()?;
                 let facts = ModuleFacts::of(id, path, &bytes)?;
                 let module = Module::new(&self.engine, &bytes)
                     .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;

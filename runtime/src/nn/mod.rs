@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use triage_nn::{BackendSet, NnError, NnGraph};
-use triage_oci::{ContainerModel, NnPreload, NnSettings};
+use triage_oci::{NnPreload, NnSettings};
 
 /// The backend every build has: CPU graphs' default where the node has no ONNX Runtime.
 pub const CPU_BACKEND: &str = triage_nn_tract::NAME;
@@ -146,6 +146,8 @@ pub struct ModelBytes {
     file: Arc<std::fs::File>,
     /// Its size when opened, for the log.
     size: u64,
+    /// The most that is read of it (a container's model: `[files] max_model_size`).
+    limit: u64,
     /// Its contents, once read.
     bytes: OnceLock<Arc<Vec<u8>>>,
     /// Its prepared graph from the node's store, when its backend has one.
@@ -158,11 +160,16 @@ impl ModelBytes {
         if let Some(bytes) = self.bytes.get() {
             return Ok(bytes);
         }
-        let read = read_all_at(&self.file).map_err(|source| NnSetupError::Read {
+        let read = triage_oci::container_fs::read_all_bounded(
+            &self.file,
+            self.limit,
+            triage_oci::node_profile::MAX_MODEL_SIZE_KEY,
+        )
+        .map_err(|e| NnSetupError::Read {
             id: id.to_owned(),
             name: self.preload.name.clone(),
             path: self.preload.path.clone(),
-            source,
+            source: e.into(),
         })?;
         Ok(self.bytes.get_or_init(|| Arc::new(read)))
     }
@@ -183,37 +190,28 @@ impl ModelBytes {
     }
 }
 
-/// The whole file, read from offset 0 without moving the descriptor's offset.
-fn read_all_at(file: &std::fs::File) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
-    let mut chunk = vec![0u8; 1 << 20];
-    loop {
-        match file.read_at(&mut chunk, bytes.len() as u64) {
-            Ok(0) => return Ok(bytes),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Opens the node's models and the container's; a container model replaces a node model
-/// of the same name.
+/// Opens the node's models and takes the container's (opened by the shim's decision,
+/// read at most `container_limit` bytes each); a container model replaces a node model of
+/// the same name. Every file is held through a read-only mount: the container's init
+/// keeps the descriptors.
 pub fn read_models(
     id: &str,
     node: &[NnPreload],
-    container: &[ContainerModel],
+    container: Vec<(NnPreload, triage_oci::container_fs::ContainerFile)>,
+    container_limit: u64,
 ) -> Result<Vec<ModelBytes>, NnSetupError> {
     let mut models: Vec<ModelBytes> = Vec::new();
-    let sources = node
-        .iter()
-        .map(|p| (p, p.path.clone()))
-        .chain(container.iter().map(|m| (&m.preload, m.host_path.clone())));
-    for (preload, host_path) in sources {
-        // Through a read-only mount (the container's init keeps the descriptor), regular
-        // files only, refused without blocking otherwise.
-        let opened = crate::read_only::open(&host_path).and_then(|file| {
+    let node = node.iter().map(|p| {
+        // Regular files only, refused without blocking otherwise.
+        let opened = crate::read_only::open(&p.path);
+        (p.clone(), opened, u64::MAX)
+    });
+    let container = container.into_iter().map(|(p, opened)| {
+        let reopened = crate::read_only::reopen(&opened.file);
+        (p, reopened, container_limit)
+    });
+    for (preload, opened, limit) in node.chain(container) {
+        let opened = opened.and_then(|file| {
             let size = file.metadata()?.len();
             Ok((file, size))
         });
@@ -225,9 +223,10 @@ pub fn read_models(
         })?;
         models.retain(|m| m.preload.name != preload.name);
         models.push(ModelBytes {
-            preload: preload.clone(),
+            preload,
             file: Arc::new(file),
             size,
+            limit,
             bytes: OnceLock::new(),
             prepared: None,
         });
@@ -361,6 +360,31 @@ mod tests {
         NnPreload::parse(&format!("{name}:ONNX:CPU:{path}")).unwrap()
     }
 
+    /// A container file as the shim's decision hands it over.
+    fn opened(path: &std::path::Path) -> triage_oci::container_fs::ContainerFile {
+        let file = std::fs::File::open(path).unwrap();
+        let size = file.metadata().unwrap().len();
+        triage_oci::container_fs::ContainerFile {
+            file,
+            container_path: path.to_path_buf(),
+            size,
+        }
+    }
+
+    #[test]
+    fn a_container_model_is_read_no_further_than_the_node_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.onnx");
+        std::fs::write(&file, b"12345").unwrap();
+        let models =
+            read_models("c1", &[], vec![(preload("m", "/m.onnx"), opened(&file))], 4).unwrap();
+        let err = models[0].bytes("c1").unwrap_err().to_string();
+        assert!(
+            err.contains("larger than the 4 bytes the node profile allows (files.max_model_size)"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn container_models_replace_node_models_of_the_same_name() {
         let dir = tempfile::tempdir().unwrap();
@@ -372,11 +396,11 @@ mod tests {
             preload("digits", node_file.to_str().unwrap()),
             preload("other", node_file.to_str().unwrap()),
         ];
-        let container = [ContainerModel {
-            preload: preload("digits", "/models/digits.onnx"),
-            host_path: container_file,
-        }];
-        let models = read_models("c1", &node, &container).unwrap();
+        let container = vec![(
+            preload("digits", "/models/digits.onnx"),
+            opened(&container_file),
+        )];
+        let models = read_models("c1", &node, container, u64::MAX).unwrap();
         let found: Vec<(&str, &[u8])> = models
             .iter()
             .map(|m| (m.preload.name.as_str(), m.bytes("c1").unwrap()))
@@ -389,9 +413,14 @@ mod tests {
 
     #[test]
     fn a_missing_model_file_names_the_container_model_and_path() {
-        let err = read_models("c1", &[preload("digits", "/nonexistent/d.onnx")], &[])
-            .unwrap_err()
-            .to_string();
+        let err = read_models(
+            "c1",
+            &[preload("digits", "/nonexistent/d.onnx")],
+            Vec::new(),
+            u64::MAX,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with(
                 "container c1: wasi-nn model \"digits\": cannot read /nonexistent/d.onnx"
@@ -448,11 +477,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.onnx");
         std::fs::write(&file, b"not onnx").unwrap();
-        let container = [ContainerModel {
-            preload: preload("bad", "/m/bad.onnx"),
-            host_path: file,
-        }];
-        let models = read_models("c1", &[], &container).unwrap();
+        let container = vec![(preload("bad", "/m/bad.onnx"), opened(&file))];
+        let models = read_models("c1", &[], container, u64::MAX).unwrap();
         let set = backends_with("c1", &NnSettings::default(), None).unwrap();
         let err = NnHost::load("c1", set, &models).unwrap_err().to_string();
         assert!(

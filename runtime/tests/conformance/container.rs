@@ -198,7 +198,9 @@ impl Node {
 /// module; then the helper's part, libcontainer's create. Returns the init's pid.
 fn create(id: &str, bundle: &Path, request: &Request, node: &Node) -> Result<i32, String> {
     let spec = Bundle::load(id, bundle).map_err(|e| e.to_string())?;
-    let mut plan = triage_oci::plan_workload(&spec, None).map_err(|e| e.to_string())?;
+    let limits = triage_oci::FileLimits::default();
+    let triage_oci::Decision { mut plan, files } =
+        triage_oci::decide(&spec, None, &limits).map_err(|e| e.to_string())?;
     let WorkloadKind::Wasm(wasm) = &mut plan.kind else {
         return Err(format!("container {id}: planned as {}", plan.kind_name()));
     };
@@ -208,8 +210,12 @@ fn create(id: &str, bundle: &Path, request: &Request, node: &Node) -> Result<i32
         triage_runtime::engine::build_default(),
     ));
     assert_eq!(wasm.engine.map(|c| c.engine), Some(request.engine));
-    if let ModuleSource::File { host_path, .. } = &wasm.module {
-        triage_runtime::engine::validate_module_file(id, wasm, host_path, None)
+    if let (ModuleSource::File { container_path, .. }, Some(module)) = (&wasm.module, &files.module)
+    {
+        let bytes = module
+            .read_all(limits.module_bytes, "files.max_module_size")
+            .map_err(|e| e.to_string())?;
+        triage_runtime::engine::validate_module(id, wasm, container_path, &bytes, None)
             .map_err(|e| e.to_string())?;
     }
     triage_runtime::container::create(
@@ -217,8 +223,12 @@ fn create(id: &str, bundle: &Path, request: &Request, node: &Node) -> Result<i32
         bundle,
         None,
         None,
-        request.cache.unwrap_or(&node.cache),
-        &triage_oci::NnSettings::default(),
+        &triage_runtime::container::NodeSettings {
+            cache: request.cache.unwrap_or(&node.cache),
+            nn: &triage_oci::NnSettings::default(),
+            files: &limits,
+        },
+        files,
     )
     .map_err(|e| e.to_string())
 }

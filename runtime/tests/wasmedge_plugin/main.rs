@@ -62,6 +62,7 @@ fn a_wasi_nn_guest_calls_the_installed_plugin() {
             nn: None,
             id: "nn1".into(),
             module_path: module.clone(),
+            module_bytes: None,
             export: "_start".into(),
             args: vec!["/nn.wasm".into()],
             env: Vec::new(),

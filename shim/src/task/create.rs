@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::{TaskCreate, TaskExit, TaskIO, TaskOOM};
+use triage_oci::node_profile::MAX_MODULE_SIZE_KEY;
 use triage_oci::{
-    plan_workload, Bundle, DecisionReason, EngineChoice, ModuleSource, PlanError, SnapshotPlan,
-    WorkloadKind, WorkloadPlan,
+    Bundle, DecisionReason, EngineChoice, ModuleSource, PlanError, SnapshotPlan, WorkloadKind,
 };
-use triage_runtime::engine::validate_module_file;
+use triage_runtime::engine::validate_module;
 use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
 use triage_runtime::stdio::{ContainerStdio, OutputRelays, StdioPaths};
 
@@ -147,7 +147,7 @@ impl TaskService {
         let defaulted = admit_resources(&mut spec, &profile)?;
         let devices_added = inject_cdi_devices(&mut spec, &profile)?;
         let cache = crate::profile::cache_settings(&profile);
-        let mut plan = self.plan(&spec)?;
+        let triage_oci::Decision { mut plan, files } = self.plan(&spec, &profile.files)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
         let engine_hidden =
             plan.wasm().is_some() && triage_oci::guest_view::hide_engine_process(&mut spec.spec);
@@ -170,13 +170,23 @@ impl TaskService {
             );
             wasm.engine = Some(engine);
             tracing::info!(engine = %engine.engine, reason = %engine.reason(), "wasm engine");
-            if let ModuleSource::File { host_path, .. } = &wasm.module {
+            if let (ModuleSource::File { container_path, .. }, Some(module)) =
+                (&wasm.module, &files.module)
+            {
                 // An init export an annotation names must exist; the default one may not.
                 let named_init = match &wasm.snapshot {
                     SnapshotPlan::Named(init) => Some(init.as_str()),
                     _ => None,
                 };
-                validate_module_file(id, wasm, host_path.as_path(), named_init)
+                let bytes = module
+                    .read_all(profile.files.module_bytes, MAX_MODULE_SIZE_KEY)
+                    .map_err(|e| {
+                        TaskError::InvalidArgument(format!(
+                            "container {id}: wasm module {}: {e}",
+                            container_path.display()
+                        ))
+                    })?;
+                validate_module(id, wasm, container_path, &bytes, named_init)
                     .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
             }
         }
@@ -202,6 +212,8 @@ impl TaskService {
             stdio: helper_stdio,
             start_clock,
             deadline: std::time::Duration::from_secs(profile.create_timeout_seconds),
+            files,
+            limits: profile.files,
         })?;
         rollback.push(move || {
             // The container exists but the Create failed after it: do not leave it.
@@ -228,10 +240,14 @@ impl TaskService {
 
     /// Decides Wasm or native. The image is read from containerd only when it could
     /// change the answer: no annotation decided, and the entrypoint is not a module.
-    fn plan(&self, spec: &Bundle) -> Result<WorkloadPlan, TaskError> {
-        let first = plan_workload(spec, None);
+    fn plan(
+        &self,
+        spec: &Bundle,
+        limits: &triage_oci::FileLimits,
+    ) -> Result<triage_oci::Decision, TaskError> {
+        let first = triage_oci::decide(spec, None, limits);
         let image_may_decide = match &first {
-            Ok(plan) => {
+            Ok(triage_oci::Decision { plan, .. }) => {
                 plan.wasm().is_none() && !matches!(plan.reason, DecisionReason::Annotation { .. })
             }
             Err(PlanError::EntrypointNotFound { .. }) => true,
@@ -243,7 +259,7 @@ impl TaskService {
         match crate::image::lookup(&self.containerd, &self.namespace, &spec.id) {
             Ok(facts) => {
                 tracing::debug!(?facts, "image facts");
-                Ok(plan_workload(spec, Some(&facts))?)
+                Ok(triage_oci::decide(spec, Some(&facts), limits)?)
             }
             Err(e) => {
                 tracing::warn!("{e}; deciding without the image");

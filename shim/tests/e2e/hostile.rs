@@ -568,3 +568,102 @@ fn a_create_that_hangs_is_killed_at_its_deadline_with_what_it_started() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
+///  (memory (export "memory") 1) (func (export "_start") (call 0 (i32.const 7))))`: a
+/// WASI command that exits 7.
+const EXIT_SEVEN_WASM: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x08, 0x02, 0x60, 0x01, 0x7f, 0x00, 0x60, 0x00, 0x00, // types
+    0x02, 0x24, 0x01, 0x16, b'w', b'a', b's', b'i', b'_', b's', b'n', b'a', b'p', b's', b'h', b'o',
+    b't', b'_', b'p', b'r', b'e', b'v', b'i', b'e', b'w', b'1', 0x09, b'p', b'r', b'o', b'c', b'_',
+    b'e', b'x', b'i', b't', 0x00, 0x00, // import
+    0x03, 0x02, 0x01, 0x01, // functions
+    0x05, 0x03, 0x01, 0x00, 0x01, // memory
+    0x07, 0x13, 0x02, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x01, 0x06, b'm', b'e', b'm',
+    b'o', b'r', b'y', 0x02, 0x00, // exports
+    0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x07, 0x10, 0x00, 0x0b, // code
+];
+
+#[test]
+fn the_entrypoint_is_read_as_the_container_sees_it_through_its_mounts() {
+    let Some(ctd) = containerd("hostile_entry_mounts") else {
+        return;
+    };
+    // The image's /bin/echo is a symlink to busybox; a volume mounted over /bin/busybox
+    // holds a module. In the container, /bin/echo leads into the mount: the module is
+    // what runs, not the image's busybox hidden under the mount point.
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("exit7.wasm");
+    std::fs::write(&module, EXIT_SEVEN_WASM).unwrap();
+    let mount = format!(
+        "type=bind,src={},dst=/bin/busybox,options=rbind:ro",
+        module.display()
+    );
+    let out = run(
+        &ctd,
+        &["--mount", &mount],
+        BUSYBOX_IMAGE,
+        "hostile-entry-mount",
+        &["echo", "hi"],
+    );
+    let log = shim_log(&ctd, "hostile-entry-mount");
+    assert_eq!(out.code, 7, "{out:?}\n{log}");
+    assert!(
+        log.contains("entrypoint /bin/echo is a wasm module"),
+        "{log}"
+    );
+    assert_clean(&ctd, "hostile-entry-mount");
+}
+
+#[test]
+fn container_files_past_the_nodes_bounds_are_refused_at_create() {
+    let Some(ctd) = containerd("hostile_file_bounds") else {
+        return;
+    };
+    ctd.write_node_profile("[files]\nmax_module_size = \"1Ki\"\n")
+        .unwrap();
+    let out = run(
+        &ctd,
+        &[],
+        WASM_IMAGE,
+        "hostile-big-module",
+        &["/hello.wasm"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("container hostile-big-module: wasm module /hello.wasm is ")
+            && out.stderr.contains(
+                "bytes, larger than the 1024 bytes the node profile allows (files.max_module_size)"
+            ),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&ctd, "hostile-big-module");
+
+    // A model the container preloads: bounded too (the module itself stands in for one).
+    ctd.write_node_profile("[files]\nmax_model_size = \"1Ki\"\n")
+        .unwrap();
+    let out = run(
+        &ctd,
+        &[
+            "--annotation",
+            "triage.io/nn-preload=big:ONNX:CPU:/hello.wasm",
+        ],
+        WASM_IMAGE,
+        "hostile-big-model",
+        &["/hello.wasm"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("container hostile-big-model: wasi-nn model \"big\" at /hello.wasm: ")
+            && out.stderr.contains(
+                "bytes, larger than the 1024 bytes the node profile allows (files.max_model_size)"
+            ),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&ctd, "hostile-big-model");
+}
