@@ -68,6 +68,13 @@ pub enum HelperError {
         /// Its exit status.
         status: u32,
     },
+    /// The create helper was killed (SIGKILL) while it worked for the container, which its
+    /// limits bound.
+    #[error("container {id}: create helper was killed (SIGKILL) without a reply: the node's work for the container (compiling its module, its snapshot's init, preparing its models) runs in the container's cgroup, within its limits; a memory limit too small for it ends it so (see the shim log)")]
+    KilledWorking {
+        /// Container id.
+        id: String,
+    },
     /// The helper did not answer in time and was killed.
     #[error("container {id}: {verb} did not finish within {seconds} s; its helper was killed")]
     Deadline {
@@ -202,13 +209,19 @@ impl HelperContainer<'_> {
             &passed,
             create.deadline,
         );
-        if let Err(HelperError::Deadline { .. }) = &result {
-            // The killed helper may have forked the init already.
+        if let Err(failed) = &result {
+            // Whatever the helper left (a stuck or killed one may have forked the init, and
+            // one still in the container's cgroup could not remove it) goes now.
             if let Err(e) = self.delete() {
                 tracing::warn!(
-                    "container {}: removing it after a stuck create: {e}",
+                    "container {}: removing it after a failed create: {e}",
                     self.id
                 );
+            }
+            if let HelperError::Silent { status: 137, .. } = failed {
+                return Err(HelperError::KilledWorking {
+                    id: self.id.to_owned(),
+                });
             }
         }
         result?.ok_or_else(|| {

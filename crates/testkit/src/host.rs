@@ -111,7 +111,7 @@ fn processes() -> Vec<(u32, String)> {
 }
 
 /// Directories named `name` up to three levels below each cgroup hierarchy.
-fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack: Vec<(PathBuf, usize)> = std::fs::read_dir("/sys/fs/cgroup")
         .map(|d| d.filter_map(|e| e.ok()).map(|e| (e.path(), 0)).collect())

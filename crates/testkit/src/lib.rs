@@ -13,4 +13,6 @@ pub use containerd::{
     pod_network, remove_namespace_cgroups, CtrOutput, PrivateContainerd, CRI_NAMESPACE, NAMESPACE,
     PAUSE_IMAGE, TRIAGE_RUNTIME,
 };
-pub use host::{images_dir, leftovers, missing_requirements, require_host, shim_dir};
+pub use host::{
+    cgroup_dirs_named, images_dir, leftovers, missing_requirements, require_host, shim_dir,
+};

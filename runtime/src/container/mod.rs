@@ -6,6 +6,7 @@
 //! shim execs itself as a helper for each call (see `triage-shim`'s `helper` module) and
 //! never calls them from its own multi-threaded process.
 
+mod charge;
 mod executor;
 mod preload;
 pub mod wire;
@@ -70,36 +71,32 @@ pub fn create(
     node: &NodeSettings<'_>,
     files: triage_oci::PlanFiles,
 ) -> Result<i32, RuntimeError> {
-    let NodeSettings {
-        cache,
-        nn,
-        files: limits,
-    } = *node;
     let id = plan.id.as_str();
     let root = state_root(bundle);
-    // The module, read once through the descriptor the shim's decision opened.
-    let module = preload::read_module(plan, &files, limits)?;
-    drop(files.module);
-    // Compiled (and pre-initialised) once per node: loaded here, before the fork, from
-    // the artifact cache.
-    let store = preload::open_cache(plan, cache);
-    let (preloaded, engine) =
-        preload::preload_module(plan, bundle, module.as_deref(), store.as_ref()).unzip();
-    // wasi-nn models are read here too, where the node's files are in view.
-    let nn = preload::preload_nn(
-        plan,
-        nn,
-        module.as_deref(),
-        preloaded.as_ref(),
-        store.as_ref(),
-        files.models,
-        limits.model_bytes,
-    )?;
-    // The init is a fork of this process: of the cache it inherits only the entries
-    // loaded from it (opened read-only), not its directory or its key (zeroed on drop).
-    drop(store);
-    // An init with a preloaded module does not need its bytes; one without compiles them.
-    let module = if engine.is_some() { None } else { module };
+    // libcontainer reads the spec again for the container.
+    let spec = libcontainer::oci_spec::runtime::Spec::load(bundle.join("config.json")).ok();
+    // The node's work for a Wasm container is the container's: done inside its cgroup.
+    let charged = plan
+        .wasm()
+        .and(spec.as_ref())
+        .and_then(|spec| charge::enter(id, spec));
+    let entered = charged.is_some();
+    let prepared = preload::prepare(plan, spec.as_ref(), node, files);
+    if let Some(charged) = charged {
+        // Still inside, the helper cannot clean up: the shim's delete does, once it exited.
+        charged.leave()?;
+    }
+    let preload::Prepared { engine, nn, module } = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            if entered {
+                if let Err(cleanup) = remove_cgroup_of_bundle(id, bundle, true) {
+                    tracing::warn!(%cleanup, "removing the cgroup after a failed preparation");
+                }
+            }
+            return Err(e);
+        }
+    };
     let executor = TriageExecutor::new(plan.clone(), report_fd, engine, nn, module);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)
@@ -310,6 +307,13 @@ const DELETE_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis
 /// its bundle's spec instead: the processes of its cgroup are killed and the cgroup goes.
 pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
     let dir = state_root(bundle).join(id);
+    if !dir.join("state.json").exists() && bundle.join("config.json").exists() {
+        // Never recorded by libcontainer: a create that failed, or a helper killed while
+        // it worked in the container's cgroup, may still have left that cgroup.
+        if let Err(e) = remove_cgroup_of_bundle(id, bundle, true) {
+            tracing::warn!("container {id}: removing its cgroup: {e}");
+        }
+    }
     let mut attempt = 1;
     while dir.join("state.json").exists() {
         let mut container = match Container::load(dir.clone()) {
@@ -319,7 +323,7 @@ pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
                     "container {id}: unreadable state ({}); removing it through the bundle's spec",
                     container_error(id, "load", e)
                 );
-                remove_cgroup_of_bundle(id, bundle)?;
+                remove_cgroup_of_bundle(id, bundle, false)?;
                 break;
             }
         };
@@ -341,8 +345,9 @@ pub fn delete(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
 }
 
 /// Kills every process in the cgroup the bundle's spec names for container `id` and
-/// removes that cgroup (retrying while killed processes are being reaped).
-fn remove_cgroup_of_bundle(id: &str, bundle: &Path) -> Result<(), RuntimeError> {
+/// removes that cgroup (retrying while killed processes are being reaped); with
+/// `absent_ok`, a cgroup that does not exist is left so.
+fn remove_cgroup_of_bundle(id: &str, bundle: &Path, absent_ok: bool) -> Result<(), RuntimeError> {
     use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, FreezerState};
     use libcontainer::oci_spec::runtime::Spec;
 
@@ -358,6 +363,10 @@ fn remove_cgroup_of_bundle(id: &str, bundle: &Path) -> Result<(), RuntimeError> 
         container_name: id.to_owned(),
     })
     .map_err(|e| container_error(id, "delete", e))?;
+    // Freezing would create the freezer's directory of a cgroup that does not exist.
+    if absent_ok && manager.get_all_pids().is_err() {
+        return Ok(());
+    }
     let mut attempt = 1;
     loop {
         let _ = manager.freeze(FreezerState::Frozen);

@@ -36,6 +36,48 @@ pub fn open_cache(
     }
 }
 
+/// What the helper prepared for the container's init before the fork.
+pub struct Prepared {
+    /// The engine holding the loaded module, where it was preloaded.
+    pub engine: Option<Arc<dyn engine::WasmEngine>>,
+    /// wasi-nn's backends and models, for a module that imports wasi-nn.
+    pub nn: Option<NnPrepared>,
+    /// The module's bytes, where nothing was preloaded (the init compiles them).
+    pub module: Option<Arc<[u8]>>,
+}
+
+/// Everything the helper does for a container before the fork: reads the module once
+/// through the descriptor the shim's decision opened (`files`), loads it through the
+/// node's artifact cache (compiled, and pre-initialised, once per node), and prepares
+/// wasi-nn's backends and models.
+pub fn prepare(
+    plan: &WorkloadPlan,
+    spec: Option<&Spec>,
+    node: &super::NodeSettings<'_>,
+    files: triage_oci::PlanFiles,
+) -> Result<Prepared, crate::RuntimeError> {
+    let module = read_module(plan, &files, node.files)?;
+    drop(files.module);
+    let store = open_cache(plan, node.cache);
+    let (preloaded, engine) = preload_module(plan, spec, module.as_deref(), store.as_ref()).unzip();
+    // wasi-nn models are read here too, where the node's files are in view.
+    let nn = preload_nn(
+        plan,
+        node.nn,
+        module.as_deref(),
+        preloaded.as_ref(),
+        store.as_ref(),
+        files.models,
+        node.files.model_bytes,
+    )?;
+    // The init is a fork of this process: of the cache it inherits only the entries
+    // loaded from it (opened read-only), not its directory or its key (zeroed on drop).
+    drop(store);
+    // An init with a preloaded module does not need its bytes; one without compiles them.
+    let module = if engine.is_some() { None } else { module };
+    Ok(Prepared { engine, nn, module })
+}
+
 /// The plan's module, read once (at most the node's `[files] max_module_size`) through
 /// the descriptor the shim's decision opened; `None` for a native plan or a module in an
 /// image layer.
@@ -77,7 +119,7 @@ pub fn read_module(
 /// image layer, or no cache: then the init compiles).
 pub fn preload_module(
     plan: &WorkloadPlan,
-    bundle: &std::path::Path,
+    spec: Option<&Spec>,
     bytes: Option<&[u8]>,
     cache: Option<&crate::engine::cache::ArtifactCache>,
 ) -> Option<(engine::Preloaded, Arc<dyn engine::WasmEngine>)> {
@@ -94,14 +136,10 @@ pub fn preload_module(
     let (bytes, cache) = (bytes?, cache?);
     let engine = engine::for_plan(&plan.id, wasm).ok()?;
     let snapshot_init = snapshot.init_export().map(str::to_owned);
-    // A snapshot's init is bounded by the container's memory limit: read the spec only
-    // when an init may run (libcontainer reads it again for the container).
-    let init_memory_limit = snapshot_init.as_ref().and_then(|_| {
-        Spec::load(bundle.join("config.json"))
-            .ok()
-            .as_ref()
-            .and_then(memory_limit)
-    });
+    // A snapshot's init is bounded by the container's memory limit.
+    let init_memory_limit = snapshot_init
+        .as_ref()
+        .and_then(|_| spec.and_then(memory_limit));
     let options = engine::PreloadOptions {
         snapshot_init,
         init_memory_limit,

@@ -667,3 +667,56 @@ fn container_files_past_the_nodes_bounds_are_refused_at_create() {
     );
     assert_clean(&ctd, "hostile-big-model");
 }
+
+/// The most memory the cgroup of container `id` has used: v1's `max_usage_in_bytes`, or
+/// v2's `memory.peak`.
+fn peak_memory_of(id: &str) -> u64 {
+    let dirs = triage_testkit::cgroup_dirs_named(id);
+    let file = dirs
+        .iter()
+        .flat_map(|d| [d.join("memory.max_usage_in_bytes"), d.join("memory.peak")])
+        .find(|f| f.exists())
+        .unwrap_or_else(|| panic!("no memory cgroup of {id} among {dirs:?}"));
+    std::fs::read_to_string(&file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_nodes_work_for_a_container_is_charged_to_its_cgroup() {
+    let Some(ctd) = containerd("hostile_charged_work") else {
+        return;
+    };
+    // A cache of its own, so this Create builds the snapshot: snapinit's init fills a
+    // 16 MiB table, in the create helper, before the container's init exists.
+    let cache = tempfile::tempdir().unwrap();
+    ctd.write_node_profile(&format!("[wasm]\ncache = \"{}\"\n", cache.path().display()))
+        .unwrap();
+    let id = "hostile-charged";
+    let _remove = RemoveTasks(&ctd, &[id]);
+    // Detached, so the task (and its cgroup) stay after the guest exits.
+    let out = ctd.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        TRIAGE_RUNTIME,
+        WASM_IMAGE,
+        id,
+        "/snapinit.wasm",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let log = wait_for_log(&ctd, id, "wasm module from the artifact cache");
+    assert!(log.contains("snapshot=\"wizer-initialize\""), "{log}");
+    assert!(log.contains("outcome=Built"), "{log}");
+    // The table, and the compiling around it, count against the container.
+    let peak = peak_memory_of(id);
+    eprintln!("{id}: the container's memory cgroup peaked at {peak} bytes");
+    assert!(
+        peak >= 16 << 20,
+        "the container's cgroup peaked at {peak} bytes, less than the 16 MiB its snapshot's init filled\n{log}"
+    );
+    drop(_remove);
+    assert_clean(&ctd, id);
+}
