@@ -48,6 +48,14 @@ pub enum PlanError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A Wasm container's spec asks for an LSM label the kernel would enforce.
+    #[error("container {id}: the spec asks for {label}, which this kernel enforces, but a Wasm container's init never execs (where a label is applied) and cannot take it itself; refused rather than run unconfined (run it as a native container, or drop the label)")]
+    LsmLabel {
+        /// Container id.
+        id: String,
+        /// What it asks for.
+        label: String,
+    },
     /// The Wasm module is larger than the node reads.
     #[error("container {id}: wasm module {path} is {size} bytes, larger than the {limit} bytes the node profile allows (files.max_module_size)")]
     ModuleTooLarge {

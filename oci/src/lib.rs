@@ -15,6 +15,7 @@ pub mod entrypoint;
 pub mod error;
 pub mod guest_view;
 pub mod image;
+pub mod lsm_labels;
 pub mod nn;
 pub mod node_profile;
 pub mod plan;

@@ -13,6 +13,7 @@ pub mod cgroup_procs;
 pub mod container;
 pub mod engine;
 pub mod error;
+pub mod lsm;
 pub mod nn;
 pub mod pipe;
 pub mod read_only;

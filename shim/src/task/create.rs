@@ -149,9 +149,18 @@ impl TaskService {
         let cache = crate::profile::cache_settings(&profile);
         let triage_oci::Decision { mut plan, files } = self.plan(&spec, &profile.files)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
+        let lsms = triage_runtime::lsm::active();
+        let dropped =
+            triage_oci::lsm_labels::settle(id, &mut spec.spec, plan.wasm().is_some(), &lsms)?;
+        for label in &dropped {
+            tracing::info!(
+                "{label} not applied: this kernel has no such security module (active: {})",
+                if lsms.is_empty() { "none found" } else { &lsms }
+            );
+        }
         let engine_hidden =
             plan.wasm().is_some() && triage_oci::guest_view::hide_engine_process(&mut spec.spec);
-        if defaulted || devices_added || engine_hidden {
+        if defaulted || devices_added || engine_hidden || !dropped.is_empty() {
             let path = bundle.join("config.json");
             spec.spec.save(&path).map_err(|e| {
                 TaskError::Internal(format!("container {id}: writing {}: {e}", path.display()))

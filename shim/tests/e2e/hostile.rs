@@ -720,3 +720,46 @@ fn the_nodes_work_for_a_container_is_charged_to_its_cgroup() {
     drop(_remove);
     assert_clean(&ctd, id);
 }
+
+#[test]
+fn a_label_the_kernel_lacks_is_not_applied_and_that_is_logged() {
+    let Some(ctd) = containerd("hostile_lsm_label") else {
+        return;
+    };
+    let lsms = triage_runtime::lsm::active();
+    if lsms.split(',').any(|lsm| lsm == "apparmor") {
+        // Where AppArmor enforces, a Wasm container asking for a profile is refused at
+        // Create (unit-tested in triage-oci's lsm_labels); this case is for kernels
+        // without it, as this one.
+        eprintln!("SKIPPED: this kernel has AppArmor ({lsms})");
+        return;
+    }
+    // Before, libcontainer's request for the profile at exec failed Create of both kinds
+    // with a bare "No such file or directory"; runc skips it on such a kernel.
+    for (id, image, args, says) in [
+        (
+            "hostile-label-wasm",
+            WASM_IMAGE,
+            &["/hello.wasm"][..],
+            "hello from wasm",
+        ),
+        (
+            "hostile-label-native",
+            BUSYBOX_IMAGE,
+            &["echo", "native"][..],
+            "native",
+        ),
+    ] {
+        let out = run(&ctd, &["--apparmor-profile", "tenant-a"], image, id, args);
+        let log = shim_log(&ctd, id);
+        assert_eq!(out.code, 0, "{out:?}\n{log}");
+        assert!(out.stdout.contains(says), "{out:?}");
+        assert!(
+            log.contains(
+                "AppArmor profile tenant-a not applied: this kernel has no such security module"
+            ),
+            "{log}"
+        );
+        assert_clean(&ctd, id);
+    }
+}
