@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
-use triage_benches::{engine_under_test, invocation, new_engine, start, workload};
+use triage_benches::{engine_under_test, invocation, new_engine, preload, start, workload};
 use triage_oci::EngineName;
 use triage_runtime::engine::cache::{ArtifactCache, DEFAULT_MAX_BYTES};
 use triage_runtime::engine::PreloadOptions;
@@ -33,15 +33,12 @@ fn compile_and_cache(c: &mut Criterion) {
             || tempfile::tempdir().unwrap(),
             |dir| {
                 let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
-                new_engine(name)
-                    .preload(
-                        "bench",
-                        &hello,
-                        &std::fs::read(&hello).unwrap(),
-                        &cache,
-                        &PreloadOptions::default(),
-                    )
-                    .unwrap();
+                preload(
+                    &*new_engine(name),
+                    &hello,
+                    &cache,
+                    &PreloadOptions::default(),
+                );
                 dir
             },
             BatchSize::PerIteration,
@@ -52,28 +49,10 @@ fn compile_and_cache(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     let engine = new_engine(name);
-    engine
-        .preload(
-            "bench",
-            &hello,
-            &std::fs::read(&hello).unwrap(),
-            &cache,
-            &PreloadOptions::default(),
-        )
-        .unwrap();
+    preload(&*engine, &hello, &cache, &PreloadOptions::default());
     c.benchmark_group("cached_load/hello")
         .bench_function(name.as_str(), |b| {
-            b.iter(|| {
-                engine
-                    .preload(
-                        "bench",
-                        &hello,
-                        &std::fs::read(&hello).unwrap(),
-                        &cache,
-                        &PreloadOptions::default(),
-                    )
-                    .unwrap()
-            })
+            b.iter(|| preload(&*engine, &hello, &cache, &PreloadOptions::default()))
         });
 }
 
@@ -83,15 +62,7 @@ fn warm_start(c: &mut Criterion) {
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     let hello = workload("hello");
     let engine = new_engine(name);
-    engine
-        .preload(
-            "bench",
-            &hello,
-            &std::fs::read(&hello).unwrap(),
-            &cache,
-            &PreloadOptions::default(),
-        )
-        .unwrap();
+    preload(&*engine, &hello, &cache, &PreloadOptions::default());
     let inv = invocation(&hello, &[]);
     c.benchmark_group("instantiate_and_start/hello")
         .bench_function(name.as_str(), |b| b.iter(|| start(engine.as_ref(), &inv)));
@@ -108,15 +79,7 @@ fn snapshot_start(c: &mut Criterion) {
     let inv = invocation(&guest, &[]);
 
     let snapshotted = new_engine(EngineName::Wasmtime);
-    let preloaded = snapshotted
-        .preload(
-            "bench",
-            &guest,
-            &std::fs::read(&guest).unwrap(),
-            &cache,
-            &snapshot("wizer-initialize"),
-        )
-        .unwrap();
+    let preloaded = preload(&*snapshotted, &guest, &cache, &snapshot("wizer-initialize"));
     assert!(
         preloaded.snapshot_of.is_some(),
         "snapinit was not pre-initialised"
@@ -127,15 +90,7 @@ fn snapshot_start(c: &mut Criterion) {
     });
 
     let plain = new_engine(EngineName::Wasmtime);
-    plain
-        .preload(
-            "bench",
-            &guest,
-            &std::fs::read(&guest).unwrap(),
-            &cache,
-            &PreloadOptions::default(),
-        )
-        .unwrap();
+    preload(&*plain, &guest, &cache, &PreloadOptions::default());
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));

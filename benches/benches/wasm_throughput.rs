@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use triage_benches::{engine_under_test, invocation, new_engine, start, workload};
+use triage_benches::{engine_under_test, invocation, new_engine, preload, start, workload};
 use triage_runtime::engine::cache::{ArtifactCache, DEFAULT_MAX_BYTES};
 use triage_runtime::engine::PreloadOptions;
 
@@ -41,15 +41,7 @@ fn throughput(c: &mut Criterion) {
     let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
     let crunch = workload("crunch");
     let engine = new_engine(name);
-    engine
-        .preload(
-            "bench",
-            &crunch,
-            &std::fs::read(&crunch).unwrap(),
-            &cache,
-            &PreloadOptions::default(),
-        )
-        .unwrap();
+    preload(&*engine, &crunch, &cache, &PreloadOptions::default());
     for kernel in KERNELS {
         let inv = invocation(&crunch, kernel.args);
         let mut group = c.benchmark_group(format!("throughput/{}", kernel.name));

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use triage_oci::{EngineChoice, EngineName};
-use triage_runtime::engine::{GuestExit, GuestInvocation, GuestStdio, WasmEngine};
+use triage_runtime::engine::cache::ArtifactCache;
+use triage_runtime::engine::{
+    GuestExit, GuestInvocation, GuestStdio, PreloadOptions, Preloaded, WasmEngine,
+};
 
 /// The directory holding the compiled Wasm test workloads (`make test-images` builds
 /// them): `$TRIAGE_WASM_DIR`, else the workloads' target directory under
@@ -53,6 +56,20 @@ pub fn engine_under_test() -> EngineName {
 pub fn new_engine(name: EngineName) -> Box<dyn WasmEngine> {
     let choice = EngineChoice::settle(Some(name), None, name);
     triage_runtime::engine::named("bench", choice).expect("an engine of this build")
+}
+
+/// Loads `module` into `engine` through `cache`, reading its file as the create helper
+/// reads the descriptor it is given.
+pub fn preload(
+    engine: &dyn WasmEngine,
+    module: &Path,
+    cache: &ArtifactCache,
+    options: &PreloadOptions,
+) -> Preloaded {
+    let bytes = std::fs::read(module).expect("the workload's module");
+    engine
+        .preload("bench", module, &bytes, cache, options)
+        .expect("preload")
 }
 
 /// A `_start` call of `module` with `args` after argv0, output discarded.

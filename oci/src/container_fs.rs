@@ -383,9 +383,9 @@ fn read_link(fd: &OwnedFd) -> io::Result<PathBuf> {
     Ok(PathBuf::from(OsString::from_vec(buf)))
 }
 
-/// Opens the file behind the `O_PATH` descriptor for reading: the same inode, whatever
-/// its path holds now.
-fn reopen_for_reading(fd: &OwnedFd) -> io::Result<File> {
+/// Opens the file behind the `O_PATH` descriptor for reading (non-blocking, close-on-exec,
+/// through `/proc/self/fd/N`): the same inode, whatever its path holds now.
+pub fn reopen_for_reading(fd: &OwnedFd) -> io::Result<File> {
     let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .expect("a descriptor's path has no NUL");
     let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;

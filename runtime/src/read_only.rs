@@ -152,16 +152,7 @@ pub fn reopen(file: &File) -> io::Result<File> {
             return file.try_clone();
         }
     };
-    let path = CString::new(format!("/proc/self/fd/{}", tree.as_raw_fd()))
-        .expect("a descriptor's path has no NUL");
-    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: open reads a NUL-terminated path and returns a new descriptor or -1.
-    let fd = unsafe { libc::open(path.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: open returned a new descriptor that nothing else owns.
-    let reopened = unsafe { File::from_raw_fd(fd) };
+    let reopened = triage_oci::container_fs::reopen_for_reading(&tree)?;
     if !reopened.metadata()?.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

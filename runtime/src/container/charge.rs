@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt};
+use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager};
 use libcontainer::oci_spec::runtime::Spec;
 
 use crate::error::RuntimeError;
@@ -46,12 +46,7 @@ pub fn enter(id: &str, spec: &Spec) -> Option<Charged> {
             .map_err(|e| e.to_string())?;
         if let Some(resources) = linux.and_then(|l| l.resources().as_ref()) {
             manager
-                .apply(&ControllerOpt {
-                    resources,
-                    disable_oom_killer: false,
-                    oom_score_adj: None,
-                    freezer_state: None,
-                })
+                .apply(&super::limits(resources))
                 .map_err(|e| e.to_string())?;
         }
         Ok(())

@@ -261,7 +261,7 @@ pub fn update(
     bundle: &Path,
     resources: &libcontainer::oci_spec::runtime::LinuxResources,
 ) -> Result<(), RuntimeError> {
-    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager, ControllerOpt};
+    use libcgroups::common::{create_cgroup_manager, CgroupConfig, CgroupManager};
 
     let container =
         Container::load(state_root(bundle).join(id)).map_err(|e| container_error(id, "load", e))?;
@@ -275,13 +275,20 @@ pub fn update(
     })
     .map_err(|e| container_error(id, "update", e))?;
     manager
-        .apply(&ControllerOpt {
-            resources,
-            disable_oom_killer: false,
-            oom_score_adj: None,
-            freezer_state: None,
-        })
+        .apply(&limits(resources))
         .map_err(|e| container_error(id, "update", e))
+}
+
+/// What a cgroup manager applies for `resources`: those limits and nothing else.
+fn limits(
+    resources: &libcontainer::oci_spec::runtime::LinuxResources,
+) -> libcgroups::common::ControllerOpt<'_> {
+    libcgroups::common::ControllerOpt {
+        resources,
+        disable_oom_killer: false,
+        oom_score_adj: None,
+        freezer_state: None,
+    }
 }
 
 /// Sends `signal` to every process in the container's cgroup (`kill --all`).
