@@ -139,11 +139,18 @@ pub struct NodeProfile {
     pub create_timeout_seconds: u64,
     /// Bounds on the container files the node reads.
     pub files: FileLimits,
+    /// How long any other helper (start, exec, pause, resume, kill, delete) may take
+    /// (`[helpers] timeout`, seconds).
+    pub helper_timeout_seconds: u64,
 }
 
 /// How long a Create's helper may take unless the node profile says otherwise: compiling
 /// a large module, preparing models, libcontainer's set-up and the spec's hooks.
 pub const DEFAULT_CREATE_TIMEOUT_SECONDS: u64 = 300;
+
+/// How long any other helper may take unless the node profile says otherwise: libcontainer
+/// and the spec's poststart or poststop hooks.
+pub const DEFAULT_HELPER_TIMEOUT_SECONDS: u64 = 60;
 
 impl Default for NodeProfile {
     fn default() -> Self {
@@ -165,6 +172,7 @@ impl Default for NodeProfile {
             cdi: CdiSettings::default(),
             create_timeout_seconds: DEFAULT_CREATE_TIMEOUT_SECONDS,
             files: FileLimits::default(),
+            helper_timeout_seconds: DEFAULT_HELPER_TIMEOUT_SECONDS,
         }
     }
 }
@@ -211,7 +219,8 @@ impl NodeProfile {
     /// spec_dirs = ["/etc/cdi", "/var/run/cdi"]   # lowest priority first
     /// annotation_devices = ["nvidia.com/gpu=*"]  # what triage.io/gpu may ask for (default: none)
     /// [helpers]
-    /// create_timeout = "5m"
+    /// create_timeout = "5m"              # a Create's helper (compile, models, hooks)
+    /// timeout = "60s"                    # every other helper
     /// [files]
     /// max_module_size = "256Mi"          # the largest Wasm module the node compiles
     /// max_model_size = "1Gi"             # the largest model a container preloads
@@ -252,9 +261,13 @@ impl NodeProfile {
                                 profile.create_timeout_seconds = seconds_value(value)
                                     .map_err(|r| error(format!("helpers.create_timeout: {r}")))?
                             }
+                            "timeout" => {
+                                profile.helper_timeout_seconds = seconds_value(value)
+                                    .map_err(|r| error(format!("helpers.timeout: {r}")))?
+                            }
                             other => {
                                 return Err(error(format!(
-                                    "unknown key helpers.{other} (expected create_timeout)"
+                                    "unknown key helpers.{other} (expected create_timeout, timeout)"
                                 )))
                             }
                         }
@@ -528,15 +541,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn helpers_section_sets_the_create_timeout() {
+    fn helpers_section_sets_the_deadlines() {
         assert_eq!(NodeProfile::default().create_timeout_seconds, 300);
-        let profile = NodeProfile::from_toml("p", "[helpers]\ncreate_timeout = \"2s\"\n").unwrap();
+        assert_eq!(NodeProfile::default().helper_timeout_seconds, 60);
+        let profile = NodeProfile::from_toml(
+            "p",
+            "[helpers]\ncreate_timeout = \"2s\"\ntimeout = \"1m\"\n",
+        )
+        .unwrap();
         assert_eq!(profile.create_timeout_seconds, 2);
-        let err = NodeProfile::from_toml("p", "[helpers]\ntimeout = 2\n")
+        assert_eq!(profile.helper_timeout_seconds, 60);
+        let err = NodeProfile::from_toml("p", "[helpers]\nstart_timeout = 2\n")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("unknown key helpers.timeout (expected create_timeout)"),
+            err.contains("unknown key helpers.start_timeout (expected create_timeout, timeout)"),
             "{err}"
         );
     }

@@ -38,9 +38,15 @@ use crate::reaper::ExitRegistry;
 
 pub use triage_runtime::container::wire::HELPER_ARG;
 
-/// How long any helper other than a create may take (a create's deadline is the node
-/// profile's `[helpers] create_timeout`).
-const DEADLINE: Duration = Duration::from_secs(60);
+/// How long any helper other than a create may take: the node profile's
+/// `[helpers] timeout`, read at each call like the rest of the profile (its default where
+/// the profile cannot be read). A create's deadline is `[helpers] create_timeout`.
+fn verb_deadline() -> Duration {
+    let seconds = crate::profile::load()
+        .map(|profile| profile.helper_timeout_seconds)
+        .unwrap_or(triage_oci::node_profile::DEFAULT_HELPER_TIMEOUT_SECONDS);
+    Duration::from_secs(seconds)
+}
 
 /// Why a helper call failed.
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +259,7 @@ impl HelperContainer<'_> {
             process: process.to_path_buf(),
             console_socket: console_socket.map(Path::to_path_buf),
         };
-        self.call(&request, stdio, None, &[], DEADLINE)?
+        self.call(&request, stdio, None, &[], verb_deadline())?
             .ok_or_else(|| {
                 HelperError::Failed(format!("container {}: exec reported no pid", self.id))
             })
@@ -293,7 +299,8 @@ impl HelperContainer<'_> {
     }
 
     fn simple(&self, request: Request) -> Result<(), HelperError> {
-        self.call(&request, None, None, &[], DEADLINE).map(drop)
+        self.call(&request, None, None, &[], verb_deadline())
+            .map(drop)
     }
 
     /// Runs one helper to completion: spawns it with `files` at the fd numbers paired with

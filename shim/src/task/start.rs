@@ -47,6 +47,16 @@ impl TaskService {
                 .start(),
             Err(e) => Err(helper::HelperError::Failed(e.to_string())),
         };
+        if result.is_err() {
+            // A start helper that failed or was killed at its deadline may have woken the
+            // init before its poststart hooks: a failed Start leaves no process running
+            // (as runc ends the container when its poststart hooks fail). Its exit is
+            // reported as any exit, so the task can be deleted.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         container.finish_start(result.is_ok().then_some(pid), || {
             self.events.publish(TaskEvent::Start(TaskStart {
                 container_id: container.id.clone(),

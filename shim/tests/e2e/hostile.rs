@@ -552,21 +552,73 @@ fn a_create_that_hangs_is_killed_at_its_deadline_with_what_it_started() {
     );
     assert_clean(&ctd, "hostile-stall");
     // The hook the helper started went with it.
+    wait_until_gone(": sleep 617");
+}
+
+/// Waits until no host process's command line ends with `suffix` (a hook a killed helper
+/// started), failing after 10 s.
+fn wait_until_gone(suffix: &str) {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        let hooks: Vec<String> = host_command_lines()
+        let left: Vec<String> = host_command_lines()
             .into_iter()
-            .filter(|l| l.ends_with(": sleep 617 "))
+            .filter(|l| l.ends_with(suffix))
             .collect();
-        if hooks.is_empty() {
-            break;
+        if left.is_empty() {
+            return;
         }
-        assert!(
-            Instant::now() < until,
-            "the hook outlived its create: {hooks:?}"
-        );
+        assert!(Instant::now() < until, "outlived its helper: {left:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_start_that_hangs_is_killed_at_its_deadline_with_what_it_started() {
+    let Some(ctd) = containerd("hostile_stalled_start") else {
+        return;
+    };
+    // A device whose poststart hook never returns: the start helper runs it after the
+    // container's process started, and would wait for it for good.
+    let specs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        specs.path().join("stall.yaml"),
+        "cdiVersion: 0.6.0\nkind: example.com/device\ndevices:\n- name: stall\n  containerEdits:\n    hooks:\n    - hookName: poststart\n      path: /bin/sleep\n      args: [sleep, \"618\"]\n",
+    )
+    .unwrap();
+    ctd.write_node_profile(&format!(
+        "[cdi]\nspec_dirs = [\"{}\"]\nannotation_devices = [\"example.com/device=stall\"]\n[helpers]\ntimeout = \"2s\"\n",
+        specs.path().display()
+    ))
+    .unwrap();
+    let out = ctr_within(
+        &ctd,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            TRIAGE_RUNTIME,
+            "--annotation",
+            "triage.io/gpu=example.com/device=stall",
+            BUSYBOX_IMAGE,
+            "hostile-stall-start",
+            "sleep",
+            "619",
+        ],
+        Duration::from_secs(60),
+    )
+    .expect("ctr returned");
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "container hostile-stall-start: start did not finish within 2 s; its helper was killed"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&ctd, "hostile-stall-start");
+    // The hook went with its helper, and the container's process with the container.
+    wait_until_gone(": sleep 618");
+    wait_until_gone(": sleep 619");
 }
 
 /// `(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))
