@@ -51,7 +51,7 @@ impl TaskService {
             // A start helper that failed or was killed at its deadline may have woken the
             // init before its poststart hooks: a failed Start leaves no process running
             // (as runc ends the container when its poststart hooks fail). Its exit is
-            // reported as any exit, so the task can be deleted.
+            // reported as any exit.
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
@@ -64,6 +64,11 @@ impl TaskService {
                 ..Default::default()
             }))
         });
+        if result.is_err() {
+            // Reported stopped before the error returns: containerd's client refuses to
+            // delete a task it still sees as created with a pid.
+            container.wait_exit();
+        }
         result?;
         tracing::info!(pid, "started");
         Ok(api::StartResponse {
