@@ -124,6 +124,9 @@ pub struct Helpers {
     exe: Executable,
     log: Option<File>,
     exits: Arc<ExitRegistry>,
+    /// Per container, the log relays still held by a process a helper started.
+    lingering:
+        std::sync::Mutex<std::collections::HashMap<String, Vec<std::thread::JoinHandle<()>>>>,
 }
 
 impl Helpers {
@@ -138,7 +141,24 @@ impl Helpers {
                 Executable::Plain
             }
         };
-        Self { exe, log, exits }
+        Self {
+            exe,
+            log,
+            exits,
+            lingering: Default::default(),
+        }
+    }
+
+    /// Waits (at most `limit`) until the log lines of container `id`'s exited processes
+    /// have reached the shim's log: call once its init has exited, before it is deleted.
+    pub fn drain_logs(&self, id: &str, limit: Duration) {
+        let threads = self
+            .lingering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .unwrap_or_default();
+        crate::log_relay::drain(threads, limit);
     }
 
     /// The helper-run face of container `id` in `bundle`.
@@ -449,8 +469,14 @@ impl HelperContainer<'_> {
             }
         };
         let exit = self.helpers.exits.wait(pid);
-        if let Some(relay) = relay {
-            relay.settle();
+        if let Some(lingering) = relay.and_then(LogRelay::settle) {
+            self.helpers
+                .lingering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(id.clone())
+                .or_default()
+                .push(lingering);
         }
         match reply {
             Some(Reply::Done { pid }) if exit.status == 0 => Ok(pid),

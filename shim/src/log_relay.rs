@@ -90,8 +90,10 @@ impl LogRelay {
     }
 
     /// Waits (briefly) until what was written so far has been relayed: the helper's lines
-    /// then reach the log before its verb's reply does.
-    pub fn settle(self) {
+    /// then reach the log before its verb's reply does. Returns the relay thread while a
+    /// process the helper started (a Wasm init) still holds the pipe: it ends at that
+    /// process's exit, and [`drain`] waits for its last lines.
+    pub fn settle(self) -> Option<std::thread::JoinHandle<()>> {
         let until = Instant::now() + Duration::from_millis(200);
         drop(self.writer);
         while Instant::now() < until && !self.thread.is_finished() {
@@ -99,10 +101,11 @@ impl LogRelay {
             // SAFETY: FIONREAD writes an int for a descriptor we hold open.
             let rc = unsafe { libc::ioctl(self.reader.as_raw_fd(), libc::FIONREAD, &mut pending) };
             if rc < 0 || (pending == 0 && self.idle.load(Ordering::SeqCst)) {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        (!self.thread.is_finished()).then_some(self.thread)
     }
 
     /// Closes our write end and waits until every writer has closed its own and the
@@ -111,6 +114,20 @@ impl LogRelay {
     fn finish(self) {
         drop(self.writer);
         let _ = self.thread.join();
+    }
+}
+
+/// Waits, at most `limit`, for relay threads whose writers have all exited to write
+/// their last lines (a Wasm init's last words before its container is deleted).
+pub fn drain(threads: Vec<std::thread::JoinHandle<()>>, limit: Duration) {
+    let until = Instant::now() + limit;
+    for thread in threads {
+        while !thread.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
     }
 }
 

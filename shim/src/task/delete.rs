@@ -45,6 +45,9 @@ impl TaskService {
             Status::Stopped => {}
         }
         let exit = container.wait_exit();
+        // The init's last log lines (a Wasm guest's trap or interruption) before it goes.
+        self.helpers
+            .drain_logs(&container.id, std::time::Duration::from_secs(1));
 
         self.helpers
             .container(&container.id, &container.bundle)

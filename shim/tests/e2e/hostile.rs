@@ -718,6 +718,27 @@ fn container_files_past_the_nodes_bounds_are_refused_at_create() {
         out.stderr
     );
     assert_clean(&ctd, "hostile-big-model");
+
+    // A model on one of the container's own mounts is not read by the node at all.
+    let out = run(
+        &ctd,
+        &[
+            "--annotation",
+            "triage.io/nn-preload=env:ONNX:CPU:/proc/1/environ",
+        ],
+        WASM_IMAGE,
+        "hostile-proc-model",
+        &["/hello.wasm"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "container hostile-proc-model: wasi-nn model \"env\" at /proc/1/environ: it lies on the container's proc mount at /proc, which the node does not read"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&ctd, "hostile-proc-model");
 }
 
 /// The most memory the cgroup of container `id` has used: v1's `max_usage_in_bytes`, or
