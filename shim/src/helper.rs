@@ -470,13 +470,16 @@ impl HelperContainer<'_> {
         };
         let exit = self.helpers.exits.wait(pid);
         if let Some(lingering) = relay.and_then(LogRelay::settle) {
-            self.helpers
+            let mut all = self
+                .helpers
                 .lingering
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(id.clone())
-                .or_default()
-                .push(lingering);
+                .unwrap_or_else(|p| p.into_inner());
+            let mine = all.entry(id.clone()).or_default();
+            // Relays that ended since (an exec'd process's, once it exec'd) are let go, so
+            // a container exec'd into every few seconds (probes) keeps none of them.
+            mine.retain(|relay| !relay.is_finished());
+            mine.push(lingering);
         }
         match reply {
             Some(Reply::Done { pid }) if exit.status == 0 => Ok(pid),
