@@ -13,8 +13,7 @@ use crate::error::PlanError;
 use crate::image::ImageFacts;
 use crate::node_profile::FileLimits;
 use crate::plan::{
-    ContainerModel, DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind,
-    WorkloadPlan,
+    DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
 };
 
 /// The export a WASI command starts at.
@@ -58,32 +57,20 @@ pub fn decide(
     image: Option<&ImageFacts>,
     limits: &FileLimits,
 ) -> Result<Decision, PlanError> {
-    let module_file = RefCell::new(None);
-    let model_files = RefCell::new(Vec::new());
-    let plan = decide_plan(bundle, image, limits, &module_file, &model_files)?;
-    let files = match &plan.kind {
-        WorkloadKind::Wasm(WasmPlan {
-            module: ModuleSource::File { .. },
-            ..
-        }) => PlanFiles {
-            module: module_file.into_inner(),
-            models: model_files.into_inner(),
-        },
-        WorkloadKind::Wasm(_) => PlanFiles {
-            module: None,
-            models: model_files.into_inner(),
-        },
-        WorkloadKind::Native => PlanFiles::default(),
-    };
-    Ok(Decision { plan, files })
+    // Filled where the plan becomes a Wasm plan of a module file, and only there.
+    let files = RefCell::new(PlanFiles::default());
+    let plan = decide_plan(bundle, image, limits, &files)?;
+    Ok(Decision {
+        plan,
+        files: files.into_inner(),
+    })
 }
 
 fn decide_plan(
     bundle: &Bundle,
     image: Option<&ImageFacts>,
     limits: &FileLimits,
-    module_file: &RefCell<Option<Arc<ContainerFile>>>,
-    model_files: &RefCell<Vec<ContainerFile>>,
+    files: &RefCell<PlanFiles>,
 ) -> Result<WorkloadPlan, PlanError> {
     let id = bundle.id.as_str();
     let args = bundle.args();
@@ -139,13 +126,14 @@ fn decide_plan(
                 limit: limits.module_bytes,
             });
         }
-        let (nn_preload, models) = container_models(bundle, &fs, limits, &nn_preload)?;
-        *module_file.borrow_mut() = Some(Arc::clone(&entry.file));
-        *model_files.borrow_mut() = models;
+        *files.borrow_mut() = PlanFiles {
+            module: Some(Arc::clone(&entry.file)),
+            models: container_models(bundle, &fs, limits, &nn_preload)?,
+        };
         Ok(WorkloadKind::Wasm(WasmPlan {
             artifact_cache,
             snapshot: snapshot.clone(),
-            nn_preload,
+            nn_preload: nn_preload.clone(),
             engine,
             ..wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT))
         }))
@@ -273,7 +261,6 @@ fn wasm_plan(bundle: &Bundle, entry: &Entrypoint, export: &str) -> WasmPlan {
     let mut plan = base_wasm_plan(bundle, export);
     plan.module = ModuleSource::File {
         container_path: entry.container_path.clone(),
-        size: entry.file.size,
     };
     plan.args[0] = entry.container_path.display().to_string();
     plan
@@ -308,7 +295,6 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
     WasmPlan {
         module: ModuleSource::File {
             container_path: PathBuf::new(),
-            size: 0,
         },
         export: export.to_owned(),
         args: guest_args,
@@ -330,27 +316,20 @@ fn container_models(
     fs: &ContainerFs,
     limits: &FileLimits,
     preloads: &[crate::NnPreload],
-) -> Result<(Vec<ContainerModel>, Vec<ContainerFile>), PlanError> {
+) -> Result<Vec<ContainerFile>, PlanError> {
+    let limit = (limits.model_bytes, crate::node_profile::MAX_MODEL_SIZE_KEY);
     preloads
         .iter()
         .map(|preload| {
-            let limit = (limits.model_bytes, crate::node_profile::MAX_MODEL_SIZE_KEY);
-            let file = fs
-                .open(&preload.path, Some(limit))
+            fs.open(&preload.path, Some(limit))
                 .map_err(|e| PlanError::NnModel {
                     id: bundle.id.clone(),
                     name: preload.name.clone(),
                     path: preload.path.clone(),
                     reason: e.to_string(),
-                })?;
-            let model = ContainerModel {
-                preload: preload.clone(),
-                size: file.size,
-            };
-            Ok((model, file))
+                })
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|pairs| pairs.into_iter().unzip())
+        .collect()
 }
 
 #[cfg(test)]

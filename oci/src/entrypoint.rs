@@ -87,8 +87,7 @@ impl Entrypoint {
                 Err(OpenError::NotFound | OpenError::NotRegular(_) | OpenError::OnMount { .. }) => {
                     continue
                 }
-                Err(OpenError::Io(source)) => return Err(unreadable(source)),
-                Err(other) => return Err(unreadable(std::io::Error::other(other.to_string()))),
+                Err(other) => return Err(unreadable(other.into())),
             };
             let kind = read_kind(&file).map_err(unreadable)?;
             return Ok(Some(Self {

@@ -35,7 +35,6 @@ pub use nn::{NnPreload, NnSettings};
 pub use node_profile::{
     CacheLocation, CdiSettings, FileLimits, NodeProfile, ProfileError, Resources, WasmSettings,
 };
-pub use plan::ContainerModel;
 pub use plan::{
     DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
     DEFAULT_SNAPSHOT_INIT, DEFAULT_SNAPSHOT_INIT_SECONDS,

@@ -70,20 +70,10 @@ pub struct WasmPlan {
     /// `[wasm] snapshot_init_timeout`.
     pub snapshot_init_seconds: u64,
     /// Models preloaded for wasi-nn's `load_by_name` (`triage.io/nn-preload`).
-    pub nn_preload: Vec<ContainerModel>,
+    pub nn_preload: Vec<crate::NnPreload>,
     /// The engine that runs the module: the one `triage.io/engine` names, until the shim
     /// settles it with the node's setting and the build's default; `None` leaves it to them.
     pub engine: Option<crate::engine::EngineChoice>,
-}
-
-/// A model named by `triage.io/nn-preload` and found in the container (the decision
-/// opened it: see [`crate::PlanFiles`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerModel {
-    /// The preload as the annotation gave it (container path).
-    pub preload: crate::NnPreload,
-    /// Its size in bytes when it was opened.
-    pub size: u64,
 }
 
 /// The init export Wizer snapshots are made with unless an annotation names another.
@@ -122,8 +112,6 @@ pub enum ModuleSource {
     File {
         /// Path inside the container.
         container_path: PathBuf,
-        /// Its size in bytes when it was opened.
-        size: u64,
     },
     /// An OCI image layer whose media type is a Wasm module.
     OciLayer {

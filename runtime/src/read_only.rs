@@ -185,6 +185,17 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// `file`'s `/proc/self/fd` path, and the error of reopening it there for writing
+    /// (as a process that may look into this one's `/proc/<pid>` would).
+    fn reopened_for_writing(file: &File) -> (String, std::io::Error) {
+        let again = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let err = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&again)
+            .expect_err("reopened for writing");
+        (again, err)
+    }
+
     /// Detached mounts need `CAP_SYS_ADMIN`: these run where the tests run as root.
     fn can_mount() -> bool {
         nix::unistd::geteuid().is_root()
@@ -200,11 +211,7 @@ mod tests {
         let path = dir.path().join("entry.bin");
         std::fs::write(&path, b"native code").unwrap();
         let file = open(&path).unwrap();
-        let again = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let err = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&again)
-            .unwrap_err();
+        let (again, err) = reopened_for_writing(&file);
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
         // Read-only reopening still works, and the file as the node sees it is writable.
         assert_eq!(std::fs::read(&again).unwrap(), b"native code");
@@ -227,11 +234,7 @@ mod tests {
         std::fs::write(&path, b"weights").unwrap();
         let writable_mount = File::open(&path).unwrap();
         let file = reopen(&writable_mount).unwrap();
-        let again = format!("/proc/self/fd/{}", file.as_raw_fd());
-        let err = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&again)
-            .unwrap_err();
+        let (again, err) = reopened_for_writing(&file);
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
         assert_eq!(std::fs::read(&again).unwrap(), b"weights");
     }

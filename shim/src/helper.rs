@@ -206,26 +206,14 @@ impl HelperContainer<'_> {
     pub fn create(&self, create: CreateRequest) -> Result<i32, HelperError> {
         // The container files the decision opened go to the helper as they are: it
         // reads them through these descriptors, never by path.
-        let numbering = PlanFileFds::numbering(&create.files);
-        let passed: Vec<(i32, &File)> = numbering
-            .module
-            .iter()
-            .zip(create.files.module.iter().map(|m| &m.file))
-            .chain(
-                numbering
-                    .models
-                    .iter()
-                    .zip(create.files.models.iter().map(|m| &m.file)),
-            )
-            .map(|(&fd, file)| (fd, file))
-            .collect();
+        let (numbering, passed) = PlanFileFds::numbering(&create.files);
         let request = Request::Create {
             plan: Box::new(create.plan),
             bundle: self.bundle.to_path_buf(),
             console_socket: create.console_socket,
             cache: create.cache,
             nn: create.nn,
-            files: numbering.clone(),
+            files: numbering,
             limits: create.limits,
         };
         let result = self.call(
@@ -236,8 +224,8 @@ impl HelperContainer<'_> {
             create.deadline,
         );
         if let Err(failed) = &result {
-            // Whatever the helper left (a stuck or killed one may have forked the init, and
-            // one still in the container's cgroup could not remove it) goes now.
+            // Whatever the helper made goes now, from outside the container's cgroup (a
+            // stuck or killed helper may have forked the init already): the one rollback.
             if let Err(e) = self.delete() {
                 tracing::warn!(
                     "container {}: removing it after a failed create: {e}",

@@ -80,7 +80,6 @@ fn wasm_magic_without_annotation_is_wasm() {
         wasm.module,
         ModuleSource::File {
             container_path: PathBuf::from("/app.wasm"),
-            size: WASM.len() as u64,
         }
     );
     assert_eq!(

@@ -62,7 +62,8 @@ pub struct NodeSettings<'a> {
 /// imports wasi-nn gets the node's backends and models and the plan's.
 /// `report_fd` receives errors that happen inside the container before it is
 /// ready (libcontainer only tells its caller that the init process failed). On failure
-/// everything created is removed again.
+/// the caller runs [`delete`], which removes whatever was made (the shim does after every
+/// failed create, from outside the container's cgroup): one rollback path.
 pub fn create(
     plan: &WorkloadPlan,
     bundle: &Path,
@@ -80,23 +81,11 @@ pub fn create(
         .wasm()
         .and(spec.as_ref())
         .and_then(|spec| charge::enter(id, spec));
-    let entered = charged.is_some();
     let prepared = preload::prepare(plan, spec.as_ref(), node, files);
     if let Some(charged) = charged {
-        // Still inside, the helper cannot clean up: the shim's delete does, once it exited.
         charged.leave()?;
     }
-    let preload::Prepared { engine, nn, module } = match prepared {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            if entered {
-                if let Err(cleanup) = remove_cgroup_of_bundle(id, bundle, true) {
-                    tracing::warn!(%cleanup, "removing the cgroup after a failed preparation");
-                }
-            }
-            return Err(e);
-        }
-    };
+    let preload::Prepared { engine, nn, module } = prepared?;
     let executor = TriageExecutor::new(plan.clone(), report_fd, engine, nn, module);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)
@@ -108,25 +97,15 @@ pub fn create(
                 .with_detach(true)
                 .build()
         });
-    match built {
-        Ok(container) => {
-            container
-                .pid()
-                .map(|pid| pid.as_raw())
-                .ok_or_else(|| RuntimeError::Container {
-                    id: id.to_owned(),
-                    op: "create",
-                    reason: "libcontainer reported no init pid".to_owned(),
-                })
-        }
-        Err(err) => {
-            let err = container_error(id, "create", err);
-            if let Err(cleanup) = delete(id, bundle) {
-                tracing::warn!(%cleanup, "cleaning up after a failed create");
-            }
-            Err(err)
-        }
-    }
+    built
+        .map_err(|err| container_error(id, "create", err))?
+        .pid()
+        .map(|pid| pid.as_raw())
+        .ok_or_else(|| RuntimeError::Container {
+            id: id.to_owned(),
+            op: "create",
+            reason: "libcontainer reported no init pid".to_owned(),
+        })
 }
 
 /// Runs the process described in `process` (a runtime-spec `Process` JSON file) in the

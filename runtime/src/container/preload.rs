@@ -204,12 +204,7 @@ pub fn preload_nn(
         return Ok(None);
     }
     let backends = crate::nn::backend_set(&plan.id, settings)?;
-    let container_models = wasm
-        .nn_preload
-        .iter()
-        .map(|model| model.preload.clone())
-        .zip(models)
-        .collect();
+    let container_models = wasm.nn_preload.iter().cloned().zip(models).collect();
     let mut models =
         crate::nn::read_models(&plan.id, &settings.preload, container_models, model_limit)?;
     crate::nn::open_libraries(&backends);

@@ -44,18 +44,24 @@ pub struct PlanFileFds {
 }
 
 impl PlanFileFds {
-    /// The numbers for `files`, from [`FIRST_FILE_FD`] up: the module first, then the
-    /// models.
-    pub fn numbering(files: &triage_oci::PlanFiles) -> Self {
-        let mut next = FIRST_FILE_FD;
-        let mut take = || {
-            next += 1;
-            next - 1
+    /// The numbers for `files`, from [`FIRST_FILE_FD`] up (the module first, then the
+    /// models), and each file with its number, for the shim to pass.
+    pub fn numbering(files: &triage_oci::PlanFiles) -> (Self, Vec<(i32, &std::fs::File)>) {
+        let module = files.module.as_deref().into_iter();
+        let passed: Vec<(i32, &std::fs::File)> = module
+            .chain(&files.models)
+            .zip(FIRST_FILE_FD..)
+            .map(|(opened, fd)| (fd, &opened.file))
+            .collect();
+        let fds = Self {
+            module: files.module.as_ref().map(|_| FIRST_FILE_FD),
+            models: passed
+                .iter()
+                .skip(usize::from(files.module.is_some()))
+                .map(|&(fd, _)| fd)
+                .collect(),
         };
-        Self {
-            module: files.module.as_ref().map(|_| take()),
-            models: files.models.iter().map(|_| take()).collect(),
-        }
+        (fds, passed)
     }
 
     /// Takes the files the shim passed on these fds, for `plan`.
@@ -87,7 +93,7 @@ impl PlanFileFds {
             .map(|w| {
                 w.nn_preload
                     .iter()
-                    .map(|m| m.preload.path.clone())
+                    .map(|preload| preload.path.clone())
                     .collect()
             })
             .unwrap_or_default();

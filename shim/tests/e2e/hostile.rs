@@ -507,52 +507,40 @@ fn a_cache_the_node_cannot_trust_or_fill_leaves_containers_running() {
     assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 0);
 }
 
-#[test]
-fn a_create_that_hangs_is_killed_at_its_deadline_with_what_it_started() {
-    let Some(ctd) = containerd("hostile_stalled_create") else {
-        return;
-    };
-    // A device whose CDI spec has a createRuntime hook that never returns: the create
-    // helper runs it and would wait for it for good.
+/// Runs busybox `args` as container `id` with a CDI device whose `hook` hook never
+/// returns (it runs `sleep <hook_tag>`), the helper deadline `deadline_key` of
+/// `[helpers]` set to 2 s; returns what `ctr run` said.
+fn run_with_a_stalled_hook(
+    ctd: &PrivateContainerd,
+    hook: &str,
+    hook_tag: &str,
+    deadline_key: &str,
+    id: &str,
+    args: &[&str],
+) -> CtrOutput {
     let specs = tempfile::tempdir().unwrap();
     std::fs::write(
         specs.path().join("stall.yaml"),
-        "cdiVersion: 0.6.0\nkind: example.com/device\ndevices:\n- name: stall\n  containerEdits:\n    hooks:\n    - hookName: createRuntime\n      path: /bin/sleep\n      args: [sleep, \"617\"]\n",
+        format!("cdiVersion: 0.6.0\nkind: example.com/device\ndevices:\n- name: stall\n  containerEdits:\n    hooks:\n    - hookName: {hook}\n      path: /bin/sleep\n      args: [sleep, \"{hook_tag}\"]\n"),
     )
     .unwrap();
     ctd.write_node_profile(&format!(
-        "[cdi]\nspec_dirs = [\"{}\"]\nannotation_devices = [\"example.com/device=stall\"]\n[helpers]\ncreate_timeout = \"2s\"\n",
+        "[cdi]\nspec_dirs = [\"{}\"]\nannotation_devices = [\"example.com/device=stall\"]\n[helpers]\n{deadline_key} = \"2s\"\n",
         specs.path().display()
     ))
     .unwrap();
-    let out = ctr_within(
-        &ctd,
-        &[
-            "run",
-            "--rm",
-            "--runtime",
-            TRIAGE_RUNTIME,
-            "--annotation",
-            "triage.io/gpu=example.com/device=stall",
-            BUSYBOX_IMAGE,
-            "hostile-stall",
-            "echo",
-            "ran",
-        ],
-        Duration::from_secs(60),
-    )
-    .expect("ctr returned");
-    assert_ne!(out.code, 0, "{out:?}");
-    assert!(
-        out.stderr.contains(
-            "container hostile-stall: create did not finish within 2 s; its helper was killed"
-        ),
-        "{}",
-        out.stderr
-    );
-    assert_clean(&ctd, "hostile-stall");
-    // The hook the helper started went with it.
-    wait_until_gone(": sleep 617");
+    let mut full = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        TRIAGE_RUNTIME,
+        "--annotation",
+        "triage.io/gpu=example.com/device=stall",
+        BUSYBOX_IMAGE,
+        id,
+    ];
+    full.extend_from_slice(args);
+    ctr_within(ctd, &full, Duration::from_secs(60)).expect("ctr returned")
 }
 
 /// Waits until no host process's command line ends with `suffix` (a hook a killed helper
@@ -573,40 +561,48 @@ fn wait_until_gone(suffix: &str) {
 }
 
 #[test]
+fn a_create_that_hangs_is_killed_at_its_deadline_with_what_it_started() {
+    let Some(ctd) = containerd("hostile_stalled_create") else {
+        return;
+    };
+    // A createRuntime hook that never returns: the create helper runs it and would wait
+    // for it for good.
+    let out = run_with_a_stalled_hook(
+        &ctd,
+        "createRuntime",
+        "617",
+        "create_timeout",
+        "hostile-stall",
+        &["echo", "ran"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "container hostile-stall: create did not finish within 2 s; its helper was killed"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_clean(&ctd, "hostile-stall");
+    // The hook the helper started went with it.
+    wait_until_gone(": sleep 617");
+}
+
+#[test]
 fn a_start_that_hangs_is_killed_at_its_deadline_with_what_it_started() {
     let Some(ctd) = containerd("hostile_stalled_start") else {
         return;
     };
-    // A device whose poststart hook never returns: the start helper runs it after the
-    // container's process started, and would wait for it for good.
-    let specs = tempfile::tempdir().unwrap();
-    std::fs::write(
-        specs.path().join("stall.yaml"),
-        "cdiVersion: 0.6.0\nkind: example.com/device\ndevices:\n- name: stall\n  containerEdits:\n    hooks:\n    - hookName: poststart\n      path: /bin/sleep\n      args: [sleep, \"618\"]\n",
-    )
-    .unwrap();
-    ctd.write_node_profile(&format!(
-        "[cdi]\nspec_dirs = [\"{}\"]\nannotation_devices = [\"example.com/device=stall\"]\n[helpers]\ntimeout = \"2s\"\n",
-        specs.path().display()
-    ))
-    .unwrap();
-    let out = ctr_within(
+    // A poststart hook that never returns: the start helper runs it after the container's
+    // process started, and would wait for it for good.
+    let out = run_with_a_stalled_hook(
         &ctd,
-        &[
-            "run",
-            "--rm",
-            "--runtime",
-            TRIAGE_RUNTIME,
-            "--annotation",
-            "triage.io/gpu=example.com/device=stall",
-            BUSYBOX_IMAGE,
-            "hostile-stall-start",
-            "sleep",
-            "619",
-        ],
-        Duration::from_secs(60),
-    )
-    .expect("ctr returned");
+        "poststart",
+        "618",
+        "timeout",
+        "hostile-stall-start",
+        &["sleep", "619"],
+    );
     assert_ne!(out.code, 0, "{out:?}");
     assert!(
         out.stderr.contains(
