@@ -7,6 +7,9 @@ CARGO_TARGET_DIR ?= $(shell [ -w /var/cache ] && echo /var/cache/triage/target |
 export CARGO_TARGET_DIR
 WASM_TARGET_DIR := $(CARGO_TARGET_DIR)/wasm-workloads
 WASM_DIR := $(WASM_TARGET_DIR)/wasm32-wasip1/release
+# The same workloads as WASI 0.2 components, and the HTTP services (test-images/wasm/serve).
+COMPONENTS_DIR := $(WASM_TARGET_DIR)/wasm32-wasip2/release
+COMPONENT_WORKLOADS := hello exit trap sleeper fsprobe spin memhog waiter http-hello http-state http-egress
 JOBS ?= 2
 CARGO := cargo
 RELEASE := $(CARGO_TARGET_DIR)/release
@@ -27,9 +30,12 @@ build: setup
 
 test-images: build
 	cd test-images/wasm && CARGO_TARGET_DIR=$(WASM_TARGET_DIR) \
-		$(CARGO) build --release -j $(JOBS) --workspace --target wasm32-wasip1
+		$(CARGO) build --release -j $(JOBS) --workspace --exclude serve --target wasm32-wasip1
+	cd test-images/wasm && CARGO_TARGET_DIR=$(WASM_TARGET_DIR) \
+		$(CARGO) build --release -j $(JOBS) --target wasm32-wasip2 -p triage-workloads -p serve \
+		$(addprefix --bin ,$(COMPONENT_WORKLOADS))
 	$(RELEASE)/triage-image-builder \
-		--wasm-dir $(WASM_DIR) \
+		--wasm-dir $(WASM_DIR) --components-dir $(COMPONENTS_DIR) \
 		--models test-images/models --busybox /bin/busybox --out $(IMAGES)
 
 demo: build test-images
@@ -46,6 +52,7 @@ lint: setup
 # it for its helpers itself).
 test: lint build test-images
 	set -o pipefail; TRIAGE_IMAGES=$(CURDIR)/$(IMAGES) TRIAGE_WASM_DIR=$(WASM_DIR) \
+		TRIAGE_COMPONENTS_DIR=$(COMPONENTS_DIR) \
 		TRIAGE_ONNXRUNTIME=$$(bash scripts/onnxruntime.sh) ORT_DISABLE_TELEMETRY=1 \
 		$(CARGO) test --release -j $(JOBS) --workspace -- --test-threads 2 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
 	set -o pipefail; $(MAKE) --no-print-directory test-wasmedge 2>&1 | tee -a $(CARGO_TARGET_DIR)/test.log

@@ -14,7 +14,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! rustup target list --installed | grep -qx wasm32-wasip1; then
-  echo "setup: adding the wasm32-wasip1 Rust target"
-  rustup target add wasm32-wasip1
-fi
+for target in wasm32-wasip1 wasm32-wasip2; do
+  if ! rustup target list --installed | grep -qx "$target"; then
+    echo "setup: adding the $target Rust target"
+    rustup target add "$target"
+  fi
+done

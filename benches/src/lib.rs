@@ -87,6 +87,8 @@ pub fn invocation(module: &Path, args: &[&str]) -> GuestInvocation {
         preopens: Vec::new(),
         memory_limit: None,
         stdio: GuestStdio::Discard,
+        listen: Default::default(),
+        cpus: None,
     }
 }
 

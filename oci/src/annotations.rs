@@ -131,9 +131,45 @@ pub fn nn_preload(
     Ok(list)
 }
 
+/// The addresses a serving Wasm guest listens on: `IP:PORT`, several separated by commas
+/// (`0.0.0.0:8080,0.0.0.0:8081`).
+pub const LISTEN: &str = "triage.io/listen";
+
+/// Reads `triage.io/listen`: `None` when absent; the addresses in order, each once.
+pub fn listen(
+    id: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<Option<Vec<std::net::SocketAddr>>, PlanError> {
+    let Some(value) = annotations.get(LISTEN) else {
+        return Ok(None);
+    };
+    parse_listen(value)
+        .map(Some)
+        .ok_or_else(|| PlanError::InvalidAnnotation {
+            id: id.to_owned(),
+            key: LISTEN,
+            value: value.clone(),
+            expected: "IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081)",
+        })
+}
+
+/// `IP:PORT[,IP:PORT…]`, each address once; `None` when any part is not one or the
+/// list is empty.
+pub fn parse_listen(value: &str) -> Option<Vec<std::net::SocketAddr>> {
+    let mut addrs: Vec<std::net::SocketAddr> = Vec::new();
+    for part in value.split(',') {
+        let addr: std::net::SocketAddr = part.trim().parse().ok()?;
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    (!addrs.is_empty()).then_some(addrs)
+}
+
 /// Every `triage.io/` annotation Triage reads.
 pub const KNOWN: &[&str] = &[
     RUNTIME,
+    LISTEN,
     ARTIFACT_CACHE,
     ENGINE,
     SNAPSHOT,

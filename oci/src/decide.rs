@@ -7,13 +7,14 @@ use std::sync::Arc;
 use crate::annotations::{self, CrunWasmHint, RuntimeChoice};
 use crate::bundle::Bundle;
 use crate::container_fs::{ContainerFile, ContainerFs};
-use crate::engine::{EngineChoice, EngineSource};
+use crate::engine::{EngineChoice, EngineName};
 use crate::entrypoint::{Entrypoint, EntrypointKind};
 use crate::error::PlanError;
 use crate::image::ImageFacts;
-use crate::node_profile::FileLimits;
+use crate::node_profile::{FileLimits, WasmSettings};
 use crate::plan::{
-    DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
+    DecisionReason, Listen, ListenSource, ModuleSource, Preopen, SnapshotPlan, WasmForm, WasmPlan,
+    WorkloadKind, WorkloadPlan, LISTEN_ENV,
 };
 
 /// The export a WASI command starts at.
@@ -38,28 +39,55 @@ pub struct PlanFiles {
     pub models: Vec<ContainerFile>,
 }
 
-/// Decides how `bundle` runs, with the node's default file bounds; see [`decide`].
+/// What a decision takes from the node beside the container: the profile's file bounds
+/// and Wasm settings, whether the node keeps an artifact cache, and the engine this build
+/// prefers. The plan it yields is settled: nothing later finishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeContext {
+    /// The largest module and model the node reads (`[files]`).
+    pub files: FileLimits,
+    /// The profile's `[wasm]` settings (engine, snapshots).
+    pub wasm: WasmSettings,
+    /// Whether the node has an artifact cache (snapshots live there).
+    pub cache: bool,
+    /// The engine of a container and node that name none.
+    pub build_default: EngineName,
+}
+
+impl Default for NodeContext {
+    /// The default profile, with a cache, on a build whose default engine is wasmtime.
+    fn default() -> Self {
+        Self {
+            files: FileLimits::default(),
+            wasm: WasmSettings::default(),
+            cache: true,
+            build_default: EngineName::Wasmtime,
+        }
+    }
+}
+
+/// Decides how `bundle` runs on a node with the default profile; see [`decide`].
 pub fn plan_workload(
     bundle: &Bundle,
     image: Option<&ImageFacts>,
 ) -> Result<WorkloadPlan, PlanError> {
-    decide(bundle, image, &FileLimits::default()).map(|decision| decision.plan)
+    decide(bundle, image, &NodeContext::default()).map(|decision| decision.plan)
 }
 
-/// Decides how `bundle` runs.
+/// Decides how `bundle` runs on `node`.
 ///
 /// `image` carries what is known of the image (config and layers); pass `None` when the
 /// caller cannot see it. Of the container's files it opens the entrypoint (reading its
 /// first bytes) and, for a Wasm plan, the models it preloads; a module or model larger
-/// than `limits` is refused.
+/// than the node's bounds is refused.
 pub fn decide(
     bundle: &Bundle,
     image: Option<&ImageFacts>,
-    limits: &FileLimits,
+    node: &NodeContext,
 ) -> Result<Decision, PlanError> {
     // Filled where the plan becomes a Wasm plan of a module file, and only there.
     let files = RefCell::new(PlanFiles::default());
-    let plan = decide_plan(bundle, image, limits, &files)?;
+    let plan = decide_plan(bundle, image, node, &files)?;
     Ok(Decision {
         plan,
         files: files.into_inner(),
@@ -69,9 +97,10 @@ pub fn decide(
 fn decide_plan(
     bundle: &Bundle,
     image: Option<&ImageFacts>,
-    limits: &FileLimits,
+    node: &NodeContext,
     files: &RefCell<PlanFiles>,
 ) -> Result<WorkloadPlan, PlanError> {
+    let limits = &node.files;
     let id = bundle.id.as_str();
     let args = bundle.args();
     let Some(arg0) = args.first().filter(|a| !a.is_empty()) else {
@@ -96,11 +125,44 @@ fn decide_plan(
     let artifact_cache = annotations::artifact_cache(id, &annotations)?;
     let snapshot = annotations::snapshot(id, &annotations)?;
     let nn_preload = annotations::nn_preload(id, &annotations)?;
-    let engine = annotations::engine(id, &annotations)?.map(|engine| EngineChoice {
-        engine,
-        source: EngineSource::Annotation,
-    });
     let (program, export) = split_export(id, arg0)?;
+    let engine = EngineChoice::settle(
+        annotations::engine(id, &annotations)?,
+        node.wasm.engine,
+        node.build_default,
+    );
+    let listen = match annotations::listen(id, &annotations)? {
+        Some(addrs) => Listen {
+            addrs,
+            source: ListenSource::Annotation,
+        },
+        None => listen_of_env(bundle),
+    };
+    // Snapshots live in the cache: without it, or off on this node, there are none.
+    let snapshot = if node.cache && artifact_cache && node.wasm.snapshots {
+        snapshot
+    } else {
+        SnapshotPlan::Off
+    };
+    let settled = |mut plan: WasmPlan| -> Result<WasmPlan, PlanError> {
+        plan.listen = listen.clone();
+        plan.artifact_cache = artifact_cache;
+        plan.engine = engine;
+        plan.snapshot_init_seconds = node.wasm.snapshot_init_seconds;
+        plan.snapshot = match plan.form {
+            WasmForm::Module => snapshot.clone(),
+            // Wizer's component snapshots are not wired in yet: components start fresh.
+            WasmForm::Component => SnapshotPlan::Off,
+        };
+        if let (WasmForm::Component, Some(export)) = (plan.form, export) {
+            return Err(PlanError::ExportOfComponent {
+                id: id.to_owned(),
+                path: PathBuf::from(&plan.args[0]),
+                export: export.to_owned(),
+            });
+        }
+        Ok(plan)
+    };
     let fs = ContainerFs::new(bundle).map_err(|source| PlanError::EntrypointUnreadable {
         id: id.to_owned(),
         path: bundle.rootfs(),
@@ -130,13 +192,10 @@ fn decide_plan(
             module: Some(Arc::clone(&entry.file)),
             models: container_models(bundle, &fs, limits, &nn_preload)?,
         };
-        Ok(WorkloadKind::Wasm(WasmPlan {
-            artifact_cache,
-            snapshot: snapshot.clone(),
+        Ok(WorkloadKind::Wasm(settled(WasmPlan {
             nn_preload: nn_preload.clone(),
-            engine,
             ..wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT))
-        }))
+        })?))
     };
 
     if let Some(choice) = explicit {
@@ -200,15 +259,18 @@ fn decide_plan(
             }
             // A wasm artifact image: the module is a layer, not a file in the rootfs.
             (_, Some((media_type, digest))) => Ok(plan(
-                WorkloadKind::Wasm(WasmPlan {
+                WorkloadKind::Wasm(settled(WasmPlan {
                     module: ModuleSource::OciLayer {
                         media_type: media_type.to_owned(),
                         digest: digest.to_owned(),
                     },
-                    artifact_cache,
-                    engine,
+                    form: if media_type.contains("component") {
+                        WasmForm::Component
+                    } else {
+                        WasmForm::Module
+                    },
                     ..base_wasm_plan(bundle, export.unwrap_or(DEFAULT_EXPORT))
-                }),
+                })?),
                 DecisionReason::Image { signal },
             )),
             (Some(e), None) => Err(contradiction(id, signal, "wasm", e, e.kind)),
@@ -262,6 +324,7 @@ fn wasm_plan(bundle: &Bundle, entry: &Entrypoint, export: &str) -> WasmPlan {
     plan.module = ModuleSource::File {
         container_path: entry.container_path.clone(),
     };
+    plan.form = entry.wasm_form.unwrap_or(WasmForm::Module);
     plan.args[0] = entry.container_path.display().to_string();
     plan
 }
@@ -296,6 +359,8 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
         module: ModuleSource::File {
             container_path: PathBuf::new(),
         },
+        form: WasmForm::Module,
+        listen: listen_of_env(bundle),
         export: export.to_owned(),
         args: guest_args,
         env: bundle.env(),
@@ -305,7 +370,26 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
         snapshot: SnapshotPlan::Default,
         snapshot_init_seconds: crate::plan::DEFAULT_SNAPSHOT_INIT_SECONDS,
         nn_preload: Vec::new(),
-        engine: None,
+        engine: EngineChoice::settle(None, None, EngineName::Wasmtime),
+    }
+}
+
+/// The listen address of the container's `WASMTIME_HTTP_PROXY_SOCKET_ADDR` (a runwasi
+/// manifest's), else [`DEFAULT_LISTEN`]. A value that is no address is not guessed at:
+/// the default stays, and the serving engine's log names what it bound.
+fn listen_of_env(bundle: &Bundle) -> Listen {
+    let from_env = bundle
+        .env()
+        .into_iter()
+        .rev()
+        .find(|(key, _)| key == LISTEN_ENV)
+        .and_then(|(_, value)| annotations::parse_listen(&value));
+    match from_env {
+        Some(addrs) => Listen {
+            addrs,
+            source: ListenSource::Env,
+        },
+        None => Listen::default(),
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Entrypoint {
     pub file: Arc<ContainerFile>,
     /// What the file is.
     pub kind: EntrypointKind,
+    /// For Wasm, whether it is a core module or a component.
+    pub wasm_form: Option<crate::plan::WasmForm>,
 }
 
 impl Entrypoint {
@@ -89,19 +91,22 @@ impl Entrypoint {
                 }
                 Err(other) => return Err(unreadable(other.into())),
             };
-            let kind = read_kind(&file).map_err(unreadable)?;
+            let head = read_head(&file).map_err(unreadable)?;
             return Ok(Some(Self {
                 container_path,
                 file: Arc::new(file),
-                kind,
+                kind: EntrypointKind::from_magic(&head),
+                wasm_form: crate::plan::WasmForm::from_header(&head),
             }));
         }
         Ok(None)
     }
 }
 
-fn read_kind(file: &ContainerFile) -> std::io::Result<EntrypointKind> {
-    let mut head = [0u8; 4];
+/// The file's first 8 bytes (fewer for a shorter file): the magic and, for Wasm, the
+/// version and layer that tell a module from a component.
+fn read_head(file: &ContainerFile) -> std::io::Result<Vec<u8>> {
+    let mut head = [0u8; 8];
     let mut filled = 0;
     while filled < head.len() {
         match file.file.read_at(&mut head[filled..], filled as u64)? {
@@ -109,7 +114,7 @@ fn read_kind(file: &ContainerFile) -> std::io::Result<EntrypointKind> {
             n => filled += n,
         }
     }
-    Ok(EntrypointKind::from_magic(&head[..filled]))
+    Ok(head[..filled].to_vec())
 }
 
 #[cfg(test)]
@@ -129,5 +134,20 @@ mod tests {
         );
         assert_eq!(EntrypointKind::from_magic(b"\0as"), EntrypointKind::Other);
         assert_eq!(EntrypointKind::from_magic(b""), EntrypointKind::Other);
+    }
+
+    #[test]
+    fn a_component_is_told_from_a_module_by_its_header() {
+        use crate::plan::WasmForm;
+        assert_eq!(
+            WasmForm::from_header(b"\0asm\x01\0\0\0"),
+            Some(WasmForm::Module)
+        );
+        assert_eq!(
+            WasmForm::from_header(b"\0asm\x0d\0\x01\0"),
+            Some(WasmForm::Component)
+        );
+        assert_eq!(WasmForm::from_header(b"\0asm"), Some(WasmForm::Module));
+        assert_eq!(WasmForm::from_header(b"\x7fELF\x02\x01\x01\0"), None);
     }
 }

@@ -68,6 +68,16 @@ pub enum PlanError {
         /// The node's bound.
         limit: u64,
     },
+    /// `program#export` names a core module's export, but the program is a component.
+    #[error("container {id}: {path} is a wasm component, which runs its wasi:cli/run or serves wasi:http/incoming-handler; `#{export}` names the export of a core module")]
+    ExportOfComponent {
+        /// Container id.
+        id: String,
+        /// The component's path in the container.
+        path: PathBuf,
+        /// The export named.
+        export: String,
+    },
     /// An explicit request contradicts what the entrypoint is.
     #[error("container {id}: {signal} asks for {wanted} but entrypoint {path} is {found}")]
     Contradiction {

@@ -26,7 +26,7 @@ mod decide;
 
 pub use annotations::RuntimeChoice;
 pub use bundle::Bundle;
-pub use decide::{decide, plan_workload, Decision, PlanFiles};
+pub use decide::{decide, plan_workload, Decision, NodeContext, PlanFiles};
 pub use engine::{EngineChoice, EngineName, EngineSource};
 pub use entrypoint::{Entrypoint, EntrypointKind};
 pub use error::PlanError;
@@ -36,8 +36,9 @@ pub use node_profile::{
     CacheLocation, CdiSettings, FileLimits, NodeProfile, ProfileError, Resources, WasmSettings,
 };
 pub use plan::{
-    DecisionReason, ModuleSource, Preopen, SnapshotPlan, WasmPlan, WorkloadKind, WorkloadPlan,
-    DEFAULT_SNAPSHOT_INIT, DEFAULT_SNAPSHOT_INIT_SECONDS,
+    DecisionReason, Listen, ListenSource, ModuleSource, Preopen, SnapshotPlan, WasmForm, WasmPlan,
+    WorkloadKind, WorkloadPlan, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_INIT,
+    DEFAULT_SNAPSHOT_INIT_SECONDS, LISTEN_ENV,
 };
 pub use quota::{admit, CgroupQuota};
 pub use runtime_options::RuntimeOptions;

@@ -50,6 +50,11 @@ pub enum WorkloadKind {
 pub struct WasmPlan {
     /// Where the module comes from.
     pub module: ModuleSource,
+    /// A core module (WASI preview 1) or a component (WASI 0.2), from its header.
+    pub form: WasmForm,
+    /// The addresses a serving guest listens on (a component exporting
+    /// `wasi:http/incoming-handler`), and what chose them.
+    pub listen: Listen,
     /// The export to call (`_start` unless the entrypoint says `module.wasm#name`).
     pub export: String,
     /// The guest's argv; `argv[0]` is the module path as the container sees it.
@@ -63,7 +68,9 @@ pub struct WasmPlan {
     /// Whether the module goes through the node's artifact cache (`triage.io/cache`).
     pub artifact_cache: bool,
     /// Whether, and with which export, the module is pre-initialised into a snapshot
-    /// that later containers start from (`triage.io/snapshot`, `triage.io/snapshot-init`).
+    /// that later containers start from (`triage.io/snapshot`, `triage.io/snapshot-init`);
+    /// settled with the node: off where the node keeps no cache or no snapshots, and for
+    /// components.
     pub snapshot: SnapshotPlan,
     /// How long the snapshot's init may run on the node before it is given up (and the
     /// failure remembered): [`DEFAULT_SNAPSHOT_INIT_SECONDS`], or the node profile's
@@ -71,9 +78,91 @@ pub struct WasmPlan {
     pub snapshot_init_seconds: u64,
     /// Models preloaded for wasi-nn's `load_by_name` (`triage.io/nn-preload`).
     pub nn_preload: Vec<crate::NnPreload>,
-    /// The engine that runs the module: the one `triage.io/engine` names, until the shim
-    /// settles it with the node's setting and the build's default; `None` leaves it to them.
-    pub engine: Option<crate::engine::EngineChoice>,
+    /// The engine that runs the module: `triage.io/engine`, else the node profile's
+    /// `[wasm] engine`, else the build's default.
+    pub engine: crate::engine::EngineChoice,
+}
+
+/// What kind of Wasm binary a container runs, as its header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WasmForm {
+    /// A core module (`\0asm` version 1): WASI preview 1.
+    Module,
+    /// A component (`\0asm` version 0x0d, layer 1): WASI 0.2 (`wasi:cli/command` or
+    /// `wasi:http/proxy`).
+    Component,
+}
+
+impl WasmForm {
+    /// The form an 8-byte Wasm header names; `None` for what is no Wasm header.
+    pub fn from_header(head: &[u8]) -> Option<Self> {
+        match head {
+            [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => Some(Self::Module),
+            [0, b'a', b's', b'm', _, _, 1, 0, ..] => Some(Self::Component),
+            // An unknown version of a core module: the engine's validation says why.
+            [0, b'a', b's', b'm', ..] => Some(Self::Module),
+            _ => None,
+        }
+    }
+
+    /// `"module"` or `"component"`, for logs and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Module => "module",
+            Self::Component => "component",
+        }
+    }
+}
+
+/// Where a serving guest listens unless an annotation or the environment says otherwise
+/// (what runwasi's wasmtime shim and `wasmtime serve` use).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// The environment variable runwasi's wasmtime shim reads its listen address from.
+pub const LISTEN_ENV: &str = "WASMTIME_HTTP_PROXY_SOCKET_ADDR";
+
+/// The addresses a serving guest listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listen {
+    /// In the order given; none repeated.
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// What chose them.
+    pub source: ListenSource,
+}
+
+/// What chose a serving guest's listen addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListenSource {
+    /// The `triage.io/listen` annotation.
+    Annotation,
+    /// The container's `WASMTIME_HTTP_PROXY_SOCKET_ADDR`.
+    Env,
+    /// Neither: [`DEFAULT_LISTEN`].
+    Default,
+}
+
+impl Default for Listen {
+    /// [`DEFAULT_LISTEN`].
+    fn default() -> Self {
+        Self {
+            addrs: vec![DEFAULT_LISTEN
+                .parse()
+                .expect("the default listen address parses")],
+            source: ListenSource::Default,
+        }
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addrs: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        let source = match self.source {
+            ListenSource::Annotation => format!("annotation {}", crate::annotations::LISTEN),
+            ListenSource::Env => format!("environment {LISTEN_ENV}"),
+            ListenSource::Default => "the default".to_owned(),
+        };
+        write!(f, "{} ({source})", addrs.join(","))
+    }
 }
 
 /// The init export Wizer snapshots are made with unless an annotation names another.

@@ -10,6 +10,7 @@ use crate::image::ImageFacts;
 
 const WASM: &[u8] = b"\0asm\x01\0\0\0";
 const ELF: &[u8] = b"\x7fELF\x02\x01\x01\0";
+const COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
 
 /// A bundle on disk: `rootfs/` with a module, a busybox-like ELF, a script, and a
 /// bind-mount source holding another module.
@@ -23,6 +24,7 @@ impl Fixture {
         let root = dir.path().join("rootfs");
         std::fs::create_dir_all(root.join("bin")).unwrap();
         std::fs::write(root.join("app.wasm"), WASM).unwrap();
+        std::fs::write(root.join("svc.wasm"), COMPONENT).unwrap();
         std::fs::write(root.join("bin/busybox"), ELF).unwrap();
         symlink("/bin/busybox", root.join("bin/echo")).unwrap();
         std::fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
@@ -92,16 +94,22 @@ fn wasm_magic_without_annotation_is_wasm() {
 fn the_engine_annotation_is_carried_and_a_bad_one_refused() {
     let fx = Fixture::new();
     let plan = fx.plan(&["/app.wasm"], &[]).unwrap();
-    assert_eq!(plan.wasm().unwrap().engine, None);
+    assert_eq!(
+        plan.wasm().unwrap().engine,
+        crate::EngineChoice {
+            engine: crate::EngineName::Wasmtime,
+            source: crate::EngineSource::BuildDefault,
+        }
+    );
     let plan = fx
         .plan(&["/app.wasm"], &[("triage.io/engine", "wasmedge")])
         .unwrap();
     assert_eq!(
         plan.wasm().unwrap().engine,
-        Some(crate::EngineChoice {
+        crate::EngineChoice {
             engine: crate::EngineName::Wasmedge,
             source: crate::EngineSource::Annotation,
-        })
+        }
     );
     let err = fx
         .plan(&["/app.wasm"], &[("triage.io/engine", "wasmer")])
@@ -165,7 +173,7 @@ fn module_in_bind_mount_is_found() {
     std::fs::create_dir_all(&hidden).unwrap();
     std::fs::write(hidden.join("tool.wasm"), ELF).unwrap();
     let bundle = fx.bundle(&["/opt/tools/tool.wasm"], &[]);
-    let decision = decide(&bundle, None, &FileLimits::default()).unwrap();
+    let decision = decide(&bundle, None, &NodeContext::default()).unwrap();
     assert!(decision.plan.wasm().is_some(), "{:?}", decision.plan);
     let module = decision.files.module.expect("the module is open");
     assert_eq!(module.read_all(1 << 20, "k").unwrap(), WASM);
@@ -175,9 +183,12 @@ fn module_in_bind_mount_is_found() {
 fn modules_and_models_past_the_node_bounds_are_refused() {
     let fx = Fixture::new();
     let bundle = fx.bundle(&["/app.wasm"], &[]);
-    let small = FileLimits {
-        module_bytes: 4,
-        model_bytes: 4,
+    let small = NodeContext {
+        files: FileLimits {
+            module_bytes: 4,
+            model_bytes: 4,
+        },
+        ..NodeContext::default()
     };
     let err = decide(&bundle, None, &small).unwrap_err().to_string();
     assert_eq!(
@@ -188,16 +199,19 @@ fn modules_and_models_past_the_node_bounds_are_refused() {
         &["/app.wasm"],
         &[("triage.io/nn-preload", "greeting:ONNX:CPU:/data.txt")],
     );
-    let limits = FileLimits {
-        module_bytes: 8,
-        model_bytes: 4,
+    let limits = NodeContext {
+        files: FileLimits {
+            module_bytes: 8,
+            model_bytes: 4,
+        },
+        ..NodeContext::default()
     };
     let err = decide(&bundle, None, &limits).unwrap_err().to_string();
     assert_eq!(
         err,
         "container c1: wasi-nn model \"greeting\" at /data.txt: 5 bytes, larger than the 4 bytes the node profile allows (files.max_model_size)"
     );
-    let decision = decide(&bundle, None, &FileLimits::default()).unwrap();
+    let decision = decide(&bundle, None, &NodeContext::default()).unwrap();
     assert_eq!(decision.files.models.len(), 1);
     assert_eq!(decision.files.models[0].size, 5);
 }
@@ -392,4 +406,111 @@ fn cri_sandbox_is_native_whatever_the_pod_asks() {
         )
         .unwrap_err();
     assert!(matches!(err, PlanError::Contradiction { .. }));
+}
+
+#[test]
+fn the_node_settles_engine_and_snapshots_in_the_plan() {
+    let fx = Fixture::new();
+    let bundle = fx.bundle(&["/app.wasm"], &[]);
+    let node = NodeContext {
+        wasm: crate::WasmSettings {
+            engine: Some(crate::EngineName::Wasmedge),
+            ..Default::default()
+        },
+        ..NodeContext::default()
+    };
+    let plan = decide(&bundle, None, &node).unwrap().plan;
+    let wasm = plan.wasm().unwrap();
+    assert_eq!(wasm.engine.source, crate::EngineSource::NodeProfile);
+    assert_eq!(wasm.engine.engine, crate::EngineName::Wasmedge);
+    assert_eq!(wasm.snapshot, SnapshotPlan::Default);
+    // The annotation wins over the node.
+    let bundle = fx.bundle(&["/app.wasm"], &[("triage.io/engine", "wasmtime")]);
+    let plan = decide(&bundle, None, &node).unwrap().plan;
+    assert_eq!(
+        plan.wasm().unwrap().engine.engine,
+        crate::EngineName::Wasmtime
+    );
+    // No cache, snapshots off on the node, or the cache off for the container: none.
+    let bundle = fx.bundle(&["/app.wasm"], &[("triage.io/snapshot-init", "init")]);
+    for node in [
+        NodeContext {
+            cache: false,
+            ..NodeContext::default()
+        },
+        NodeContext {
+            wasm: crate::WasmSettings {
+                snapshots: false,
+                snapshot_init_seconds: 7,
+                ..Default::default()
+            },
+            ..NodeContext::default()
+        },
+    ] {
+        let plan = decide(&bundle, None, &node).unwrap().plan;
+        assert_eq!(plan.wasm().unwrap().snapshot, SnapshotPlan::Off);
+        assert_eq!(
+            plan.wasm().unwrap().snapshot_init_seconds,
+            node.wasm.snapshot_init_seconds
+        );
+    }
+    let plan = fx
+        .plan(&["/app.wasm"], &[("triage.io/cache", "off")])
+        .unwrap();
+    assert_eq!(plan.wasm().unwrap().snapshot, SnapshotPlan::Off);
+}
+
+#[test]
+fn a_component_is_planned_as_one_without_a_snapshot_or_an_export() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/app.wasm"], &[]).unwrap();
+    assert_eq!(plan.wasm().unwrap().form, crate::WasmForm::Module);
+    let plan = fx.plan(&["/svc.wasm", "x"], &[]).unwrap();
+    let wasm = plan.wasm().unwrap();
+    assert_eq!(wasm.form, crate::WasmForm::Component);
+    assert_eq!(wasm.args, ["/svc.wasm", "x"]);
+    assert_eq!(wasm.snapshot, SnapshotPlan::Off);
+    let err = fx.plan(&["/svc.wasm#handle"], &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "container c1: /svc.wasm is a wasm component, which runs its wasi:cli/run or serves wasi:http/incoming-handler; `#handle` names the export of a core module"
+    );
+}
+
+#[test]
+fn listen_addresses_come_from_the_annotation_then_runwasis_env_then_8080() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/svc.wasm"], &[]).unwrap();
+    assert_eq!(
+        plan.wasm().unwrap().listen.to_string(),
+        "0.0.0.0:8080 (the default)"
+    );
+    let plan = fx
+        .plan(
+            &["/svc.wasm"],
+            &[("triage.io/listen", "0.0.0.0:8080, [::]:8081,0.0.0.0:8080")],
+        )
+        .unwrap();
+    assert_eq!(
+        plan.wasm().unwrap().listen.to_string(),
+        "0.0.0.0:8080,[::]:8081 (annotation triage.io/listen)"
+    );
+    let err = fx
+        .plan(&["/svc.wasm"], &[("triage.io/listen", "0.0.0.0:http")])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "container c1: annotation triage.io/listen=\"0.0.0.0:http\" is not valid (expected IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081))"
+    );
+    let mut bundle = fx.bundle(&["/svc.wasm"], &[]);
+    let mut process = bundle.spec.process().clone().unwrap();
+    process.set_env(Some(vec![
+        "WASMTIME_HTTP_PROXY_SOCKET_ADDR=127.0.0.1:3000".into()
+    ]));
+    bundle.spec.set_process(Some(process));
+    let plan = decide(&bundle, None, &NodeContext::default()).unwrap().plan;
+    assert_eq!(
+        plan.wasm().unwrap().listen.to_string(),
+        "127.0.0.1:3000 (environment WASMTIME_HTTP_PROXY_SOCKET_ADDR)"
+    );
 }

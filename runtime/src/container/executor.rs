@@ -1,7 +1,7 @@
 //! The workload step inside the container: exec the native entrypoint or run the Wasm guest.
 
 use std::os::fd::{FromRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -35,9 +35,10 @@ static SIGNALLED: AtomicI32 = AtomicI32::new(0);
 static GUEST_RUNNING: AtomicBool = AtomicBool::new(false);
 static WATCHDOG_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// How long an interrupted guest has to unwind before its process ends anyway (a guest
-/// blocked in a host call, e.g. a read, never reaches an epoch check).
-const INTERRUPT_GRACE: Duration = Duration::from_millis(50);
+/// How long an interrupted guest has to end before its process ends anyway (a job blocked
+/// in a host call, e.g. a read, never reaches an epoch check; a server drains): the
+/// interrupter's [`GuestInterrupt::grace`], in milliseconds.
+static INTERRUPT_GRACE_MS: AtomicU64 = AtomicU64::new(50);
 
 /// libcontainer's executor for Triage: native workloads exec as crun/runc would, Wasm
 /// workloads run in the engine inside the container's namespaces, cgroup and root.
@@ -111,6 +112,8 @@ impl TriageExecutor {
             env: wasm.env.clone(),
             // After pivot_root the container's view is this process's view.
             preopens: directory_preopens(&wasm.preopens),
+            listen: wasm.listen.clone(),
+            cpus: cpu_limit(spec),
             stdio: engine::GuestStdio::Inherit,
             nn: match self.nn.as_deref() {
                 Some((backends, models)) => Some(
@@ -132,7 +135,9 @@ impl TriageExecutor {
             }
         };
         let guest = engine.prepare(&invocation).map_err(|e| e.to_string())?;
-        let _ = INTERRUPT.set(guest.interrupter());
+        let interrupter = guest.interrupter();
+        INTERRUPT_GRACE_MS.store(interrupter.grace().as_millis() as u64, Ordering::SeqCst);
+        let _ = INTERRUPT.set(interrupter);
         *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(guest);
         Ok(())
     }
@@ -260,6 +265,20 @@ fn micros_since_start_rpc() -> Option<u64> {
     Some(super::wire::monotonic_ns().saturating_sub(then) / 1000)
 }
 
+/// The CPUs `linux.resources.cpu` allows (`quota / period`), when it sets a quota.
+pub(super) fn cpu_limit(spec: &Spec) -> Option<f64> {
+    let cpu = spec
+        .linux()
+        .as_ref()?
+        .resources()
+        .as_ref()?
+        .cpu()
+        .as_ref()?;
+    let quota = cpu.quota().filter(|&q| q > 0)?;
+    let period = cpu.period().filter(|&p| p > 0).unwrap_or(100_000);
+    Some(quota as f64 / period as f64)
+}
+
 /// `linux.resources.memory.limit`, when the spec sets a positive one.
 pub(super) fn memory_limit(spec: &Spec) -> Option<u64> {
     let limit = spec
@@ -288,14 +307,16 @@ extern "C" fn interrupt_guest(signal: libc::c_int) {
 }
 
 /// Ends the process with 128+signal once a signal arrived: at once when no wasm code
-/// runs (still waiting for Start), else after [`INTERRUPT_GRACE`] if the guest has not
+/// runs (still waiting for Start), else after the interrupter's grace if the guest has not
 /// unwound through its epoch check by then.
 fn watch_for_signals(read_fd: RawFd) {
     let mut byte = [0u8; 1];
     // SAFETY: reads our own pipe into a local buffer.
     while unsafe { libc::read(read_fd, byte.as_mut_ptr().cast(), 1) } < 0 {}
     if GUEST_RUNNING.load(Ordering::SeqCst) {
-        std::thread::sleep(INTERRUPT_GRACE);
+        std::thread::sleep(Duration::from_millis(
+            INTERRUPT_GRACE_MS.load(Ordering::SeqCst),
+        ));
     }
     // SAFETY: ends the process without running destructors other threads may be using.
     unsafe { libc::_exit(128 + SIGNALLED.load(Ordering::SeqCst)) }

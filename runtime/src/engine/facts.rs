@@ -70,6 +70,69 @@ impl ModuleFacts {
     }
 }
 
+/// What a component is for, from its top-level exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentWorld {
+    /// It exports `wasi:cli/run` (a `wasi:cli/command`): it runs to an exit, as a module's
+    /// `_start` does.
+    Command,
+    /// It exports `wasi:http/incoming-handler` (a `wasi:http/proxy`): it is served, one
+    /// instance per request.
+    HttpProxy,
+}
+
+/// The export of a command component.
+pub const CLI_RUN: &str = "wasi:cli/run@0.2";
+/// The export of an HTTP proxy component.
+pub const HTTP_INCOMING_HANDLER: &str = "wasi:http/incoming-handler@0.2";
+/// WASI 0.3's HTTP handler, which this build does not serve.
+pub const HTTP_HANDLER_P3: &str = "wasi:http/handler@0.3";
+
+impl ComponentWorld {
+    /// Reads a component's top-level exports (not those of the modules and components
+    /// nested in it): a proxy when it exports the HTTP handler, else a command when it
+    /// exports `run`; the error lists what it exports instead.
+    pub fn of(id: &str, path: &std::path::Path, bytes: &[u8]) -> Result<Self, super::EngineError> {
+        let invalid = |reason: String| super::EngineError::invalid(id, path, reason);
+        let exports = Self::top_level_exports(bytes).map_err(|e| invalid(e.to_string()))?;
+        let has = |prefix: &str| exports.iter().any(|name| name.starts_with(prefix));
+        if has(HTTP_INCOMING_HANDLER) {
+            Ok(Self::HttpProxy)
+        } else if has(CLI_RUN) {
+            Ok(Self::Command)
+        } else if has(HTTP_HANDLER_P3) {
+            Err(invalid(format!(
+                "it exports WASI 0.3's {HTTP_HANDLER_P3}.x, which this build does not serve (wasmtime 48 has it only as an unstable feature); build it for WASI 0.2 ({HTTP_INCOMING_HANDLER}.x)"
+            )))
+        } else {
+            Err(invalid(format!(
+                "a component must export {CLI_RUN}.x (a command) or {HTTP_INCOMING_HANDLER}.x (an HTTP proxy); it exports: {}",
+                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+            )))
+        }
+    }
+
+    /// The names a component exports at its top level.
+    pub fn top_level_exports(bytes: &[u8]) -> Result<Vec<String>, wasmparser::BinaryReaderError> {
+        let mut exports = Vec::new();
+        // Nested modules and components come inline, each between its own header and end.
+        let mut depth = 0usize;
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload? {
+                Payload::Version { .. } => depth += 1,
+                Payload::End(_) => depth = depth.saturating_sub(1),
+                Payload::ComponentExportSection(reader) if depth == 1 => {
+                    for export in reader {
+                        exports.push(export?.name.name.to_owned());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(exports)
+    }
+}
+
 /// Modules the engines' unit tests share.
 #[cfg(all(test, any(feature = "wasmtime", feature = "wasmedge")))]
 pub(crate) mod fixtures {

@@ -2,11 +2,16 @@
 
 use std::path::PathBuf;
 
-use triage_oci::{EngineChoice, EngineName, WasmPlan};
+use triage_oci::{EngineChoice, EngineName, WasmForm, WasmPlan};
 
 pub mod cache;
 pub mod facts;
+pub mod memory;
 
+#[cfg(feature = "wasmtime")]
+mod component;
+#[cfg(feature = "wasmtime")]
+mod serve;
 #[cfg(feature = "wasmtime")]
 mod snapshot;
 #[cfg(feature = "wasmtime")]
@@ -48,6 +53,11 @@ pub struct GuestInvocation {
     pub stdio: GuestStdio,
     /// wasi-nn's backends and preloaded graphs; `None` gives the guest no backend.
     pub nn: Option<crate::nn::NnHost>,
+    /// Where a serving component listens (bound while it is prepared, at Create).
+    pub listen: triage_oci::Listen,
+    /// The container's CPU limit in CPUs (`quota / period`), which bounds how many
+    /// requests a serving component handles at once; `None` when unlimited.
+    pub cpus: Option<f64>,
 }
 
 /// Where a guest's stdin, stdout and stderr are.
@@ -259,8 +269,16 @@ pub const MAX_MODULE_BYTES: u64 = 256 << 20;
 /// Stops a running guest at its next loop head or call, from any thread or a signal
 /// handler: [`PreparedGuest::run`] then returns [`GuestExit::Interrupted`].
 pub trait GuestInterrupt: Send + Sync {
-    /// Asks the guest to stop. Async-signal-safe: no allocation, lock or syscall.
+    /// Asks the guest to stop. Async-signal-safe: no allocation, lock or syscall other
+    /// than a `write(2)` to a pipe.
     fn interrupt(&self);
+
+    /// How long the guest may take to end after [`GuestInterrupt::interrupt`] before its
+    /// process ends anyway: a job unwinds at its next epoch check; a server drains the
+    /// requests in flight.
+    fn grace(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(50)
+    }
 }
 
 /// A guest that is compiled, linked and ready: running it does no further preparation.
@@ -276,6 +294,11 @@ pub trait PreparedGuest {
 pub trait WasmEngine: Send + Sync {
     /// The engine's name, as in `triage.io/engine`.
     fn name(&self) -> &'static str;
+
+    /// Whether it runs components (WASI 0.2) besides core modules.
+    fn runs_components(&self) -> bool {
+        false
+    }
 
     /// Checks that `bytes` is a valid module exporting `export`, without running it.
     fn validate(
@@ -321,66 +344,7 @@ pub trait WasmEngine: Send + Sync {
     ) -> Result<Box<dyn PreparedGuest + Send>, EngineError>;
 }
 
-/// How much of a container's memory limit a guest's linear memories may use: the limit
-/// less what this process already holds (the engine, the compiled module) and a margin
-/// for the host calls' own buffers.
-pub fn guest_memory_budget(container_limit: u64, resident: u64) -> u64 {
-    const HOST_MARGIN: u64 = 4 << 20;
-    container_limit.saturating_sub(resident.saturating_add(HOST_MARGIN))
-}
-
-/// The part of a container's memory limit left to a guest's linear memories.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemoryBudget {
-    /// Container id.
-    pub id: String,
-    /// `linux.resources.memory.limit`, bytes.
-    pub container_limit: u64,
-    /// What this process held when the budget was set.
-    pub engine_resident: u64,
-    /// What the guest's linear memories may use.
-    pub budget: u64,
-}
-
-impl MemoryBudget {
-    /// The budget under `container_limit` given what this process holds now: measure it
-    /// after compiling, when the engine and the module's code are resident.
-    pub fn measure(id: &str, container_limit: u64) -> Self {
-        let resident = resident_bytes().unwrap_or(16 << 20);
-        Self {
-            id: id.to_owned(),
-            container_limit,
-            engine_resident: resident,
-            budget: guest_memory_budget(container_limit, resident),
-        }
-    }
-
-    /// The message for a refused `memory.grow`; `grow` says what was asked ("to 65.0 MiB").
-    pub fn refusal(&self, grow: &str) -> String {
-        format!(
-            "container {}: memory.grow {grow} refused: the container's memory limit is {} ({} bytes), of which the engine holds {}, leaving {} for the guest",
-            self.id,
-            mib(self.container_limit),
-            self.container_limit,
-            mib(self.engine_resident),
-            mib(self.budget)
-        )
-    }
-}
-
-/// This process's resident memory (`VmRSS`), if `/proc` says.
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
+pub use memory::{guest_memory_budget, resident_bytes, MemoryBudget};
 
 /// Writes a line to the container's stderr; a stderr nobody reads is not an error (unlike
 /// `eprintln!`, which would panic).
@@ -431,19 +395,14 @@ pub fn named(id: &str, choice: EngineChoice) -> Result<Box<dyn WasmEngine>, Engi
     }
 }
 
-/// The engine a Wasm plan runs in: the one the shim settled, else this build's default.
-pub fn choice_of(plan: &WasmPlan) -> EngineChoice {
-    plan.engine
-        .unwrap_or_else(|| EngineChoice::settle(None, None, build_default()))
-}
-
 /// The engine of a Wasm plan.
 pub fn for_plan(id: &str, plan: &WasmPlan) -> Result<Box<dyn WasmEngine>, EngineError> {
-    named(id, choice_of(plan))
+    named(id, plan.engine)
 }
 
 /// Validates a module's bytes (read from `path`) with the plan's engine: its export must
-/// exist, and so must `snapshot_init` where an annotation named it.
+/// exist, and so must `snapshot_init` where an annotation named it. A component needs an
+/// engine that runs components.
 pub fn validate_module(
     id: &str,
     plan: &WasmPlan,
@@ -452,6 +411,18 @@ pub fn validate_module(
     snapshot_init: Option<&str>,
 ) -> Result<(), EngineError> {
     let engine = for_plan(id, plan)?;
+    if plan.form == WasmForm::Component && !engine.runs_components() {
+        return Err(EngineError::invalid(
+            id,
+            path,
+            format!(
+                "it is a component (WASI 0.2), and the {} engine ({}) runs core modules only; components run on wasmtime (annotation {}: wasmtime)",
+                engine.name(),
+                plan.engine.reason(),
+                triage_oci::annotations::ENGINE
+            ),
+        ));
+    }
     engine.validate(id, path, bytes, &plan.export)?;
     if let Some(init) = snapshot_init {
         engine.validate(id, path, bytes, init)?;

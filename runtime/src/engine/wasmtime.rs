@@ -1,4 +1,4 @@
-//! The wasmtime engine: validates modules and runs WASI preview 1 guests.
+//! The wasmtime engine: validates and runs WASI preview 1 modules, and components through [`super::component`].
 
 use std::path::Path;
 
@@ -7,10 +7,12 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use super::cache::{ArtifactCache, CacheError, CacheOutcome};
+use super::component::{self, WarmComponent};
 use super::facts::ModuleFacts;
+use super::memory::{MemoryAccount, MemoryLimiter};
 use super::{
-    mib, snapshot, EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio,
-    MemoryBudget, PreloadOptions, Preloaded, PreparedGuest, WasmEngine,
+    snapshot, EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio, MemoryBudget,
+    PreloadOptions, Preloaded, PreparedGuest, WasmEngine,
 };
 
 /// The wasmtime release this build links (pinned with `=` in the workspace manifest);
@@ -20,8 +22,16 @@ const WASMTIME_VERSION: &str = "48.0.8";
 /// wasmtime with Cranelift, one `Engine` per instance of this type.
 pub struct WasmtimeEngine {
     engine: Engine,
-    /// The module [`WasmEngine::preload`] loaded and linked, ready to instantiate.
-    warm: std::sync::Mutex<Option<WarmModule>>,
+    /// The module or component [`WasmEngine::preload`] loaded and linked, ready to
+    /// instantiate.
+    warm: std::sync::Mutex<Option<Warm>>,
+}
+
+/// What [`WasmEngine::preload`] left ready.
+#[derive(Clone)]
+enum Warm {
+    Module(WarmModule),
+    Component(WarmComponent),
 }
 
 /// A module linked against WASI: what a container's Start instantiates.
@@ -44,6 +54,9 @@ impl WasmtimeEngine {
         // Compiling happens in the single-threaded helper right before it forks the
         // container's init: no compiler threads may exist then.
         config.parallel_compilation(false);
+        // A component that serves instantiates per request: the image of its memory is
+        // mapped copy-on-write, not copied (the default, stated because it matters).
+        config.memory_init_cow(true);
         let engine = Engine::new(&config).expect("wasmtime default configuration is valid");
         Self {
             engine,
@@ -183,6 +196,10 @@ impl WasmEngine for WasmtimeEngine {
         "wasmtime"
     }
 
+    fn runs_components(&self) -> bool {
+        true
+    }
+
     fn validate(
         &self,
         id: &str,
@@ -190,6 +207,9 @@ impl WasmEngine for WasmtimeEngine {
         bytes: &[u8],
         export: &str,
     ) -> Result<(), EngineError> {
+        if wasmparser::Parser::is_component(bytes) {
+            return component::validate(id, path, bytes).map(drop);
+        }
         Module::validate(&self.engine, bytes)
             .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;
         let exports = ModuleFacts::of(id, path, bytes)?.function_exports;
@@ -204,6 +224,17 @@ impl WasmEngine for WasmtimeEngine {
         cache: &ArtifactCache,
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError> {
+        if wasmparser::Parser::is_component(bytes) {
+            let entry = self.cache_entry(bytes, None);
+            let (warm, outcome) =
+                component::preload(&self.engine, id, host_path, bytes, cache, &entry)?;
+            *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(Warm::Component(warm));
+            return Ok(Preloaded {
+                outcome,
+                snapshot_of: None,
+                uses_wasi_nn: false,
+            });
+        }
         let facts = ModuleFacts::of(id, host_path, bytes)?;
         let snapshot_init = options
             .snapshot_init
@@ -245,7 +276,7 @@ impl WasmEngine for WasmtimeEngine {
                 )
             }
         };
-        *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(warm);
+        *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(Warm::Module(warm));
         Ok(preloaded)
     }
 
@@ -257,10 +288,15 @@ impl WasmEngine for WasmtimeEngine {
         // Cloning an `InstancePre` shares its module and linked imports.
         let preloaded = self.warm.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let warm = match preloaded {
-            Some(warm) => warm,
+            Some(Warm::Module(warm)) => warm,
+            Some(Warm::Component(warm)) => return component::prepare(warm, inv),
             None => {
                 let (id, path) = (&inv.id, &inv.module_path);
                 let bytes = inv.module_bytes()?;
+                if wasmparser::Parser::is_component(&bytes) {
+                    let warm = component::compile(&self.engine, id, path, &bytes)?;
+                    return component::prepare(warm, inv);
+                }
                 let facts = ModuleFacts::of(id, path, &bytes)?;
                 let module = Module::new(&self.engine, &bytes)
                     .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;
@@ -293,17 +329,16 @@ impl WasmEngine for WasmtimeEngine {
         // Measured after compiling: the engine and the module's code are resident now.
         let memory = inv
             .memory_limit
-            .map(|limit| MemoryBudget::measure(&inv.id, limit));
+            .map(|limit| MemoryAccount::new(MemoryBudget::measure(&inv.id, limit)));
         let mut store = Store::new(
             &self.engine,
             GuestState {
                 wasi: wasi.build_p1(),
                 nn: super::wasi_nn::context(&inv.id, inv.nn.as_ref()),
-                memory,
-                refused_grow: None,
+                limits: MemoryLimiter::new(memory),
             },
         );
-        store.limiter(|state| state as &mut dyn ResourceLimiter);
+        store.limiter(|state| &mut state.limits as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(1);
         store.epoch_deadline_trap();
         // Instantiating maps the memory image and runs no guest code unless the module
@@ -330,31 +365,22 @@ impl WasmEngine for WasmtimeEngine {
 struct GuestState {
     wasi: WasiP1Ctx,
     nn: wasmtime_wasi_nn::witx::WasiNnCtx,
-    memory: Option<MemoryBudget>,
-    /// The size a refused `memory.grow` asked for, for the trap message that may follow.
-    refused_grow: Option<u64>,
+    limits: MemoryLimiter,
 }
 
-impl ResourceLimiter for GuestState {
+impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let Some(memory) = self.memory.as_ref() else {
-            return Ok(true);
-        };
-        let desired = desired as u64;
-        if desired <= memory.budget {
-            return Ok(true);
-        }
-        let message = memory.refusal(&format!("to {}", mib(desired)));
-        tracing::warn!(container = %memory.id, "{message}");
-        super::to_stderr(&message);
-        self.refused_grow = Some(desired);
-        // memory.grow returns -1: the guest decides how to fail.
-        Ok(false)
+        // Refused: memory.grow returns -1, and the guest decides how to fail.
+        Ok(MemoryLimiter::memory_growing(
+            self,
+            current as u64,
+            desired as u64,
+        ))
     }
 
     fn table_growing(
@@ -368,7 +394,7 @@ impl ResourceLimiter for GuestState {
 }
 
 /// Bumps the engine's epoch: every store's deadline is one tick away.
-struct EpochInterrupt(Engine);
+pub(super) struct EpochInterrupt(pub(super) Engine);
 
 impl GuestInterrupt for EpochInterrupt {
     fn interrupt(&self) {
@@ -413,7 +439,7 @@ impl PreparedGuest for WasmtimeGuest {
             Ok(instance) => instance,
             // A trap in a start function is the guest's own failure.
             Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => {
-                return Ok(outcome(&store, e))
+                return Ok(outcome(&store.data().limits, e))
             }
             Err(e) => {
                 return Err(EngineError::Setup {
@@ -426,7 +452,7 @@ impl PreparedGuest for WasmtimeGuest {
         if export != "_start" {
             if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
                 if let Err(e) = init.call(&mut store, ()) {
-                    return Ok(outcome(&store, e));
+                    return Ok(outcome(&store.data().limits, e));
                 }
             }
         }
@@ -440,26 +466,23 @@ impl PreparedGuest for WasmtimeGuest {
             })?;
         Ok(match func.call(&mut store, ()) {
             Ok(()) => GuestExit::Exited(0),
-            Err(e) => outcome(&store, e),
+            Err(e) => outcome(&store.data().limits, e),
         })
     }
 }
 
-fn outcome(store: &Store<GuestState>, e: wasmtime::Error) -> GuestExit {
+/// How a guest that returned `e` ended: an exit, an interruption or a trap.
+pub(super) fn outcome(limits: &MemoryLimiter, e: wasmtime::Error) -> GuestExit {
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         return GuestExit::Exited(exit.0);
     }
     if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return GuestExit::Interrupted;
     }
-    let state = store.data();
-    match (state.memory.as_ref(), state.refused_grow) {
+    match limits.refused() {
         // A guest that cannot handle a failed allocation traps right after it.
-        (Some(memory), Some(desired)) => GuestExit::Trapped(format!(
-            "{e:?}\nafter {}",
-            memory.refusal(&format!("to {}", mib(desired)))
-        )),
-        _ => GuestExit::Trapped(format!("{e:?}")),
+        Some(refusal) => GuestExit::Trapped(format!("{e:?}\nafter {refusal}")),
+        None => GuestExit::Trapped(format!("{e:?}")),
     }
 }
 

@@ -57,6 +57,51 @@ pub const ALL: &[Case] = &[
     },
 ];
 
+/// The cases that hold for components as they do for modules (the others call a core
+/// module's export, or use workloads not built as components: `crunch`, `reactor`).
+pub const FOR_COMPONENTS: &[Case] = &[
+    Case {
+        name: "args_and_env_reach_the_guest",
+        run: args_and_env_reach_the_guest,
+    },
+    Case {
+        name: "a_components_exit_result_is_its_status",
+        run: a_components_exit_result_is_its_status,
+    },
+    Case {
+        name: "a_trap_exits_134_and_says_why",
+        run: a_trap_exits_134_and_says_why,
+    },
+    Case {
+        name: "the_guest_sees_only_its_rootfs_and_mounts",
+        run: the_guest_sees_only_its_rootfs_and_mounts,
+    },
+    Case {
+        name: "a_looping_guest_ends_on_sigterm_143_and_sigkill_137",
+        run: a_looping_guest_ends_on_sigterm_143_and_sigkill_137,
+    },
+    Case {
+        name: "memory_beyond_the_limit_is_refused_to_the_guest",
+        run: memory_beyond_the_limit_is_refused_to_the_guest,
+    },
+    Case {
+        name: "a_module_is_compiled_once_per_engine_and_node",
+        run: a_module_is_compiled_once_per_engine_and_node,
+    },
+];
+
+/// Rust's standard library for `wasm32-wasip2` ends a process through
+/// `wasi:cli/exit.exit(result)`, which carries only success or failure: `exit(42)` is
+/// status 1, as under `wasmtime run`. (Triage also links `exit-with-code`, for toolchains
+/// that call it.)
+fn a_components_exit_result_is_its_status(node: &Node, engine: EngineName) {
+    for (code, status) in [("42", 1), ("0", 0), ("3", 1)] {
+        let (_, out) = node.run("exit", &request(engine, &["/exit.wasm", code]));
+        exited(&out, status);
+        assert_eq!(out.stdout, format!("exiting with {code}\n"));
+    }
+}
+
 fn request<'a>(engine: EngineName, args: &'a [&'a str]) -> Request<'a> {
     Request {
         engine,

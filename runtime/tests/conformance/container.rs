@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use oci_spec::runtime::{
     LinuxBuilder, LinuxMemoryBuilder, LinuxResourcesBuilder, MountBuilder, ProcessBuilder, Spec,
 };
-use triage_oci::{Bundle, EngineChoice, EngineName, ModuleSource, WorkloadKind};
+use triage_oci::{Bundle, EngineName, ModuleSource, WorkloadKind};
 use triage_runtime::engine::cache::CacheSettings;
 
 /// Files every container's rootfs holds beside the workloads.
@@ -55,6 +55,8 @@ pub struct Node {
     pub dir: tempfile::TempDir,
     /// The artifact cache of this node.
     pub cache: CacheSettings,
+    /// The log all containers write to (the harness's tracing output).
+    log: PathBuf,
     next: std::cell::Cell<u32>,
 }
 
@@ -68,15 +70,25 @@ impl Node {
         };
         Self {
             wasm_dir,
+            log: dir.path().join("triage.log"),
             dir,
             cache,
             next: std::cell::Cell::new(0),
         }
     }
 
+    /// A node over the workloads in `wasm_dir` whose containers log where `other`'s do
+    /// (one harness, one log).
+    pub fn logging_with(wasm_dir: PathBuf, other: &Node) -> Self {
+        Self {
+            log: other.log_path(),
+            ..Self::new(wasm_dir)
+        }
+    }
+
     /// The log all containers write to (the harness's tracing output).
     pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("triage.log")
+        self.log.clone()
     }
 
     /// The log lines of container `id`.
@@ -194,22 +206,23 @@ impl Node {
     }
 }
 
-/// What the shim's Create does before its helper: plan, settle the engine, validate the
+/// What the shim's Create does before its helper: plan (settled with the node), validate the
 /// module; then the helper's part, libcontainer's create. Returns the init's pid.
 fn create(id: &str, bundle: &Path, request: &Request, node: &Node) -> Result<i32, String> {
     let spec = Bundle::load(id, bundle).map_err(|e| e.to_string())?;
-    let limits = triage_oci::FileLimits::default();
-    let triage_oci::Decision { mut plan, files } =
-        triage_oci::decide(&spec, None, &limits).map_err(|e| e.to_string())?;
-    let WorkloadKind::Wasm(wasm) = &mut plan.kind else {
+    let cache = request.cache.unwrap_or(&node.cache);
+    let context = triage_oci::NodeContext {
+        cache: cache.dir.is_some(),
+        build_default: triage_runtime::engine::build_default(),
+        ..Default::default()
+    };
+    let limits = context.files;
+    let triage_oci::Decision { plan, files } =
+        triage_oci::decide(&spec, None, &context).map_err(|e| e.to_string())?;
+    let WorkloadKind::Wasm(wasm) = &plan.kind else {
         return Err(format!("container {id}: planned as {}", plan.kind_name()));
     };
-    wasm.engine = Some(EngineChoice::settle(
-        wasm.engine.map(|c| c.engine),
-        None,
-        triage_runtime::engine::build_default(),
-    ));
-    assert_eq!(wasm.engine.map(|c| c.engine), Some(request.engine));
+    assert_eq!(wasm.engine.engine, request.engine);
     if let (ModuleSource::File { container_path, .. }, Some(module)) = (&wasm.module, &files.module)
     {
         let bytes = module
@@ -224,7 +237,7 @@ fn create(id: &str, bundle: &Path, request: &Request, node: &Node) -> Result<i32
         None,
         None,
         &triage_runtime::container::NodeSettings {
-            cache: request.cache.unwrap_or(&node.cache),
+            cache,
             nn: &triage_oci::NnSettings::default(),
             files: &limits,
         },

@@ -5,6 +5,9 @@
 //! single-threaded process. Needs root and the built workloads (`$TRIAGE_WASM_DIR`, which
 //! `make test` sets); without them it says so and passes nothing. Arguments filter cases
 //! by substring of `engine::case`, as `cargo test` does.
+//!
+//! The cases that apply to components run once more on wasmtime, with the same workloads
+//! built as WASI 0.2 components (`$TRIAGE_COMPONENTS_DIR`): `wasmtime-component::case`.
 
 mod cases;
 mod container;
@@ -40,17 +43,39 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" and ")
     );
+    let mut runs: Vec<(
+        String,
+        &container::Node,
+        triage_oci::EngineName,
+        &[cases::Case],
+    )> = engines
+        .iter()
+        .map(|&engine| (engine.as_str().to_owned(), &node, engine, cases::ALL))
+        .collect();
+    // Components run on wasmtime only: a build without it has no component cases.
+    let components = engines
+        .contains(&triage_oci::EngineName::Wasmtime)
+        .then(components_dir)
+        .flatten()
+        .map(|dir| container::Node::logging_with(dir, &node));
+    if let Some(components) = &components {
+        runs.push((
+            "wasmtime-component".to_owned(),
+            components,
+            triage_oci::EngineName::Wasmtime,
+            cases::FOR_COMPONENTS,
+        ));
+    }
     let (mut passed, mut failed, mut filtered) = (0, Vec::new(), 0);
-    for &engine in engines {
-        for case in cases::ALL {
-            let name = format!("{}::{}", engine.as_str(), case.name);
+    for (label, node, engine, cases) in runs {
+        for case in cases {
+            let name = format!("{label}::{}", case.name);
             if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
                 filtered += 1;
                 continue;
             }
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                (case.run)(&node, engine)
-            }));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (case.run)(node, engine)));
             match result {
                 Ok(()) => {
                     println!("test {name} ... ok");
@@ -99,6 +124,20 @@ fn filters(args: impl Iterator<Item = String>) -> Vec<String> {
         }
     }
     filters
+}
+
+/// The workloads built as components, where the build has them (CI must).
+fn components_dir() -> Option<PathBuf> {
+    match std::env::var_os("TRIAGE_COMPONENTS_DIR").map(PathBuf::from) {
+        Some(dir) if dir.join("hello.wasm").is_file() => Some(dir),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI must run the component cases: TRIAGE_COMPONENTS_DIR has no hello.wasm")
+        }
+        _ => {
+            println!("SKIPPED: the component cases: TRIAGE_COMPONENTS_DIR (the workloads built for wasm32-wasip2) is not set; `make test` sets it");
+            None
+        }
+    }
 }
 
 /// The workloads' directory, when this process may run containers; else `None`, having

@@ -69,6 +69,8 @@ fn a_wasi_nn_guest_calls_the_installed_plugin() {
             preopens: Vec::new(),
             memory_limit: None,
             stdio: GuestStdio::Inherit,
+            listen: Default::default(),
+            cpus: None,
         })
         .unwrap();
     assert_eq!(guest.run().unwrap(), GuestExit::Exited(0));

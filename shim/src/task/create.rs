@@ -8,9 +8,7 @@ use std::sync::Arc;
 use containerd_shim_protos::api;
 use containerd_shim_protos::events::task::{TaskCreate, TaskExit, TaskIO, TaskOOM};
 use triage_oci::node_profile::MAX_MODULE_SIZE_KEY;
-use triage_oci::{
-    Bundle, DecisionReason, EngineChoice, ModuleSource, PlanError, SnapshotPlan, WorkloadKind,
-};
+use triage_oci::{Bundle, DecisionReason, ModuleSource, PlanError, SnapshotPlan, WorkloadKind};
 use triage_runtime::engine::validate_module;
 use triage_runtime::rootfs::{mount_rootfs, unmount_rootfs, RootfsMount};
 use triage_runtime::stdio::{ContainerStdio, OutputRelays, StdioPaths};
@@ -147,7 +145,13 @@ impl TaskService {
         let defaulted = admit_resources(&mut spec, &profile)?;
         let devices_added = inject_cdi_devices(&mut spec, &profile)?;
         let cache = crate::profile::cache_settings(&profile);
-        let triage_oci::Decision { mut plan, files } = self.plan(&spec, &profile.files)?;
+        let node = triage_oci::NodeContext {
+            files: profile.files,
+            wasm: profile.wasm.clone(),
+            cache: cache.dir.is_some(),
+            build_default: triage_runtime::engine::build_default(),
+        };
+        let triage_oci::Decision { plan, files } = self.plan(&spec, &node)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");
         let lsms = triage_runtime::lsm::active();
         let dropped =
@@ -166,19 +170,13 @@ impl TaskService {
                 TaskError::Internal(format!("container {id}: writing {}: {e}", path.display()))
             })?;
         }
-        if let WorkloadKind::Wasm(wasm) = &mut plan.kind {
-            // Snapshots live in the cache: without it, or off on this node, there are none.
-            if cache.dir.is_none() || !wasm.artifact_cache || !profile.wasm.snapshots {
-                wasm.snapshot = SnapshotPlan::Off;
-            }
-            wasm.snapshot_init_seconds = profile.wasm.snapshot_init_seconds;
-            let engine = EngineChoice::settle(
-                wasm.engine.map(|choice| choice.engine),
-                profile.wasm.engine,
-                triage_runtime::engine::build_default(),
+        if let WorkloadKind::Wasm(wasm) = &plan.kind {
+            tracing::info!(
+                engine = %wasm.engine.engine,
+                reason = %wasm.engine.reason(),
+                form = wasm.form.as_str(),
+                "wasm engine"
             );
-            wasm.engine = Some(engine);
-            tracing::info!(engine = %engine.engine, reason = %engine.reason(), "wasm engine");
             if let (ModuleSource::File { container_path, .. }, Some(module)) =
                 (&wasm.module, &files.module)
             {
@@ -252,9 +250,9 @@ impl TaskService {
     fn plan(
         &self,
         spec: &Bundle,
-        limits: &triage_oci::FileLimits,
+        node: &triage_oci::NodeContext,
     ) -> Result<triage_oci::Decision, TaskError> {
-        let first = triage_oci::decide(spec, None, limits);
+        let first = triage_oci::decide(spec, None, node);
         let image_may_decide = match &first {
             Ok(triage_oci::Decision { plan, .. }) => {
                 plan.wasm().is_none() && !matches!(plan.reason, DecisionReason::Annotation { .. })
@@ -268,7 +266,7 @@ impl TaskService {
         match crate::image::lookup(&self.containerd, &self.namespace, &spec.id) {
             Ok(facts) => {
                 tracing::debug!(?facts, "image facts");
-                Ok(triage_oci::decide(spec, Some(&facts), limits)?)
+                Ok(triage_oci::decide(spec, Some(&facts), node)?)
             }
             Err(e) => {
                 tracing::warn!("{e}; deciding without the image");

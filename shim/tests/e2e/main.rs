@@ -13,6 +13,7 @@ mod lifecycle;
 mod limits;
 mod native;
 mod nn;
+mod serve;
 mod support;
 mod terminal;
 mod wasm;

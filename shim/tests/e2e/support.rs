@@ -11,6 +11,7 @@ pub use triage_testkit::{CtrOutput, PrivateContainerd, TRIAGE_RUNTIME};
 pub const WASM_IMAGE: &str = "triage.test/wasm:latest";
 pub const NOARGS_IMAGE: &str = "triage.test/wasm-noargs:latest";
 pub const BUSYBOX_IMAGE: &str = "triage.test/busybox:latest";
+pub const COMPONENTS_IMAGE: &str = "triage.test/wasm-components:latest";
 
 /// Tests run two at a time; one that measures CPU shares takes this exclusively so
 /// that no other test's containers compete with its own.
@@ -58,7 +59,7 @@ fn start_with_images() -> PrivateContainerd {
 
 fn start_with_images_from(shims: &std::path::Path) -> PrivateContainerd {
     let ctd = PrivateContainerd::start(shims).expect("start a private containerd");
-    for image in ["wasm", "wasm-noargs", "busybox"] {
+    for image in ["wasm", "wasm-noargs", "busybox", "wasm-components"] {
         ctd.import(&images_dir().join(format!("{image}.tar")))
             .expect("import test image");
     }

@@ -55,6 +55,19 @@ pub const WASM_WORKLOADS: &[&str] = &[
     "snapinit", "classify",
 ];
 
+/// The Wasm workloads built as WASI 0.2 components, and the HTTP services, in the
+/// components image (`os: wasip2`).
+pub const COMPONENT_WORKLOADS: &[&str] = &[
+    "hello",
+    "exit",
+    "trap",
+    "spin",
+    "memhog",
+    "http-hello",
+    "http-state",
+    "http-egress",
+];
+
 /// The trained test models (`test-images/models`), put in the wasm image under `/models`.
 pub const MODELS: &[&str] = &["digits_mlp.onnx", "breast_cancer_mlp.onnx"];
 
@@ -69,7 +82,27 @@ const INVALID_WASM: &[u8] = b"\0asm\x01\0\0\0\x01\xff\xff\xff\xffnot really wasm
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// All test images.
-pub fn all(wasm_dir: &Path, models_dir: &Path, busybox: &Path) -> anyhow::Result<Vec<Image>> {
+pub fn all(
+    wasm_dir: &Path,
+    components_dir: &Path,
+    models_dir: &Path,
+    busybox: &Path,
+) -> anyhow::Result<Vec<Image>> {
+    let mut component_entries = vec![Entry::Dir { path: "etc".into() }];
+    for name in COMPONENT_WORKLOADS {
+        let file = components_dir.join(format!("{name}.wasm"));
+        let content = std::fs::read(&file).with_context(|| {
+            format!(
+                "reading component {} (run make test-images)",
+                file.display()
+            )
+        })?;
+        component_entries.push(Entry::File {
+            path: format!("{name}.wasm"),
+            mode: 0o755,
+            content,
+        });
+    }
     let mut wasm_entries = vec![
         Entry::Dir { path: "etc".into() },
         Entry::Dir {
@@ -154,6 +187,15 @@ pub fn all(wasm_dir: &Path, models_dir: &Path, busybox: &Path) -> anyhow::Result
             cmd: Some(vec!["/hello.wasm".into()]),
             env: vec![PATH_ENV.into()],
             entries: wasm_entries,
+        },
+        Image {
+            reference: "triage.test/wasm-components:latest".into(),
+            file_stem: "wasm-components".into(),
+            os: "wasip2".into(),
+            architecture: "wasm".into(),
+            cmd: Some(vec!["/http-hello.wasm".into()]),
+            env: vec![PATH_ENV.into()],
+            entries: component_entries,
         },
         Image {
             reference: "triage.test/wasm-noargs:latest".into(),

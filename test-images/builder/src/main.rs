@@ -1,6 +1,6 @@
 //! Builds Triage's test images as OCI archives, offline, for `ctr images import`.
 //!
-//! Usage: `triage-image-builder --wasm-dir DIR --models DIR --busybox PATH --out DIR`
+//! Usage: `triage-image-builder --wasm-dir DIR --components-dir DIR --models DIR --busybox PATH --out DIR`
 
 mod archive;
 mod images;
@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 
 fn main() -> anyhow::Result<()> {
     let mut wasm_dir = None;
+    let mut components_dir = None;
     let mut busybox = None;
     let mut models = None;
     let mut out = None;
@@ -21,20 +22,23 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--wasm-dir" => wasm_dir = Some(PathBuf::from(value)),
+            "--components-dir" => components_dir = Some(PathBuf::from(value)),
             "--busybox" => busybox = Some(PathBuf::from(value)),
             "--models" => models = Some(PathBuf::from(value)),
             "--out" => out = Some(PathBuf::from(value)),
             other => {
-                bail!("unknown flag {other} (expected --wasm-dir, --models, --busybox, --out)")
+                bail!("unknown flag {other} (expected --wasm-dir, --components-dir, --models, --busybox, --out)")
             }
         }
     }
-    let (Some(wasm_dir), Some(models), Some(busybox), Some(out)) = (wasm_dir, models, busybox, out)
+    let usage = "usage: triage-image-builder --wasm-dir DIR --components-dir DIR --models DIR --busybox PATH --out DIR";
+    let (Some(wasm_dir), Some(components_dir), Some(models), Some(busybox), Some(out)) =
+        (wasm_dir, components_dir, models, busybox, out)
     else {
-        bail!("usage: triage-image-builder --wasm-dir DIR --models DIR --busybox PATH --out DIR");
+        bail!("{usage}");
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    for image in images::all(&wasm_dir, &models, &busybox)? {
+    for image in images::all(&wasm_dir, &components_dir, &models, &busybox)? {
         let path = out.join(format!("{}.tar", image.file_stem));
         archive::write(&image, &path)?;
         println!("{} -> {}", image.reference, path.display());

@@ -1,0 +1,257 @@
+//! Components (WASI 0.2) on wasmtime: a `wasi:cli/command` runs as a module's `_start` does; a `wasi:http/proxy` is served ([`super::serve`]).
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::cache::{ArtifactCache, CacheOutcome};
+use super::facts::ComponentWorld;
+use super::memory::{MemoryAccount, MemoryLimiter};
+use super::wasmtime::{outcome, EpochInterrupt};
+use super::{
+    EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio, MemoryBudget,
+    PreparedGuest,
+};
+
+/// A component compiled and linked against WASI 0.2, ready to instantiate.
+#[derive(Clone)]
+pub(super) enum WarmComponent {
+    /// A `wasi:cli/command`.
+    Command(CommandPre<ComponentState>),
+    /// A `wasi:http/proxy`.
+    Proxy(ProxyPre<ComponentState>),
+}
+
+/// What a component instance's store holds.
+pub(super) struct ComponentState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: super::serve::OutgoingHttp,
+    pub(super) limits: MemoryLimiter,
+}
+
+impl ComponentState {
+    pub(super) fn new(wasi: WasiCtx, id: &str, limits: MemoryLimiter) -> Self {
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: super::serve::OutgoingHttp::denied(id),
+            limits,
+        }
+    }
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Checks that `bytes` is a valid component that Triage can run or serve; says which.
+pub(super) fn validate(id: &str, path: &Path, bytes: &[u8]) -> Result<ComponentWorld, EngineError> {
+    wasmparser::Validator::new()
+        .validate_all(bytes)
+        .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;
+    ComponentWorld::of(id, path, bytes)
+}
+
+/// Compiles the component through the artifact cache (once per node) and links it.
+pub(super) fn preload(
+    engine: &Engine,
+    id: &str,
+    path: &Path,
+    bytes: &[u8],
+    cache: &ArtifactCache,
+    entry: &str,
+) -> Result<(WarmComponent, CacheOutcome), EngineError> {
+    let world = ComponentWorld::of(id, path, bytes)?;
+    let (artifact, outcome) = cache
+        .get_or_build(entry, || {
+            engine
+                .precompile_component(bytes)
+                .map_err(|e| format!("{e:#}"))
+        })
+        .map_err(|e| EngineError::compiling(id, path, e))?;
+    // Mapped through a read-only mount, as a module's artifact is (see `read_only`).
+    let loaded = crate::read_only::open(&artifact)
+        .map_err(wasmtime::Error::from)
+        .and_then(|file| {
+            let through = format!("/proc/self/fd/{}", file.as_raw_fd());
+            // SAFETY: the artifact verified against this node's cache key, so it is
+            // native code this engine build compiled; its entry name pins version and
+            // settings.
+            unsafe { Component::deserialize_file(engine, through) }
+        });
+    let component = loaded.map_err(|e| {
+        let reason = format!("loading the cached artifact {}: {e:#}", artifact.display());
+        EngineError::invalid(id, path, reason)
+    })?;
+    Ok((link(engine, id, &component, &world)?, outcome))
+}
+
+/// Compiles the component in this process (no cache) and links it.
+pub(super) fn compile(
+    engine: &Engine,
+    id: &str,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<WarmComponent, EngineError> {
+    let world = ComponentWorld::of(id, path, bytes)?;
+    let component = Component::new(engine, bytes)
+        .map_err(|e| EngineError::invalid(id, path, format!("{e:#}")))?;
+    link(engine, id, &component, &world)
+}
+
+fn link(
+    engine: &Engine,
+    id: &str,
+    component: &Component,
+    world: &ComponentWorld,
+) -> Result<WarmComponent, EngineError> {
+    let setup = |what: &str, e: wasmtime::Error| EngineError::Setup {
+        id: id.to_owned(),
+        reason: format!("{what}: {e:#}"),
+    };
+    let mut linker: Linker<ComponentState> = Linker::new(engine);
+    match world {
+        ComponentWorld::Command => {
+            // With `wasi:cli/exit.exit-with-code` (WASI 0.2.12): any status, not only 0/1.
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                .map_err(|e| setup("linking WASI 0.2", e))?;
+            let pre = linker
+                .instantiate_pre(component)
+                .and_then(CommandPre::new)
+                .map_err(|e| setup("linking the component's imports", e))?;
+            Ok(WarmComponent::Command(pre))
+        }
+        ComponentWorld::HttpProxy => {
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                .map_err(|e| setup("linking WASI 0.2", e))?;
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(|e| setup("linking wasi:http", e))?;
+            let pre = linker
+                .instantiate_pre(component)
+                .and_then(ProxyPre::new)
+                .map_err(|e| setup("linking the component's imports", e))?;
+            Ok(WarmComponent::Proxy(pre))
+        }
+    }
+}
+
+/// Prepares a command to run, or a proxy to serve (its addresses bound now).
+pub(super) fn prepare(
+    warm: WarmComponent,
+    inv: &GuestInvocation,
+) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
+    // Measured after compiling: the engine and the component's code are resident now.
+    let account = inv
+        .memory_limit
+        .map(|limit| MemoryAccount::new(MemoryBudget::measure(&inv.id, limit)));
+    match warm {
+        WarmComponent::Command(pre) => {
+            let wasi = wasi_context(inv, true, true)?;
+            let mut store = Store::new(
+                pre.engine(),
+                ComponentState::new(wasi, &inv.id, MemoryLimiter::new(account)),
+            );
+            store.limiter(|state| &mut state.limits as &mut dyn ResourceLimiter);
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_trap();
+            Ok(Box::new(CommandGuest {
+                pre,
+                store,
+                id: inv.id.clone(),
+            }))
+        }
+        WarmComponent::Proxy(pre) => super::serve::prepare(pre, inv, account),
+    }
+}
+
+/// The guest's WASI context: args, env, stdout and stderr (and `stdin`), and (with
+/// `preopens`) its directories.
+pub(super) fn wasi_context(
+    inv: &GuestInvocation,
+    stdin: bool,
+    preopens: bool,
+) -> Result<WasiCtx, EngineError> {
+    let mut wasi = WasiCtxBuilder::new();
+    if inv.stdio == GuestStdio::Inherit {
+        wasi.inherit_stdout().inherit_stderr();
+        if stdin {
+            wasi.inherit_stdin();
+        }
+    }
+    wasi.args(&inv.args).envs(&inv.env);
+    if preopens {
+        for (dir, guest, read_only) in &inv.preopens {
+            let perms = if *read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            wasi.preopened_dir(dir, guest, perms)
+                .map_err(|e| EngineError::Setup {
+                    id: inv.id.clone(),
+                    reason: format!("preopening {}: {e:#}", dir.display()),
+                })?;
+        }
+    }
+    Ok(wasi.build())
+}
+
+/// A command component with its WASI context built: Start instantiates it and calls
+/// `wasi:cli/run`.
+struct CommandGuest {
+    pre: CommandPre<ComponentState>,
+    store: Store<ComponentState>,
+    id: String,
+}
+
+impl PreparedGuest for CommandGuest {
+    fn interrupter(&self) -> Box<dyn GuestInterrupt> {
+        Box::new(EpochInterrupt(self.store.engine().clone()))
+    }
+
+    fn run(self: Box<Self>) -> Result<GuestExit, EngineError> {
+        let Self { pre, mut store, id } = *self;
+        let command = match pre.instantiate(&mut store) {
+            Ok(command) => command,
+            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => {
+                return Ok(outcome(&store.data().limits, e))
+            }
+            Err(e) => {
+                return Err(EngineError::Setup {
+                    id,
+                    reason: format!("instantiating: {e:#}"),
+                })
+            }
+        };
+        Ok(match command.wasi_cli_run().call_run(&mut store) {
+            Ok(Ok(())) => GuestExit::Exited(0),
+            // `run` returned its error result: status 1, as wasmtime's CLI exits.
+            Ok(Err(())) => GuestExit::Exited(1),
+            Err(e) => outcome(&store.data().limits, e),
+        })
+    }
+}

@@ -1,0 +1,439 @@
+//! Serving a `wasi:http/proxy` component: listeners bound at Create, a fresh instance per request, overload answered 503, a host health path, a drain on SIGTERM.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use wasmtime::{ResourceLimiter, Store};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiBody, WasiHttpHooks, WasiHttpView};
+
+use super::component::{wasi_context, ComponentState};
+use super::memory::{MemoryAccount, MemoryLimiter};
+use super::{EngineError, GuestExit, GuestInterrupt, GuestInvocation, PreparedGuest};
+
+/// The path the host answers itself, without instantiating the guest: `200` while the
+/// container serves, `503` once it drains (kubelet's probes point here).
+pub const HEALTH_PATH: &str = "/.well-known/triage/health";
+
+/// How long a draining server waits for requests in flight before it exits anyway.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// Requests one CPU of the container's limit handles at once; more are answered `503`.
+const IN_FLIGHT_PER_CPU: usize = 64;
+
+/// What a `503` asks the client to wait, seconds.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// A proxy component with its listeners bound, waiting for Start.
+struct HttpServer {
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+    workers: usize,
+    drain_read: OwnedFd,
+    drain_write: Arc<OwnedFd>,
+}
+
+/// What every request's handling reads.
+struct Shared {
+    id: String,
+    pre: ProxyPre<ComponentState>,
+    /// The invocation each request's WASI context is made from.
+    invocation: GuestInvocation,
+    /// Whether requests get the container's directories (the component imports
+    /// `wasi:filesystem`).
+    preopens: bool,
+    account: Option<Arc<MemoryAccount>>,
+    max_in_flight: usize,
+    in_flight: AtomicUsize,
+    /// The most linear memory one instance has drawn so far: a request is admitted only
+    /// while that much is left in the container's budget.
+    instance_bytes: AtomicU64,
+    draining: AtomicBool,
+    served: AtomicU64,
+    overloaded: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Binds the container's listen addresses (in its network namespace, at Create: the ports
+/// take connections from then on, answered once Start serves them).
+pub(super) fn prepare(
+    pre: ProxyPre<ComponentState>,
+    inv: &GuestInvocation,
+    account: Option<Arc<MemoryAccount>>,
+) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
+    let setup = |reason: String| EngineError::Setup {
+        id: inv.id.clone(),
+        reason,
+    };
+    let mut listeners = Vec::with_capacity(inv.listen.addrs.len());
+    for addr in &inv.listen.addrs {
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            setup(format!(
+                "cannot listen on {addr} (from {}): {e}",
+                inv.listen
+            ))
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| setup(format!("listener on {addr}: {e}")))?;
+        listeners.push(listener);
+    }
+    let cpus = inv
+        .cpus
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64));
+    let node_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = (cpus.ceil() as usize).clamp(1, node_cpus);
+    let max_in_flight = (cpus.ceil() as usize).max(1) * IN_FLIGHT_PER_CPU;
+    let component = pre.instance_pre().component();
+    let preopens = component
+        .component_type()
+        .imports(pre.engine())
+        .any(|(name, _)| name.starts_with("wasi:filesystem/"));
+    let (drain_read, drain_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| setup(format!("drain pipe: {e}")))?;
+    tracing::info!(
+        container = %inv.id,
+        listen = %inv.listen,
+        workers,
+        max_in_flight,
+        "serving wasi:http/incoming-handler, one instance per request"
+    );
+    Ok(Box::new(HttpServer {
+        shared: Arc::new(Shared {
+            id: inv.id.clone(),
+            pre,
+            invocation: inv.clone(),
+            preopens,
+            account,
+            max_in_flight,
+            in_flight: AtomicUsize::new(0),
+            instance_bytes: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            served: AtomicU64::new(0),
+            overloaded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }),
+        listeners,
+        workers,
+        drain_read,
+        drain_write: Arc::new(drain_write),
+    }))
+}
+
+/// Starts a server's drain from a signal handler: one byte on its pipe.
+struct DrainInterrupt(Arc<OwnedFd>);
+
+impl GuestInterrupt for DrainInterrupt {
+    fn interrupt(&self) {
+        // SAFETY: write(2) on our own pipe is async-signal-safe.
+        unsafe { libc::write(self.0.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    }
+
+    fn grace(&self) -> Duration {
+        DRAIN_LIMIT + Duration::from_secs(1)
+    }
+}
+
+impl PreparedGuest for HttpServer {
+    fn interrupter(&self) -> Box<dyn GuestInterrupt> {
+        Box::new(DrainInterrupt(Arc::clone(&self.drain_write)))
+    }
+
+    fn run(self: Box<Self>) -> Result<GuestExit, EngineError> {
+        let id = self.shared.id.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(self.workers)
+            .thread_name("serve")
+            .enable_all()
+            .build()
+            .map_err(|e| EngineError::Setup {
+                id: id.clone(),
+                reason: format!("starting the server's runtime: {e}"),
+            })?;
+        runtime.block_on(self.serve())?;
+        Ok(GuestExit::Exited(0))
+    }
+}
+
+impl HttpServer {
+    async fn serve(self: Box<Self>) -> Result<(), EngineError> {
+        let HttpServer {
+            shared,
+            listeners,
+            drain_read,
+            ..
+        } = *self;
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(1024);
+        let mut acceptors = Vec::new();
+        for listener in listeners {
+            let listener =
+                tokio::net::TcpListener::from_std(listener).map_err(|e| EngineError::Setup {
+                    id: shared.id.clone(),
+                    reason: format!("listener: {e}"),
+                })?;
+            let accepted_tx = accepted_tx.clone();
+            let id = shared.id.clone();
+            acceptors.push(tokio::spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, _)) => {
+                            if accepted_tx.send(stream).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Out of descriptors or memory: wait, as the peer's retry will.
+                        Err(e) => {
+                            tracing::warn!(container = %id, "accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            }));
+        }
+        let drained = tokio::task::spawn_blocking(move || {
+            let mut byte = [0u8; 1];
+            // SAFETY: reads our own pipe into a local buffer.
+            while unsafe { libc::read(drain_read.as_raw_fd(), byte.as_mut_ptr().cast(), 1) } < 0 {}
+        });
+        tokio::pin!(drained);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        loop {
+            tokio::select! {
+                Some(stream) = accepted.recv() => {
+                    let _ = stream.set_nodelay(true);
+                    let shared = Arc::clone(&shared);
+                    let service = hyper::service::service_fn(move |req| {
+                        let shared = Arc::clone(&shared);
+                        async move { Ok::<_, Infallible>(shared.answer(req).await) }
+                    });
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    tokio::spawn(graceful.watch(connection));
+                }
+                _ = &mut drained => break,
+            }
+        }
+        shared.draining.store(true, Ordering::SeqCst);
+        for acceptor in acceptors {
+            acceptor.abort();
+        }
+        let in_flight = shared.in_flight.load(Ordering::SeqCst);
+        tracing::info!(container = %shared.id, in_flight, "draining: no new connections; waiting for requests in flight");
+        let finished = tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+            .await
+            .is_ok();
+        tracing::info!(
+            container = %shared.id,
+            served = shared.served.load(Ordering::SeqCst),
+            overloaded = shared.overloaded.load(Ordering::SeqCst),
+            failed = shared.failed.load(Ordering::SeqCst),
+            "{}",
+            if finished {
+                "drained".to_owned()
+            } else {
+                format!("drain limit of {} s reached: closing the connections left", DRAIN_LIMIT.as_secs())
+            }
+        );
+        Ok(())
+    }
+}
+
+impl Shared {
+    /// The response to one request: the host's health answer, a `503` when the container
+    /// is at its bound, else the guest's.
+    async fn answer(self: Arc<Self>, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
+        if req.uri().path() == HEALTH_PATH {
+            return if self.draining.load(Ordering::SeqCst) {
+                plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                plain(StatusCode::OK, "ok\n")
+            };
+        }
+        if self.draining.load(Ordering::SeqCst) {
+            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+            response
+                .headers_mut()
+                .insert(hyper::header::CONNECTION, "close".parse().expect("valid"));
+            return response;
+        }
+        let Some(_admitted) = self.admit() else {
+            self.overloaded.fetch_add(1, Ordering::Relaxed);
+            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "overloaded\n");
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                RETRY_AFTER_SECONDS.parse().expect("valid"),
+            );
+            return response;
+        };
+        let started = Instant::now();
+        match Arc::clone(&self).handle(req).await {
+            Ok(response) => {
+                self.served.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(container = %self.id, micros = started.elapsed().as_micros() as u64, "request");
+                response
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let one_line = format!("{e:?}").replace('\n', " | ");
+                tracing::error!(container = %self.id, "request failed in the guest: {one_line}");
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "the service failed\n")
+            }
+        }
+    }
+
+    /// A place among the requests in flight, if the container's CPU and memory bounds
+    /// leave one.
+    fn admit(self: &Arc<Self>) -> Option<InFlight> {
+        let taken = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let slot = InFlight(Arc::clone(self));
+        if taken >= self.max_in_flight {
+            return None;
+        }
+        if let Some(account) = &self.account {
+            let needs = self.instance_bytes.load(Ordering::Relaxed);
+            if account.used().saturating_add(needs) > account.budget.budget {
+                return None;
+            }
+        }
+        Some(slot)
+    }
+
+    /// Instantiates the component for this request alone and lets it answer.
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> wasmtime::Result<Response<HyperOutgoingBody>> {
+        let wasi = wasi_context(&self.invocation, false, self.preopens)?;
+        let mut store = Store::new(
+            self.pre.engine(),
+            ComponentState::new(wasi, &self.id, MemoryLimiter::new(self.account.clone())),
+        );
+        store.limiter(|state| &mut state.limits as &mut dyn ResourceLimiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_trap();
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = self.pre.clone();
+        let shared = Arc::clone(&self);
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await;
+            shared
+                .instance_bytes
+                .fetch_max(store.data().limits.drawn(), Ordering::Relaxed);
+            result
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(wasmtime::format_err!(
+                "the guest answered with error {code:?}"
+            )),
+            Err(_) => {
+                let e = match task.await {
+                    Ok(Ok(())) => {
+                        wasmtime::format_err!("the guest returned without setting a response")
+                    }
+                    Ok(Err(e)) => e,
+                    Err(e) => wasmtime::format_err!("{e}"),
+                };
+                Err(e.context("the guest never set a response"))
+            }
+        }
+    }
+}
+
+/// One request's place in flight, given back when it is answered.
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A short plain-text response from the host.
+fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
+    let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        "text/plain; charset=utf-8".parse().expect("valid"),
+    );
+    response
+}
+
+/// A guest's outgoing `wasi:http` requests: refused, each destination logged once per
+/// container.
+pub(super) struct OutgoingHttp {
+    id: String,
+}
+
+impl OutgoingHttp {
+    /// Refuses every outgoing request of container `id`.
+    pub(super) fn denied(id: &str) -> Self {
+        Self { id: id.to_owned() }
+    }
+}
+
+/// The destinations refused so far in this process (one container's init).
+fn refused_once(destination: &str) -> bool {
+    static REFUSED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    REFUSED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(destination.to_owned())
+}
+
+impl WasiHttpHooks for OutgoingHttp {
+    fn send_request(
+        &mut self,
+        request: hyper::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = wasmtime_wasi_http::Result<(
+                    hyper::Response<WasiBody>,
+                    Box<
+                        dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                            + Send,
+                    >,
+                )>,
+            > + Send,
+    > {
+        let destination = request
+            .uri()
+            .authority()
+            .map_or_else(|| "(no authority)".to_owned(), |a| a.to_string());
+        if refused_once(&destination) {
+            tracing::warn!(
+                container = %self.id,
+                "outgoing wasi:http request to {destination} refused: a Wasm guest has no egress"
+            );
+        }
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

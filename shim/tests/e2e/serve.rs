@@ -1,0 +1,193 @@
+//! Wasm services: a `wasi:http/proxy` component served by its container's process, one instance per request.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A port nothing listens on now (the kernel's choice, released at once).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Connects to `port`, waiting while nothing listens there yet (at most 10 s).
+fn connect(port: u16) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                return stream;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("nothing answers on 127.0.0.1:{port}: {e}"),
+        }
+    }
+}
+
+/// `GET path` over HTTP/1.1 with `Connection: close`: the status line and the body.
+fn get(port: u16, path: &str) -> (String, String) {
+    let mut stream = connect(port);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// The data of a chunked body.
+fn unchunk(mut body: &str) -> String {
+    let mut data = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        data.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+    data
+}
+
+#[test]
+fn a_component_serves_each_request_from_a_fresh_instance_on_its_listen_addresses() {
+    let Some(ctd) =
+        containerd("a_component_serves_each_request_from_a_fresh_instance_on_its_listen_addresses")
+    else {
+        return;
+    };
+    let (first, second) = (free_port(), free_port());
+    let listen = format!("triage.io/listen=127.0.0.1:{first},127.0.0.1:{second}");
+    let child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "svc-hello",
+        &["/http-hello.wasm"],
+        &[
+            "--net-host",
+            "--annotation",
+            &listen,
+            "--env",
+            "TRIAGE_SITE=ward-4",
+        ],
+    );
+    wait_for_status(&ctd, "svc-hello", "RUNNING");
+    // Both addresses answer, each request from the guest.
+    let (status, body) = get(first, "/scan/17?q=1");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert_eq!(body, "hello from wasm over http: GET /scan/17?q=1\n");
+    let (status, body) = get(second, "/env");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(body.lines().any(|l| l == "TRIAGE_SITE=ward-4"), "{body}");
+    // The host's health path, without a guest.
+    let (status, body) = get(first, "/.well-known/triage/health");
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 200 OK", "ok\n")
+    );
+    // Keep-alive: two requests on one connection.
+    let mut stream = connect(first);
+    let mut answered = String::new();
+    for n in 1..=2 {
+        write!(stream, "GET /keep/{n} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !answered.contains(&format!("GET /keep/{n}\n")) && Instant::now() < deadline {
+            let read = stream.read(&mut buf).unwrap();
+            assert!(read > 0, "the connection closed after {answered:?}");
+            answered.push_str(&String::from_utf8_lossy(&buf[..read]));
+        }
+    }
+    assert_eq!(answered.matches("HTTP/1.1 200 OK").count(), 2, "{answered}");
+    // h2c with prior knowledge.
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "--http2-prior-knowledge", "-w", "\n%{http_version}"])
+        .arg(format!("http://127.0.0.1:{first}/h2"))
+        .output()
+        .expect("curl (scripts/setup.sh installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&curl.stdout),
+        "hello from wasm over http: GET /h2\n\n2"
+    );
+    // A trap fails that request alone, with a 500; the service goes on.
+    let (status, _) = get(first, "/trap");
+    assert_eq!(status, "HTTP/1.1 500 Internal Server Error");
+    assert_eq!(get(first, "/after").0, "HTTP/1.1 200 OK");
+    // SIGTERM: the server drains and exits 0.
+    assert_eq!(ctd.ctr(&["task", "kill", "svc-hello"]).code, 0);
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{out:?}");
+    let log = ctd.log();
+    assert!(log.contains("serving wasi:http/incoming-handler"), "{log}");
+    assert!(log.contains("drained"), "{log}");
+    assert!(TcpStream::connect(("127.0.0.1", first)).is_err());
+    assert_clean(&ctd, "svc-hello");
+}
+
+#[test]
+fn no_request_sees_what_another_left_and_outgoing_requests_are_refused() {
+    let Some(ctd) =
+        containerd("no_request_sees_what_another_left_and_outgoing_requests_are_refused")
+    else {
+        return;
+    };
+    let (state, egress) = (free_port(), free_port());
+    let state_listen = format!("triage.io/listen=127.0.0.1:{state}");
+    let state_child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "svc-state",
+        &["/http-state.wasm"],
+        &["--net-host", "--annotation", &state_listen],
+    );
+    // runwasi's variable names the address when no annotation does.
+    let egress_env = format!("WASMTIME_HTTP_PROXY_SOCKET_ADDR=127.0.0.1:{egress}");
+    let egress_child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "svc-egress",
+        &["/http-egress.wasm"],
+        &["--net-host", "--env", &egress_env],
+    );
+    wait_for_status(&ctd, "svc-state", "RUNNING");
+    wait_for_status(&ctd, "svc-egress", "RUNNING");
+    // Patient data isolation: each request has a fresh instance.
+    for patient in ["alice", "bob", "carol"] {
+        let (status, body) = get(state, &format!("/patient/{patient}"));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, "seen before: nothing\n");
+    }
+    // Egress: the request is refused in the host, and the destination logged once.
+    for _ in 0..2 {
+        let (status, body) = get(egress, &format!("/to/127.0.0.1:{state}"));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, "refused: ErrorCode::HttpRequestDenied\n");
+    }
+    let refusal = format!("outgoing wasi:http request to 127.0.0.1:{state} refused");
+    assert_eq!(ctd.log().matches(&refusal).count(), 1, "{}", ctd.log());
+    for (id, child) in [("svc-state", state_child), ("svc-egress", egress_child)] {
+        assert_eq!(ctd.ctr(&["task", "kill", id]).code, 0);
+        assert_eq!(finish(child).code, 0);
+        assert_clean(&ctd, id);
+    }
+}
