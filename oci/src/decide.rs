@@ -126,42 +126,28 @@ fn decide_plan(
     let snapshot = annotations::snapshot(id, &annotations)?;
     let nn_preload = annotations::nn_preload(id, &annotations)?;
     let (program, export) = split_export(id, arg0)?;
-    let engine = EngineChoice::settle(
-        annotations::engine(id, &annotations)?,
-        node.wasm.engine,
-        node.build_default,
-    );
-    let listen = match annotations::listen(id, &annotations)? {
-        Some(addrs) => Listen {
-            addrs,
-            source: ListenSource::Annotation,
+    let settled = Settled {
+        engine: EngineChoice::settle(
+            annotations::engine(id, &annotations)?,
+            node.wasm.engine,
+            node.build_default,
+        ),
+        listen: match annotations::listen(id, &annotations)? {
+            Some(addrs) => Listen {
+                addrs,
+                source: ListenSource::Annotation,
+            },
+            None => listen_of_env(bundle),
         },
-        None => listen_of_env(bundle),
-    };
-    // Snapshots live in the cache: without it, or off on this node, there are none.
-    let snapshot = if node.cache && artifact_cache && node.wasm.snapshots {
-        snapshot
-    } else {
-        SnapshotPlan::Off
-    };
-    let settled = |mut plan: WasmPlan| -> Result<WasmPlan, PlanError> {
-        plan.listen = listen.clone();
-        plan.artifact_cache = artifact_cache;
-        plan.engine = engine;
-        plan.snapshot_init_seconds = node.wasm.snapshot_init_seconds;
-        plan.snapshot = match plan.form {
-            WasmForm::Module => snapshot.clone(),
-            // Wizer's component snapshots are not wired in yet: components start fresh.
-            WasmForm::Component => SnapshotPlan::Off,
-        };
-        if let (WasmForm::Component, Some(export)) = (plan.form, export) {
-            return Err(PlanError::ExportOfComponent {
-                id: id.to_owned(),
-                path: PathBuf::from(&plan.args[0]),
-                export: export.to_owned(),
-            });
-        }
-        Ok(plan)
+        artifact_cache,
+        // Snapshots live in the cache: without it, or off on this node, there are none.
+        snapshot: if node.cache && artifact_cache && node.wasm.snapshots {
+            snapshot
+        } else {
+            SnapshotPlan::Off
+        },
+        snapshot_init_seconds: node.wasm.snapshot_init_seconds,
+        export: export.map(str::to_owned),
     };
     let fs = ContainerFs::new(bundle).map_err(|source| PlanError::EntrypointUnreadable {
         id: id.to_owned(),
@@ -192,10 +178,13 @@ fn decide_plan(
             module: Some(Arc::clone(&entry.file)),
             models: container_models(bundle, &fs, limits, &nn_preload)?,
         };
-        Ok(WorkloadKind::Wasm(settled(WasmPlan {
-            nn_preload: nn_preload.clone(),
-            ..wasm_plan(bundle, entry, export.unwrap_or(DEFAULT_EXPORT))
-        })?))
+        let module = ModuleSource::File {
+            container_path: entry.container_path.clone(),
+        };
+        let form = entry.wasm_form.unwrap_or(WasmForm::Module);
+        let mut plan = wasm_plan(id, bundle, &settled, module, form)?;
+        plan.nn_preload = nn_preload.clone();
+        Ok(WorkloadKind::Wasm(plan))
     };
 
     if let Some(choice) = explicit {
@@ -259,18 +248,20 @@ fn decide_plan(
             }
             // A wasm artifact image: the module is a layer, not a file in the rootfs.
             (_, Some((media_type, digest))) => Ok(plan(
-                WorkloadKind::Wasm(settled(WasmPlan {
-                    module: ModuleSource::OciLayer {
+                WorkloadKind::Wasm(wasm_plan(
+                    id,
+                    bundle,
+                    &settled,
+                    ModuleSource::OciLayer {
                         media_type: media_type.to_owned(),
                         digest: digest.to_owned(),
                     },
-                    form: if media_type.contains("component") {
+                    if media_type.contains("component") {
                         WasmForm::Component
                     } else {
                         WasmForm::Module
                     },
-                    ..base_wasm_plan(bundle, export.unwrap_or(DEFAULT_EXPORT))
-                })?),
+                )?),
                 DecisionReason::Image { signal },
             )),
             (Some(e), None) => Err(contradiction(id, signal, "wasm", e, e.kind)),
@@ -319,21 +310,35 @@ fn contradiction(
     }
 }
 
-fn wasm_plan(bundle: &Bundle, entry: &Entrypoint, export: &str) -> WasmPlan {
-    let mut plan = base_wasm_plan(bundle, export);
-    plan.module = ModuleSource::File {
-        container_path: entry.container_path.clone(),
-    };
-    plan.form = entry.wasm_form.unwrap_or(WasmForm::Module);
-    plan.args[0] = entry.container_path.display().to_string();
-    plan
+/// What the annotations and the node settle for a Wasm plan of this container, whatever
+/// its module.
+struct Settled {
+    engine: EngineChoice,
+    listen: Listen,
+    artifact_cache: bool,
+    /// For a core module: components start fresh.
+    snapshot: SnapshotPlan,
+    snapshot_init_seconds: u64,
+    /// The export `module.wasm#name` names, if any.
+    export: Option<String>,
 }
 
-fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
+/// The Wasm plan of `module`, a binary of `form`; a component refuses an export.
+fn wasm_plan(
+    id: &str,
+    bundle: &Bundle,
+    settled: &Settled,
+    module: ModuleSource,
+    form: WasmForm,
+) -> Result<WasmPlan, PlanError> {
     let args = bundle.args();
     let mut guest_args = Vec::with_capacity(args.len());
     guest_args.push(args[0].split('#').next().unwrap_or_default().to_owned());
     guest_args.extend(args[1..].iter().cloned());
+    // A file module's argv[0] is its path as the container sees it.
+    if let ModuleSource::File { container_path } = &module {
+        guest_args[0] = container_path.display().to_string();
+    }
 
     let root_ro = bundle
         .spec
@@ -355,23 +360,36 @@ fn base_wasm_plan(bundle: &Bundle, export: &str) -> WasmPlan {
             }),
     );
 
-    WasmPlan {
-        module: ModuleSource::File {
-            container_path: PathBuf::new(),
-        },
-        form: WasmForm::Module,
-        listen: listen_of_env(bundle),
-        export: export.to_owned(),
+    if let (WasmForm::Component, Some(export)) = (form, &settled.export) {
+        return Err(PlanError::ExportOfComponent {
+            id: id.to_owned(),
+            path: PathBuf::from(&guest_args[0]),
+            export: export.clone(),
+        });
+    }
+    Ok(WasmPlan {
+        module,
+        form,
+        listen: settled.listen.clone(),
+        export: settled
+            .export
+            .as_deref()
+            .unwrap_or(DEFAULT_EXPORT)
+            .to_owned(),
         args: guest_args,
         env: bundle.env(),
         cwd: bundle.cwd(),
         preopens,
-        artifact_cache: true,
-        snapshot: SnapshotPlan::Default,
-        snapshot_init_seconds: crate::plan::DEFAULT_SNAPSHOT_INIT_SECONDS,
+        artifact_cache: settled.artifact_cache,
+        snapshot: match form {
+            WasmForm::Module => settled.snapshot.clone(),
+            // Wizer's component snapshots are not wired in yet: components start fresh.
+            WasmForm::Component => SnapshotPlan::Off,
+        },
+        snapshot_init_seconds: settled.snapshot_init_seconds,
         nn_preload: Vec::new(),
-        engine: EngineChoice::settle(None, None, EngineName::Wasmtime),
-    }
+        engine: settled.engine,
+    })
 }
 
 /// The listen address of the container's `WASMTIME_HTTP_PROXY_SOCKET_ADDR` (a runwasi

@@ -38,7 +38,7 @@ static WATCHDOG_FD: AtomicI32 = AtomicI32::new(-1);
 /// How long an interrupted guest has to end before its process ends anyway (a job blocked
 /// in a host call, e.g. a read, never reaches an epoch check; a server drains): the
 /// interrupter's [`GuestInterrupt::grace`], in milliseconds.
-static INTERRUPT_GRACE_MS: AtomicU64 = AtomicU64::new(50);
+static INTERRUPT_GRACE_MS: AtomicU64 = AtomicU64::new(engine::INTERRUPT_GRACE.as_millis() as u64);
 
 /// libcontainer's executor for Triage: native workloads exec as crun/runc would, Wasm
 /// workloads run in the engine inside the container's namespaces, cgroup and root.

@@ -13,7 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::cache::{ArtifactCache, CacheOutcome};
 use super::facts::ComponentWorld;
 use super::memory::{MemoryAccount, MemoryLimiter};
-use super::wasmtime::{outcome, EpochInterrupt};
+use super::wasmtime::{failed_instantiation, outcome, EpochInterrupt};
 use super::{
     EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio, MemoryBudget,
     PreparedGuest,
@@ -237,15 +237,7 @@ impl PreparedGuest for CommandGuest {
         let Self { pre, mut store, id } = *self;
         let command = match pre.instantiate(&mut store) {
             Ok(command) => command,
-            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => {
-                return Ok(outcome(&store.data().limits, e))
-            }
-            Err(e) => {
-                return Err(EngineError::Setup {
-                    id,
-                    reason: format!("instantiating: {e:#}"),
-                })
-            }
+            Err(e) => return failed_instantiation(id, &store.data().limits, e),
         };
         Ok(match command.wasi_cli_run().call_run(&mut store) {
             Ok(Ok(())) => GuestExit::Exited(0),

@@ -277,9 +277,13 @@ pub trait GuestInterrupt: Send + Sync {
     /// process ends anyway: a job unwinds at its next epoch check; a server drains the
     /// requests in flight.
     fn grace(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(50)
+        INTERRUPT_GRACE
     }
 }
+
+/// How long an interrupted job has to unwind before its process ends anyway (a guest
+/// blocked in a host call, e.g. a read, never reaches an epoch check).
+pub const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A guest that is compiled, linked and ready: running it does no further preparation.
 pub trait PreparedGuest {

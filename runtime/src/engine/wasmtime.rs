@@ -437,16 +437,7 @@ impl PreparedGuest for WasmtimeGuest {
         };
         let instance = match instantiated {
             Ok(instance) => instance,
-            // A trap in a start function is the guest's own failure.
-            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => {
-                return Ok(outcome(&store.data().limits, e))
-            }
-            Err(e) => {
-                return Err(EngineError::Setup {
-                    id,
-                    reason: format!("instantiating: {e:#}"),
-                })
-            }
+            Err(e) => return failed_instantiation(id, &store.data().limits, e),
         };
         // A reactor module is initialised before any other export is called.
         if export != "_start" {
@@ -469,6 +460,22 @@ impl PreparedGuest for WasmtimeGuest {
             Err(e) => outcome(&store.data().limits, e),
         })
     }
+}
+
+/// What an instantiation that failed with `e` means: a trap (in a start function) is the
+/// guest's own end; anything else is a setup error of container `id`.
+pub(super) fn failed_instantiation(
+    id: String,
+    limits: &MemoryLimiter,
+    e: wasmtime::Error,
+) -> Result<GuestExit, EngineError> {
+    if e.downcast_ref::<wasmtime::Trap>().is_some() {
+        return Ok(outcome(limits, e));
+    }
+    Err(EngineError::Setup {
+        id,
+        reason: format!("instantiating: {e:#}"),
+    })
 }
 
 /// How a guest that returned `e` ended: an exit, an interruption or a trap.

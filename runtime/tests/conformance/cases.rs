@@ -13,81 +13,40 @@ pub struct Case {
     pub run: fn(&Node, EngineName),
 }
 
+/// A case named after its function.
+macro_rules! case {
+    ($run:ident) => {
+        Case {
+            name: stringify!($run),
+            run: $run,
+        }
+    };
+}
+
 /// Every case, in the order they run on each engine.
 pub const ALL: &[Case] = &[
-    Case {
-        name: "args_and_env_reach_the_guest",
-        run: args_and_env_reach_the_guest,
-    },
-    Case {
-        name: "proc_exit_status_is_the_exit_status",
-        run: proc_exit_status_is_the_exit_status,
-    },
-    Case {
-        name: "guest_code_computes_what_native_code_computes",
-        run: guest_code_computes_what_native_code_computes,
-    },
-    Case {
-        name: "a_trap_exits_134_and_says_why",
-        run: a_trap_exits_134_and_says_why,
-    },
-    Case {
-        name: "an_export_suffix_calls_that_export",
-        run: an_export_suffix_calls_that_export,
-    },
-    Case {
-        name: "a_missing_export_or_invalid_module_is_refused_at_create",
-        run: a_missing_export_or_invalid_module_is_refused_at_create,
-    },
-    Case {
-        name: "the_guest_sees_only_its_rootfs_and_mounts",
-        run: the_guest_sees_only_its_rootfs_and_mounts,
-    },
-    Case {
-        name: "a_looping_guest_ends_on_sigterm_143_and_sigkill_137",
-        run: a_looping_guest_ends_on_sigterm_143_and_sigkill_137,
-    },
-    Case {
-        name: "memory_beyond_the_limit_is_refused_to_the_guest",
-        run: memory_beyond_the_limit_is_refused_to_the_guest,
-    },
-    Case {
-        name: "a_module_is_compiled_once_per_engine_and_node",
-        run: a_module_is_compiled_once_per_engine_and_node,
-    },
+    case!(args_and_env_reach_the_guest),
+    case!(proc_exit_status_is_the_exit_status),
+    case!(guest_code_computes_what_native_code_computes),
+    case!(a_trap_exits_134_and_says_why),
+    case!(an_export_suffix_calls_that_export),
+    case!(a_missing_export_or_invalid_module_is_refused_at_create),
+    case!(the_guest_sees_only_its_rootfs_and_mounts),
+    case!(a_looping_guest_ends_on_sigterm_143_and_sigkill_137),
+    case!(memory_beyond_the_limit_is_refused_to_the_guest),
+    case!(a_module_is_compiled_once_per_engine_and_node),
 ];
 
 /// The cases that hold for components as they do for modules (the others call a core
 /// module's export, or use workloads not built as components: `crunch`, `reactor`).
 pub const FOR_COMPONENTS: &[Case] = &[
-    Case {
-        name: "args_and_env_reach_the_guest",
-        run: args_and_env_reach_the_guest,
-    },
-    Case {
-        name: "a_components_exit_result_is_its_status",
-        run: a_components_exit_result_is_its_status,
-    },
-    Case {
-        name: "a_trap_exits_134_and_says_why",
-        run: a_trap_exits_134_and_says_why,
-    },
-    Case {
-        name: "the_guest_sees_only_its_rootfs_and_mounts",
-        run: the_guest_sees_only_its_rootfs_and_mounts,
-    },
-    Case {
-        name: "a_looping_guest_ends_on_sigterm_143_and_sigkill_137",
-        run: a_looping_guest_ends_on_sigterm_143_and_sigkill_137,
-    },
-    Case {
-        name: "memory_beyond_the_limit_is_refused_to_the_guest",
-        run: memory_beyond_the_limit_is_refused_to_the_guest,
-    },
-    Case {
-        name: "a_module_is_compiled_once_per_engine_and_node",
-        run: a_module_is_compiled_once_per_engine_and_node,
-    },
+    case!(args_and_env_reach_the_guest),
+    case!(a_components_exit_result_is_its_status),
+    case!(a_trap_exits_134_and_says_why),
+    case!(the_guest_sees_only_its_rootfs_and_mounts),
+    case!(a_looping_guest_ends_on_sigterm_143_and_sigkill_137),
+    case!(memory_beyond_the_limit_is_refused_to_the_guest),
+    case!(a_module_is_compiled_once_per_engine_and_node),
 ];
 
 /// Rust's standard library for `wasm32-wasip2` ends a process through
