@@ -219,7 +219,7 @@ fn decide_plan(
                 DecisionReason::Annotation {
                     key: key.to_owned(),
                     value,
-                    entrypoint: Some(EntrypointKind::Wasm.describe().to_owned()),
+                    entrypoint: Some(entry.describe().to_owned()),
                 },
             )),
             (CrunWasmHint::Always { key, value }, found) => Err(contradiction(
@@ -272,7 +272,7 @@ fn decide_plan(
     let entry = entry.ok_or_else(not_found)?;
     let reason = DecisionReason::EntrypointMagic {
         path: entry.container_path.clone(),
-        kind: entry.kind.describe().to_owned(),
+        kind: entry.describe().to_owned(),
     };
     match entry.kind {
         EntrypointKind::Wasm => Ok(plan(wasm_from(&entry)?, reason)),

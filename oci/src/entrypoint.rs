@@ -60,6 +60,15 @@ pub struct Entrypoint {
 }
 
 impl Entrypoint {
+    /// What the file is, for decisions and errors: as [`EntrypointKind::describe`], with
+    /// a component told from a module.
+    pub fn describe(&self) -> &'static str {
+        match (self.kind, self.wasm_form) {
+            (EntrypointKind::Wasm, Some(crate::plan::WasmForm::Component)) => "a wasm component",
+            (kind, _) => kind.describe(),
+        }
+    }
+
     /// Locates `program` (a path, or a name searched in the spec's `PATH`) as the
     /// container will see it and reads its magic. `Ok(None)` when no regular file is
     /// there (what is not one is skipped, as `execvp` skips what it cannot run).

@@ -470,6 +470,10 @@ fn a_component_is_planned_as_one_without_a_snapshot_or_an_export() {
     assert_eq!(wasm.form, crate::WasmForm::Component);
     assert_eq!(wasm.args, ["/svc.wasm", "x"]);
     assert_eq!(wasm.snapshot, SnapshotPlan::Off);
+    assert_eq!(
+        plan.reason.to_string(),
+        "no annotation; entrypoint /svc.wasm is a wasm component"
+    );
     let err = fx.plan(&["/svc.wasm#handle"], &[]).unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -1,4 +1,4 @@
-//! `make demo`: a private containerd running one Wasm and one native container via Triage.
+//! `make demo`: a private containerd running a Wasm job, a native container and a Wasm HTTP service via Triage.
 
 use std::path::PathBuf;
 
@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
     let shim_dir = shim.parent().context("shim path has no directory")?;
     let ctd = PrivateContainerd::start(shim_dir)?;
     println!("private containerd in {}", ctd.dir().display());
-    for image in ["wasm", "busybox"] {
+    for image in ["wasm", "busybox", "wasm-components"] {
         ctd.import(&images_dir().join(format!("{image}.tar")))?;
     }
     let runs: [(&str, &[&str]); 2] = [
@@ -56,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    service(&ctd)?;
     println!("\nshim decisions (from containerd's log):");
     for line in ctd
         .log()
@@ -64,8 +65,78 @@ fn main() -> anyhow::Result<()> {
     {
         println!("  {line}");
     }
+    for line in ctd
+        .log()
+        .lines()
+        .filter(|l| l.contains("serving wasi:http"))
+    {
+        println!("  {line}");
+    }
     drop(ctd);
     triage_testkit::remove_namespace_cgroups();
     println!("\ncontainerd stopped; nothing left running, mounted or in a cgroup.");
+    Ok(())
+}
+
+/// A Wasm HTTP service (a `wasi:http/proxy` component, one instance per request) on the
+/// host network: one request through curl, then SIGTERM, which drains it (exit 0).
+fn service(ctd: &PrivateContainerd) -> anyhow::Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let listen = format!("triage.io/listen=127.0.0.1:{port}");
+    let args = [
+        "run",
+        "--rm",
+        "--net-host",
+        "--runtime",
+        TRIAGE_RUNTIME,
+        "--annotation",
+        &listen,
+        "triage.test/wasm-components:latest",
+        "demo-service",
+        "/http-hello.wasm",
+    ];
+    println!("\n$ ctr {} &", args.join(" "));
+    let mut child = ctd
+        .ctr_command(&args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting ctr run")?;
+    let url = format!("http://127.0.0.1:{port}/from/the/demo");
+    println!("$ curl {url}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let answer = loop {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &url])
+            .output()
+            .context("running curl")?;
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            bail!(
+                "the service did not answer on {url}\ncontainerd log:\n{}",
+                ctd.log()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    print!("{answer}");
+    println!("$ ctr task kill demo-service   # SIGTERM: drain, then exit 0");
+    let kill = ctd.ctr(&["task", "kill", "demo-service"]);
+    if kill.code != 0 {
+        let _ = child.kill();
+        bail!("ctr task kill failed: {}", kill.stderr);
+    }
+    let status = child.wait()?;
+    println!("exit status {}", status.code().unwrap_or(-1));
+    if !status.success() {
+        bail!(
+            "the service exited with {status}\ncontainerd log:\n{}",
+            ctd.log()
+        );
+    }
     Ok(())
 }
