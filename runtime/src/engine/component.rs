@@ -6,18 +6,15 @@ use std::path::Path;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::cache::{ArtifactCache, CacheOutcome};
 use super::facts::ComponentWorld;
 use super::memory::{MemoryAccount, MemoryLimiter};
-use super::wasmtime::{failed_instantiation, outcome, EpochInterrupt};
-use super::{
-    EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio, MemoryBudget,
-    PreparedGuest,
-};
+use super::wasmtime::{failed_instantiation, outcome, wasi_builder, EpochInterrupt};
+use super::{EngineError, GuestExit, GuestInterrupt, GuestInvocation, MemoryBudget, PreparedGuest};
 
 /// A component compiled and linked against WASI 0.2, ready to instantiate.
 #[derive(Clone)]
@@ -188,36 +185,14 @@ pub(super) fn prepare(
     }
 }
 
-/// The guest's WASI context: args, env, stdout and stderr (and `stdin`), and (with
+/// A component's WASI context: args, env, stdout and stderr (and `stdin`), and (with
 /// `preopens`) its directories.
 pub(super) fn wasi_context(
     inv: &GuestInvocation,
     stdin: bool,
     preopens: bool,
 ) -> Result<WasiCtx, EngineError> {
-    let mut wasi = WasiCtxBuilder::new();
-    if inv.stdio == GuestStdio::Inherit {
-        wasi.inherit_stdout().inherit_stderr();
-        if stdin {
-            wasi.inherit_stdin();
-        }
-    }
-    wasi.args(&inv.args).envs(&inv.env);
-    if preopens {
-        for (dir, guest, read_only) in &inv.preopens {
-            let perms = if *read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            wasi.preopened_dir(dir, guest, perms)
-                .map_err(|e| EngineError::Setup {
-                    id: inv.id.clone(),
-                    reason: format!("preopening {}: {e:#}", dir.display()),
-                })?;
-        }
-    }
-    Ok(wasi.build())
+    Ok(wasi_builder(inv, stdin, preopens)?.build())
 }
 
 /// A command component with its WASI context built: Start instantiates it and calls

@@ -312,20 +312,7 @@ impl WasmEngine for WasmtimeEngine {
             .collect();
         ModuleFacts::require_export(&exports, &inv.id, &inv.module_path, &inv.export)?;
 
-        let mut wasi = WasiCtxBuilder::new();
-        if inv.stdio == GuestStdio::Inherit {
-            wasi.inherit_stdio();
-        }
-        wasi.args(&inv.args).envs(&inv.env);
-        for (dir, guest, read_only) in &inv.preopens {
-            let perms = if *read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            wasi.preopened_dir(dir, guest, perms)
-                .map_err(|e| setup(&format!("preopening {}", dir.display()), e))?;
-        }
+        let mut wasi = wasi_builder(inv, true, true)?;
         // Measured after compiling: the engine and the module's code are resident now.
         let memory = inv
             .memory_limit
@@ -460,6 +447,36 @@ impl PreparedGuest for WasmtimeGuest {
             Err(e) => outcome(&store.data().limits, e),
         })
     }
+}
+
+/// A guest's WASI context, for a module or a component: args, env, stdout and stderr
+/// (and `stdin`), and (with `preopens`) its directories.
+pub(super) fn wasi_builder(
+    inv: &GuestInvocation,
+    stdin: bool,
+    preopens: bool,
+) -> Result<WasiCtxBuilder, EngineError> {
+    let mut wasi = WasiCtxBuilder::new();
+    if inv.stdio == GuestStdio::Inherit {
+        wasi.inherit_stdout().inherit_stderr();
+        if stdin {
+            wasi.inherit_stdin();
+        }
+    }
+    wasi.args(&inv.args).envs(&inv.env);
+    for (dir, guest, read_only) in inv.preopens.iter().filter(|_| preopens) {
+        let perms = if *read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(dir, guest, perms)
+            .map_err(|e| EngineError::Setup {
+                id: inv.id.clone(),
+                reason: format!("preopening {}: {e:#}", dir.display()),
+            })?;
+    }
+    Ok(wasi)
 }
 
 /// What an instantiation that failed with `e` means: a trap (in a start function) is the
