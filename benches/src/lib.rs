@@ -89,6 +89,7 @@ pub fn invocation(module: &Path, args: &[&str]) -> GuestInvocation {
         stdio: GuestStdio::Discard,
         listen: Default::default(),
         cpus: None,
+        egress: triage_runtime::engine::egress::Egress::denied("bench"),
     }
 }
 

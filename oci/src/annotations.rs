@@ -166,10 +166,30 @@ pub fn parse_listen(value: &str) -> Option<Vec<std::net::SocketAddr>> {
     (!addrs.is_empty()).then_some(addrs)
 }
 
+/// The destinations a Wasm guest may reach (see [`crate::egress`]): `host:port`, `CIDR` or
+/// `CIDR:port`, several separated by commas. Without it (and without the node profile's
+/// `[network] egress`) a guest reaches nothing.
+pub const EGRESS: &str = "triage.io/egress";
+
+/// Reads `triage.io/egress`: no grants when absent.
+pub fn egress(
+    id: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<crate::egress::EgressGrants, PlanError> {
+    let Some(value) = annotations.get(EGRESS) else {
+        return Ok(Vec::new());
+    };
+    crate::egress::parse_grants(value).map_err(|reason| PlanError::InvalidEgress {
+        id: id.to_owned(),
+        reason,
+    })
+}
+
 /// Every `triage.io/` annotation Triage reads.
 pub const KNOWN: &[&str] = &[
     RUNTIME,
     LISTEN,
+    EGRESS,
     ARTIFACT_CACHE,
     ENGINE,
     SNAPSHOT,

@@ -52,6 +52,9 @@ pub struct NodeContext {
     pub cache: bool,
     /// The engine of a container and node that name none.
     pub build_default: EngineName,
+    /// What every Wasm guest of the node may reach (the profile's `[network] egress`),
+    /// besides what its own `triage.io/egress` grants.
+    pub egress: crate::EgressGrants,
 }
 
 impl Default for NodeContext {
@@ -62,6 +65,7 @@ impl Default for NodeContext {
             wasm: WasmSettings::default(),
             cache: true,
             build_default: EngineName::Wasmtime,
+            egress: Vec::new(),
         }
     }
 }
@@ -138,6 +142,15 @@ fn decide_plan(
                 source: ListenSource::Annotation,
             },
             None => listen_of_env(bundle),
+        },
+        egress: {
+            let mut grants = annotations::egress(id, &annotations)?;
+            for grant in &node.egress {
+                if !grants.contains(grant) {
+                    grants.push(grant.clone());
+                }
+            }
+            grants
         },
         artifact_cache,
         // Snapshots live in the cache: without it, or off on this node, there are none.
@@ -315,6 +328,7 @@ fn contradiction(
 struct Settled {
     engine: EngineChoice,
     listen: Listen,
+    egress: crate::EgressGrants,
     artifact_cache: bool,
     /// For a core module: components start fresh.
     snapshot: SnapshotPlan,
@@ -371,6 +385,7 @@ fn wasm_plan(
         module,
         form,
         listen: settled.listen.clone(),
+        egress: settled.egress.clone(),
         export: settled
             .export
             .as_deref()

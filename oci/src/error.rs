@@ -147,6 +147,14 @@ pub enum PlanError {
         /// The keys Triage reads.
         known: String,
     },
+    /// `triage.io/egress` does not parse.
+    #[error("container {id}: annotation triage.io/egress: {reason}")]
+    InvalidEgress {
+        /// Container id.
+        id: String,
+        /// Which entry is wrong, and the forms a grant takes.
+        reason: String,
+    },
     /// `triage.io/nn-preload` does not parse.
     #[error("container {id}: annotation triage.io/nn-preload: {reason}")]
     NnPreload {

@@ -135,6 +135,9 @@ pub struct NodeProfile {
     pub nn: crate::nn::NnSettings,
     /// Where CDI devices are described.
     pub cdi: CdiSettings,
+    /// What every Wasm guest of the node may reach (`[network] egress`; default nothing),
+    /// besides what its own `triage.io/egress` grants.
+    pub egress: crate::EgressGrants,
     /// How long a Create's helper may take (`[helpers] create_timeout`, seconds).
     pub create_timeout_seconds: u64,
     /// Bounds on the container files the node reads.
@@ -170,6 +173,7 @@ impl Default for NodeProfile {
             wasm: WasmSettings::default(),
             nn: crate::nn::NnSettings::default(),
             cdi: CdiSettings::default(),
+            egress: Vec::new(),
             create_timeout_seconds: DEFAULT_CREATE_TIMEOUT_SECONDS,
             files: FileLimits::default(),
             helper_timeout_seconds: DEFAULT_HELPER_TIMEOUT_SECONDS,
@@ -218,6 +222,8 @@ impl NodeProfile {
     /// [cdi]
     /// spec_dirs = ["/etc/cdi", "/var/run/cdi"]   # lowest priority first
     /// annotation_devices = ["nvidia.com/gpu=*"]  # what triage.io/gpu may ask for (default: none)
+    /// [network]
+    /// egress = ["pacs.hospital.local:443", "10.20.0.0/16:5432"]  # what every Wasm guest may reach (default: nothing)
     /// [helpers]
     /// create_timeout = "5m"              # a Create's helper (compile, models, hooks)
     /// timeout = "60s"                    # every other helper
@@ -252,6 +258,10 @@ impl NodeProfile {
                 }
                 "cdi" => {
                     profile.cdi = cdi_settings(table).map_err(error)?;
+                    continue;
+                }
+                "network" => {
+                    profile.egress = network_egress(table).map_err(error)?;
                     continue;
                 }
                 "helpers" => {
@@ -292,7 +302,7 @@ impl NodeProfile {
                 }
                 other => {
                     return Err(error(format!(
-                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn], [cdi], [helpers], [files])"
+                        "unknown section [{other}] (expected [capacity], [reserve], [defaults], [wasm], [nn], [cdi], [network], [helpers], [files])"
                     )))
                 }
             };
@@ -375,6 +385,33 @@ fn wasm_settings(table: &dyn toml_edit::TableLike) -> Result<WasmSettings, Strin
         }
     }
     Ok(settings)
+}
+
+/// `[network] egress`: a list of grants (see [`crate::egress`]).
+fn network_egress(table: &dyn toml_edit::TableLike) -> Result<crate::EgressGrants, String> {
+    let mut grants = crate::EgressGrants::new();
+    for (key, value) in table.iter() {
+        if key != "egress" {
+            return Err(format!("unknown key network.{key} (expected egress)"));
+        }
+        let list = value.as_array().ok_or_else(|| {
+            format!(
+                "network.egress: expected a list of {}",
+                crate::egress::GRANT_FORMS
+            )
+        })?;
+        for entry in list {
+            let text = entry
+                .as_str()
+                .ok_or_else(|| format!("network.egress: {entry} is not a string"))?;
+            let grant: crate::EgressGrant =
+                text.parse().map_err(|e| format!("network.egress: {e}"))?;
+            if !grants.contains(&grant) {
+                grants.push(grant);
+            }
+        }
+    }
+    Ok(grants)
 }
 
 fn cdi_settings(table: &dyn toml_edit::TableLike) -> Result<CdiSettings, String> {
@@ -722,6 +759,18 @@ mod tests {
     }
 
     #[test]
+    fn network_egress_lists_what_every_wasm_guest_may_reach() {
+        let profile = NodeProfile::from_toml(
+            "p",
+            "[network]\negress = [\"PACS.hospital.local:443\", \"10.20.0.0/16:5432\", \"10.20.0.0/16:5432\"]\n",
+        )
+        .unwrap();
+        let texts: Vec<String> = profile.egress.iter().map(ToString::to_string).collect();
+        assert_eq!(texts, ["pacs.hospital.local:443", "10.20.0.0/16:5432"]);
+        assert!(NodeProfile::default().egress.is_empty());
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let err = |text: &str| {
             NodeProfile::from_toml("/etc/triage/config.toml", text)
@@ -733,6 +782,12 @@ mod tests {
             "node profile /etc/triage/config.toml: capacity.memory: \"8 gigs\" is not a memory quantity (e.g. \"256Mi\", \"8Gi\")"
         );
         assert!(err("[limits]\ncpu = 1\n").contains("unknown section [limits]"));
+        assert!(err("[network]\negress = [\"nowhere\"]\n").contains(
+            "network.egress: \"nowhere\" names no port (expected host:port, CIDR or CIDR:port"
+        ));
+        assert!(
+            err("[network]\nallow = []\n").contains("unknown key network.allow (expected egress)")
+        );
         assert!(err("[defaults]\ncpus = 1\n").contains("unknown key defaults.cpus"));
         assert!(err("[reserve]\ncpu = 4\n").contains("leaves nothing of the capacity"));
         assert!(err("capacity = 3").contains("[capacity] must be a table"));

@@ -55,6 +55,10 @@ pub struct WasmPlan {
     /// The addresses a serving guest listens on (a component exporting
     /// `wasi:http/incoming-handler`), and what chose them.
     pub listen: Listen,
+    /// What the guest may reach: `triage.io/egress`'s grants, then the node profile's
+    /// `[network] egress`. Empty: nothing (no connection, datagram, name lookup or
+    /// outgoing `wasi:http` request).
+    pub egress: crate::EgressGrants,
     /// The export to call (`_start` unless the entrypoint says `module.wasm#name`).
     pub export: String,
     /// The guest's argv; `argv[0]` is the module path as the container sees it.

@@ -518,3 +518,38 @@ fn listen_addresses_come_from_the_annotation_then_runwasis_env_then_8080() {
         "127.0.0.1:3000 (environment WASMTIME_HTTP_PROXY_SOCKET_ADDR)"
     );
 }
+
+#[test]
+fn egress_is_the_annotations_grants_then_the_nodes_and_none_by_default() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/app.wasm"], &[]).unwrap();
+    assert!(plan.wasm().unwrap().egress.is_empty());
+    let bundle = fx.bundle(
+        &["/app.wasm"],
+        &[("triage.io/egress", "10.1.2.3:5432, pacs.hospital.local:443")],
+    );
+    let node = NodeContext {
+        egress: crate::egress::parse_grants("pacs.hospital.local:443,[fd00::/8]:443").unwrap(),
+        ..NodeContext::default()
+    };
+    let plan = decide(&bundle, None, &node).unwrap().plan;
+    let texts: Vec<String> = plan
+        .wasm()
+        .unwrap()
+        .egress
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        texts,
+        ["10.1.2.3:5432", "pacs.hospital.local:443", "[fd00::/8]:443"]
+    );
+    let err = fx
+        .plan(&["/app.wasm"], &[("triage.io/egress", "10.0.0.0/8,*")])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "container c1: annotation triage.io/egress: \"*\" names no port (expected host:port, CIDR or CIDR:port (e.g. pacs.hospital.local:443, 10.20.0.0/16, 10.20.0.5:5432, [fd00::/8]:443))"
+    );
+}

@@ -52,6 +52,8 @@ pub struct TriageExecutor {
     nn: Option<NnPrepared>,
     /// The module's bytes the helper read, where it preloaded nothing.
     module: Option<Arc<[u8]>>,
+    /// What the guest may reach (names resolved by the helper).
+    egress: Arc<engine::egress::Egress>,
     /// The guest prepared in `validate` (before the start signal), run in `exec`; both
     /// run in the container's init, on this executor (libcontainer may clone it).
     prepared: Arc<Mutex<Option<Box<dyn PreparedGuest + Send>>>>,
@@ -60,7 +62,7 @@ pub struct TriageExecutor {
 impl TriageExecutor {
     /// An executor for `plan`, with what [`preload_module`](super::preload::preload_module)
     /// and [`preload_nn`](super::preload::preload_nn) prepared, and the module's bytes
-    /// where nothing was preloaded.
+    /// where nothing was preloaded, and its egress.
     /// Errors inside the container go to `report_fd` too.
     pub fn new(
         plan: WorkloadPlan,
@@ -68,6 +70,7 @@ impl TriageExecutor {
         preloaded: Option<Arc<dyn engine::WasmEngine>>,
         nn: Option<NnPrepared>,
         module: Option<Arc<[u8]>>,
+        egress: Arc<engine::egress::Egress>,
     ) -> Self {
         Self {
             plan,
@@ -75,6 +78,7 @@ impl TriageExecutor {
             preloaded,
             nn,
             module,
+            egress,
             prepared: Arc::default(),
         }
     }
@@ -114,6 +118,7 @@ impl TriageExecutor {
             preopens: directory_preopens(&wasm.preopens),
             listen: wasm.listen.clone(),
             cpus: cpu_limit(spec),
+            egress: Arc::clone(&self.egress),
             stdio: engine::GuestStdio::Inherit,
             nn: match self.nn.as_deref() {
                 Some((backends, models)) => Some(

@@ -85,8 +85,13 @@ pub fn create(
     if let Some(charged) = charged {
         charged.leave()?;
     }
-    let preload::Prepared { engine, nn, module } = prepared?;
-    let executor = TriageExecutor::new(plan.clone(), report_fd, engine, nn, module);
+    let preload::Prepared {
+        engine,
+        nn,
+        module,
+        egress,
+    } = prepared?;
+    let executor = TriageExecutor::new(plan.clone(), report_fd, engine, nn, module, egress);
     let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
         .with_root_path(&root)
         .and_then(|b| {

@@ -44,6 +44,9 @@ pub struct Prepared {
     pub nn: Option<NnPrepared>,
     /// The module's bytes, where nothing was preloaded (the init compiles them).
     pub module: Option<Arc<[u8]>>,
+    /// What the guest may reach, its granted names resolved here (the node's resolver,
+    /// not one the container's files name).
+    pub egress: Arc<engine::egress::Egress>,
 }
 
 /// Everything the helper does for a container before the fork: reads the module once
@@ -75,7 +78,16 @@ pub fn prepare(
     drop(store);
     // An init with a preloaded module does not need its bytes; one without compiles them.
     let module = if engine.is_some() { None } else { module };
-    Ok(Prepared { engine, nn, module })
+    let egress = match plan.wasm() {
+        Some(wasm) => engine::egress::Egress::resolve(&plan.id, &wasm.egress),
+        None => engine::egress::Egress::denied(&plan.id),
+    };
+    Ok(Prepared {
+        engine,
+        nn,
+        module,
+        egress,
+    })
 }
 
 /// The plan's module, read once (at most the node's `[files] max_module_size`) through

@@ -2,17 +2,21 @@
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::Arc;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store};
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::cache::{ArtifactCache, CacheOutcome};
+use super::egress::Egress;
 use super::facts::ComponentWorld;
 use super::memory::{MemoryAccount, MemoryLimiter};
+use super::outgoing_http::OutgoingHttp;
 use super::wasmtime::{failed_instantiation, outcome, wasi_builder, EpochInterrupt};
 use super::{EngineError, GuestExit, GuestInterrupt, GuestInvocation, MemoryBudget, PreparedGuest};
 
@@ -28,19 +32,22 @@ pub(super) enum WarmComponent {
 /// What a component instance's store holds.
 pub(super) struct ComponentState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     http: WasiHttpCtx,
-    hooks: super::serve::OutgoingHttp,
+    hooks: OutgoingHttp,
+    /// What the instance may reach (its lookups, connections and outgoing requests).
+    pub(super) egress: Arc<Egress>,
     pub(super) limits: MemoryLimiter,
 }
 
 impl ComponentState {
-    pub(super) fn new(wasi: WasiCtx, id: &str, limits: MemoryLimiter) -> Self {
+    pub(super) fn new(wasi: WasiCtx, egress: &Arc<Egress>, limits: MemoryLimiter) -> Self {
         Self {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: super::serve::OutgoingHttp::denied(id),
+            hooks: OutgoingHttp::new(Arc::clone(egress)),
+            egress: Arc::clone(egress),
             limits,
         }
     }
@@ -135,6 +142,7 @@ fn link(
         ComponentWorld::Command => {
             // With `wasi:cli/exit.exit-with-code` (WASI 0.2.12): any status, not only 0/1.
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+                .and_then(|()| super::name_lookup::link(&mut linker))
                 .map_err(|e| setup("linking WASI 0.2", e))?;
             let pre = linker
                 .instantiate_pre(component)
@@ -144,6 +152,7 @@ fn link(
         }
         ComponentWorld::HttpProxy => {
             wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+                .and_then(|()| super::name_lookup::link(&mut linker))
                 .map_err(|e| setup("linking WASI 0.2", e))?;
             wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
                 .map_err(|e| setup("linking wasi:http", e))?;
@@ -170,7 +179,7 @@ pub(super) fn prepare(
             let wasi = wasi_context(inv, true, true)?;
             let mut store = Store::new(
                 pre.engine(),
-                ComponentState::new(wasi, &inv.id, MemoryLimiter::new(account)),
+                ComponentState::new(wasi, &inv.egress, MemoryLimiter::new(account)),
             );
             store.limiter(|state| &mut state.limits as &mut dyn ResourceLimiter);
             store.set_epoch_deadline(1);
@@ -185,14 +194,40 @@ pub(super) fn prepare(
     }
 }
 
-/// A component's WASI context: args, env, stdout and stderr (and `stdin`), and (with
-/// `preopens`) its directories.
+/// A component's WASI context: args, env, stdout and stderr (and `stdin`), (with
+/// `preopens`) its directories, and `wasi:sockets`: TCP and UDP, binding, listening and
+/// accepting in the container's network namespace, connecting and sending only where the
+/// container's egress allows (each refused destination logged once).
 pub(super) fn wasi_context(
     inv: &GuestInvocation,
     stdin: bool,
     preopens: bool,
 ) -> Result<WasiCtx, EngineError> {
-    Ok(wasi_builder(inv, stdin, preopens)?.build())
+    let mut wasi = wasi_builder(inv, stdin, preopens)?;
+    let egress = Arc::clone(&inv.egress);
+    wasi.allow_tcp(true)
+        .allow_udp(true)
+        .socket_addr_check(move |addr, purpose| {
+            let outgoing = match purpose {
+                SocketAddrUse::TcpConnect => Some("connection to"),
+                SocketAddrUse::UdpSend => Some("datagram to"),
+                // Answering the pod's clients is not egress.
+                SocketAddrUse::TcpBind
+                | SocketAddrUse::TcpListen
+                | SocketAddrUse::TcpAccept
+                | SocketAddrUse::UdpBind
+                | SocketAddrUse::UdpReceive => None,
+            };
+            let allowed = match outgoing {
+                Some(what) if !egress.allows(addr) => {
+                    egress.refused(what, &addr.to_string());
+                    false
+                }
+                _ => true,
+            };
+            Box::pin(std::future::ready(allowed))
+        });
+    Ok(wasi.build())
 }
 
 /// A command component with its WASI context built: Start instantiates it and calls

@@ -10,7 +10,19 @@ pub struct ModuleFacts {
     pub has_start_function: bool,
     /// Whether it imports wasi-nn ([`super::WASI_NN_MODULE`]).
     pub uses_wasi_nn: bool,
+    /// The functions it imports that reach out of the pod by themselves (WasmEdge's socket
+    /// extension to WASI preview 1: [`OUTBOUND_SOCKET_FUNCTIONS`]), in import order.
+    pub outbound_socket_imports: Vec<String>,
 }
+
+/// WasmEdge's preview-1 socket functions that connect, send to an address or resolve a
+/// name (binding, listening and accepting only answer the pod's clients).
+pub const OUTBOUND_SOCKET_FUNCTIONS: &[&str] = &[
+    "sock_connect",
+    "sock_send_to",
+    "sock_getaddrinfo",
+    "sock_lookup_ip",
+];
 
 impl ModuleFacts {
     /// Reads the facts of container `id`'s module at `path`; bytes that do not parse are
@@ -44,6 +56,7 @@ impl ModuleFacts {
             function_exports: Vec::new(),
             has_start_function: false,
             uses_wasi_nn: false,
+            outbound_socket_imports: Vec::new(),
         };
         for payload in Parser::new(0).parse_all(bytes) {
             match payload? {
@@ -58,8 +71,18 @@ impl ModuleFacts {
                 Payload::StartSection { .. } => facts.has_start_function = true,
                 Payload::ImportSection(reader) => {
                     for import in reader.into_imports() {
-                        if import?.module == super::WASI_NN_MODULE {
+                        let import = import?;
+                        if import.module == super::WASI_NN_MODULE {
                             facts.uses_wasi_nn = true;
+                        }
+                        if import.module == "wasi_snapshot_preview1"
+                            && OUTBOUND_SOCKET_FUNCTIONS.contains(&import.name)
+                            && !facts
+                                .outbound_socket_imports
+                                .iter()
+                                .any(|n| n == import.name)
+                        {
+                            facts.outbound_socket_imports.push(import.name.to_owned());
                         }
                     }
                 }

@@ -5,11 +5,16 @@ use std::path::PathBuf;
 use triage_oci::{EngineChoice, EngineName, WasmForm, WasmPlan};
 
 pub mod cache;
+pub mod egress;
 pub mod facts;
 pub mod memory;
 
 #[cfg(feature = "wasmtime")]
 mod component;
+#[cfg(feature = "wasmtime")]
+mod name_lookup;
+#[cfg(feature = "wasmtime")]
+mod outgoing_http;
 #[cfg(feature = "wasmtime")]
 mod serve;
 #[cfg(feature = "wasmtime")]
@@ -58,6 +63,8 @@ pub struct GuestInvocation {
     /// The container's CPU limit in CPUs (`quota / period`), which bounds how many
     /// requests a serving component handles at once; `None` when unlimited.
     pub cpus: Option<f64>,
+    /// What the guest may reach (the plan's grants, names resolved at Create).
+    pub egress: std::sync::Arc<egress::Egress>,
 }
 
 /// Where a guest's stdin, stdout and stderr are.
@@ -177,6 +184,19 @@ pub enum EngineError {
         id: String,
         /// What went wrong.
         reason: String,
+    },
+    /// A module that can reach out of the pod on an engine that cannot check where, in a
+    /// container granted nothing.
+    #[error("container {id}: wasm module {path} imports {imports}, which reach the network, and the {engine} engine cannot hold them to egress grants; the container has none (grant destinations with annotation triage.io/egress, or run it on wasmtime with triage.io/engine: wasmtime)")]
+    EgressUnchecked {
+        /// Container id.
+        id: String,
+        /// Module path.
+        path: PathBuf,
+        /// The engine.
+        engine: String,
+        /// The imports that reach out.
+        imports: String,
     },
     /// No engine of that name is compiled into this build.
     #[error("container {id}: wasm engine {name} ({reason}) is not in this build of the shim (it has: {available}); the {name} engine is built with `cargo build --features {name}`")]
@@ -304,6 +324,13 @@ pub trait WasmEngine: Send + Sync {
         false
     }
 
+    /// Whether it holds every way out of its guests to the container's egress grants
+    /// (wasmtime: its socket checks, Triage's lookups and outgoing `wasi:http`). WasmEdge's
+    /// socket functions reach whatever the pod's network reaches.
+    fn checks_egress(&self) -> bool {
+        false
+    }
+
     /// Checks that `bytes` is a valid module exporting `export`, without running it.
     fn validate(
         &self,
@@ -428,15 +455,97 @@ pub fn validate_module(
         ));
     }
     engine.validate(id, path, bytes, &plan.export)?;
+    if !engine.checks_egress() {
+        refuse_unchecked_egress(id, engine.name(), &plan.egress, path, bytes)?;
+    }
     if let Some(init) = snapshot_init {
         engine.validate(id, path, bytes, init)?;
     }
     Ok(())
 }
 
+/// Refuses a module that imports socket functions reaching out of the pod on an `engine`
+/// that cannot hold them to the container's grants, unless the container has some: then
+/// it reaches anything (said in the log).
+fn refuse_unchecked_egress(
+    id: &str,
+    engine: &str,
+    egress: &[triage_oci::EgressGrant],
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> Result<(), EngineError> {
+    let facts = facts::ModuleFacts::of(id, path, bytes)?;
+    if facts.outbound_socket_imports.is_empty() {
+        return Ok(());
+    }
+    let imports = facts.outbound_socket_imports.join(", ");
+    if egress.is_empty() {
+        return Err(EngineError::EgressUnchecked {
+            id: id.to_owned(),
+            path: path.to_path_buf(),
+            engine: engine.to_owned(),
+            imports,
+        });
+    }
+    let grants: Vec<String> = egress.iter().map(ToString::to_string).collect();
+    tracing::warn!(
+        container = %id,
+        "the {engine} engine cannot check destinations: {} imports {imports} and, granted {}, reaches whatever the pod's network reaches",
+        path.display(),
+        grants.join(", ")
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A module importing `names` from `wasi_snapshot_preview1`, each a `() -> ()`.
+    fn importing(names: &[&str]) -> Vec<u8> {
+        fn leb(mut n: usize, out: &mut Vec<u8>) {
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    return;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        let mut imports = Vec::new();
+        leb(names.len(), &mut imports);
+        for name in names {
+            for text in ["wasi_snapshot_preview1", name] {
+                leb(text.len(), &mut imports);
+                imports.extend_from_slice(text.as_bytes());
+            }
+            imports.extend_from_slice(&[0x00, 0x00]);
+        }
+        let mut module = b"\0asm\x01\0\0\0\x01\x04\x01\x60\x00\x00\x02".to_vec();
+        leb(imports.len(), &mut module);
+        module.extend(imports);
+        module
+    }
+
+    #[test]
+    fn a_module_that_reaches_out_on_an_unchecking_engine_needs_a_grant() {
+        let path = std::path::Path::new("/client.wasm");
+        let client = importing(&["sock_open", "sock_connect", "sock_getaddrinfo"]);
+        let err = refuse_unchecked_egress("c1", "wasmedge", &[], path, &client)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "container c1: wasm module /client.wasm imports sock_connect, sock_getaddrinfo, which reach the network, and the wasmedge engine cannot hold them to egress grants; the container has none (grant destinations with annotation triage.io/egress, or run it on wasmtime with triage.io/engine: wasmtime)"
+        );
+        let granted = triage_oci::egress::parse_grants("10.0.0.0/8").unwrap();
+        refuse_unchecked_egress("c1", "wasmedge", &granted, path, &client).unwrap();
+        // A server that only binds, listens and accepts answers the pod's clients.
+        let server = importing(&["sock_open", "sock_bind", "sock_listen", "sock_accept"]);
+        refuse_unchecked_egress("c1", "wasmedge", &[], path, &server).unwrap();
+    }
 
     #[test]
     fn budget_leaves_the_engine_and_a_margin_out() {

@@ -1,10 +1,9 @@
 //! Serving a `wasi:http/proxy` component: listeners bound at Create, a fresh instance per request, overload answered 503, a host health path, a drain on SIGTERM.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -15,7 +14,7 @@ use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::{WasiBody, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::WasiHttpView;
 
 use super::component::{wasi_context, ComponentState};
 use super::memory::{MemoryAccount, MemoryLimiter};
@@ -318,7 +317,11 @@ impl Shared {
         let wasi = wasi_context(&self.invocation, false, self.preopens)?;
         let mut store = Store::new(
             self.pre.engine(),
-            ComponentState::new(wasi, &self.id, MemoryLimiter::new(self.account.clone())),
+            ComponentState::new(
+                wasi,
+                &self.invocation.egress,
+                MemoryLimiter::new(self.account.clone()),
+            ),
         );
         store.limiter(|state| &mut state.limits as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(1);
@@ -382,58 +385,4 @@ fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> 
         "text/plain; charset=utf-8".parse().expect("valid"),
     );
     response
-}
-
-/// A guest's outgoing `wasi:http` requests: refused, each destination logged once per
-/// container.
-pub(super) struct OutgoingHttp {
-    id: String,
-}
-
-impl OutgoingHttp {
-    /// Refuses every outgoing request of container `id`.
-    pub(super) fn denied(id: &str) -> Self {
-        Self { id: id.to_owned() }
-    }
-}
-
-/// The destinations refused so far in this process (one container's init).
-fn refused_once(destination: &str) -> bool {
-    static REFUSED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    REFUSED
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(destination.to_owned())
-}
-
-impl WasiHttpHooks for OutgoingHttp {
-    fn send_request(
-        &mut self,
-        request: hyper::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn std::future::Future<
-                Output = wasmtime_wasi_http::Result<(
-                    hyper::Response<WasiBody>,
-                    Box<
-                        dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
-                            + Send,
-                    >,
-                )>,
-            > + Send,
-    > {
-        let destination = request
-            .uri()
-            .authority()
-            .map_or_else(|| "(no authority)".to_owned(), |a| a.to_string());
-        if refused_once(&destination) {
-            tracing::warn!(
-                container = %self.id,
-                "outgoing wasi:http request to {destination} refused: a Wasm guest has no egress"
-            );
-        }
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-    }
 }

@@ -200,6 +200,10 @@ impl WasmEngine for WasmtimeEngine {
         true
     }
 
+    fn checks_egress(&self) -> bool {
+        true
+    }
+
     fn validate(
         &self,
         id: &str,

@@ -71,6 +71,7 @@ fn a_wasi_nn_guest_calls_the_installed_plugin() {
             stdio: GuestStdio::Inherit,
             listen: Default::default(),
             cpus: None,
+            egress: triage_runtime::engine::egress::Egress::denied("nn1"),
         })
         .unwrap();
     assert_eq!(guest.run().unwrap(), GuestExit::Exited(0));

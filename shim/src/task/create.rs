@@ -150,6 +150,7 @@ impl TaskService {
             wasm: profile.wasm.clone(),
             cache: cache.dir.is_some(),
             build_default: triage_runtime::engine::build_default(),
+            egress: profile.egress.clone(),
         };
         let triage_oci::Decision { plan, files } = self.plan(&spec, &node)?;
         tracing::info!(kind = plan.kind_name(), reason = %plan.reason, "workload decision");

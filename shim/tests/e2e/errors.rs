@@ -88,6 +88,14 @@ fn bad_input_is_refused_at_create_and_leaves_nothing() {
         &["/reactor.wasm#nope"],
         "container bad-export: wasm module",
     );
+    assert_refused(
+        &ctd,
+        &["--annotation", "triage.io/egress=10.0.0.0/8,pacs.hospital.local"],
+        WASM_IMAGE,
+        "bad-egress",
+        &["/hello.wasm"],
+        "container bad-egress: annotation triage.io/egress: \"pacs.hospital.local\" names no port (expected host:port, CIDR or CIDR:port",
+    );
 }
 
 #[test]

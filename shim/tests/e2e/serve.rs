@@ -191,3 +191,78 @@ fn no_request_sees_what_another_left_and_outgoing_requests_are_refused() {
         assert_clean(&ctd, id);
     }
 }
+
+#[test]
+fn a_guest_reaches_what_its_grants_name_and_nothing_else() {
+    let Some(ctd) = containerd("a_guest_reaches_what_its_grants_name_and_nothing_else") else {
+        return;
+    };
+    let (target, egress, closed) = (free_port(), free_port(), free_port());
+    let target_listen = format!("triage.io/listen=127.0.0.1:{target}");
+    let target_child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "svc-target",
+        &["/http-hello.wasm"],
+        &["--net-host", "--annotation", &target_listen],
+    );
+    // A name grant: the node resolves `localhost` at Create (its /etc/hosts).
+    let egress_listen = format!("triage.io/listen=127.0.0.1:{egress}");
+    let grant = format!("triage.io/egress=localhost:{target}");
+    let egress_child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "svc-granted",
+        &["/http-egress.wasm"],
+        &[
+            "--net-host",
+            "--annotation",
+            &egress_listen,
+            "--annotation",
+            &grant,
+        ],
+    );
+    wait_for_status(&ctd, "svc-target", "RUNNING");
+    wait_for_status(&ctd, "svc-granted", "RUNNING");
+    let answer = |path: String| {
+        let (status, body) = get(egress, &path);
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}: {body}");
+        body
+    };
+    // Granted: wasi:http by name and by the address the name resolved to, a wasi:sockets
+    // connection after the guest's own lookup of the name.
+    assert_eq!(answer(format!("/to/localhost:{target}")), "sent: 200\n");
+    assert_eq!(answer(format!("/to/127.0.0.1:{target}")), "sent: 200\n");
+    let tcp = answer(format!("/tcp/localhost:{target}"));
+    assert_eq!(tcp, "connected: HTTP/1.1 200 OK\n");
+    let lookup = answer("/lookup/localhost".to_owned());
+    assert!(
+        lookup.starts_with("addresses: ") && lookup.contains("127.0.0.1"),
+        "{lookup}"
+    );
+    // Not granted: another port on the same address, another name. Each refused twice,
+    // logged once.
+    for _ in 0..2 {
+        let http = answer(format!("/to/127.0.0.1:{closed}"));
+        assert_eq!(http, "refused: ErrorCode::HttpRequestDenied\n");
+        let tcp = answer(format!("/tcp/127.0.0.1:{closed}"));
+        assert!(tcp.starts_with("refused: "), "{tcp}");
+        let lookup = answer("/lookup/patients.example.org".to_owned());
+        assert!(lookup.starts_with("refused: "), "{lookup}");
+    }
+    for refusal in [
+        format!("outgoing wasi:http request to 127.0.0.1:{closed} refused: no egress grant allows it (granted: localhost:{target})"),
+        format!("connection to 127.0.0.1:{closed} refused"),
+        "name lookup of \"patients.example.org\" refused".to_owned(),
+    ] {
+        let log = wait_for_log(&ctd, "svc-granted", &refusal);
+        assert_eq!(log.matches(&refusal).count(), 1, "{log}");
+    }
+    // The node resolved the name once, at Create.
+    assert!(shim_log(&ctd, "svc-granted").contains("egress grant localhost:"));
+    for (id, child) in [("svc-target", target_child), ("svc-granted", egress_child)] {
+        assert_eq!(ctd.ctr(&["task", "kill", id]).code, 0);
+        assert_eq!(finish(child).code, 0);
+        assert_clean(&ctd, id);
+    }
+}
