@@ -88,6 +88,7 @@ pub fn invocation(module: &Path, args: &[&str]) -> GuestInvocation {
         memory_limit: None,
         stdio: GuestStdio::Discard,
         listen: Default::default(),
+        metrics_listen: None,
         cpus: None,
         egress: triage_runtime::engine::egress::Egress::denied("bench"),
     }

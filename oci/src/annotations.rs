@@ -185,10 +185,35 @@ pub fn egress(
     })
 }
 
+/// Where a serving Wasm guest's request count and latency histogram are answered in
+/// Prometheus's text format (`IP:PORT`, e.g. `0.0.0.0:9090`); off without it.
+pub const METRICS_LISTEN: &str = "triage.io/metrics-listen";
+
+/// Reads `triage.io/metrics-listen`: `None` when absent.
+pub fn metrics_listen(
+    id: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<Option<std::net::SocketAddr>, PlanError> {
+    let Some(value) = annotations.get(METRICS_LISTEN) else {
+        return Ok(None);
+    };
+    value
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| PlanError::InvalidAnnotation {
+            id: id.to_owned(),
+            key: METRICS_LISTEN,
+            value: value.clone(),
+            expected: "one IP:PORT address (e.g. 0.0.0.0:9090)",
+        })
+}
+
 /// Every `triage.io/` annotation Triage reads.
 pub const KNOWN: &[&str] = &[
     RUNTIME,
     LISTEN,
+    METRICS_LISTEN,
     EGRESS,
     ARTIFACT_CACHE,
     ENGINE,

@@ -130,19 +130,29 @@ fn decide_plan(
     let snapshot = annotations::snapshot(id, &annotations)?;
     let nn_preload = annotations::nn_preload(id, &annotations)?;
     let (program, export) = split_export(id, arg0)?;
+    let listen = match annotations::listen(id, &annotations)? {
+        Some(addrs) => Listen {
+            addrs,
+            source: ListenSource::Annotation,
+        },
+        None => listen_of_env(bundle),
+    };
+    let metrics_listen = annotations::metrics_listen(id, &annotations)?;
+    if let Some(addr) = metrics_listen.filter(|a| listen.addrs.contains(a)) {
+        return Err(PlanError::MetricsOnListenAddress {
+            id: id.to_owned(),
+            addr,
+            listen: listen.to_string(),
+        });
+    }
     let settled = Settled {
         engine: EngineChoice::settle(
             annotations::engine(id, &annotations)?,
             node.wasm.engine,
             node.build_default,
         ),
-        listen: match annotations::listen(id, &annotations)? {
-            Some(addrs) => Listen {
-                addrs,
-                source: ListenSource::Annotation,
-            },
-            None => listen_of_env(bundle),
-        },
+        listen,
+        metrics_listen,
         egress: {
             let mut grants = annotations::egress(id, &annotations)?;
             for grant in &node.egress {
@@ -328,6 +338,7 @@ fn contradiction(
 struct Settled {
     engine: EngineChoice,
     listen: Listen,
+    metrics_listen: Option<std::net::SocketAddr>,
     egress: crate::EgressGrants,
     artifact_cache: bool,
     /// For a core module: components start fresh.
@@ -385,6 +396,7 @@ fn wasm_plan(
         module,
         form,
         listen: settled.listen.clone(),
+        metrics_listen: settled.metrics_listen,
         egress: settled.egress.clone(),
         export: settled
             .export

@@ -147,6 +147,16 @@ pub enum PlanError {
         /// The keys Triage reads.
         known: String,
     },
+    /// `triage.io/metrics-listen` names one of the service's own listen addresses.
+    #[error("container {id}: annotation triage.io/metrics-listen={addr} is also a listen address of the service ({listen}); metrics need an address of their own")]
+    MetricsOnListenAddress {
+        /// Container id.
+        id: String,
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The listen addresses, and what chose them.
+        listen: String,
+    },
     /// `triage.io/egress` does not parse.
     #[error("container {id}: annotation triage.io/egress: {reason}")]
     InvalidEgress {

@@ -55,6 +55,9 @@ pub struct WasmPlan {
     /// The addresses a serving guest listens on (a component exporting
     /// `wasi:http/incoming-handler`), and what chose them.
     pub listen: Listen,
+    /// Where a serving guest's metrics are answered (`triage.io/metrics-listen`); never
+    /// one of the listen addresses.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// What the guest may reach: `triage.io/egress`'s grants, then the node profile's
     /// `[network] egress`. Empty: nothing (no connection, datagram, name lookup or
     /// outgoing `wasi:http` request).

@@ -553,3 +553,39 @@ fn egress_is_the_annotations_grants_then_the_nodes_and_none_by_default() {
         "container c1: annotation triage.io/egress: \"*\" names no port (expected host:port, CIDR or CIDR:port (e.g. pacs.hospital.local:443, 10.20.0.0/16, 10.20.0.5:5432, [fd00::/8]:443))"
     );
 }
+
+#[test]
+fn metrics_listen_is_one_address_of_its_own() {
+    let fx = Fixture::new();
+    let plan = fx.plan(&["/svc.wasm"], &[]).unwrap();
+    assert_eq!(plan.wasm().unwrap().metrics_listen, None);
+    let plan = fx
+        .plan(
+            &["/svc.wasm"],
+            &[("triage.io/metrics-listen", "0.0.0.0:9090")],
+        )
+        .unwrap();
+    assert_eq!(
+        plan.wasm().unwrap().metrics_listen,
+        Some("0.0.0.0:9090".parse().unwrap())
+    );
+    let err = fx
+        .plan(
+            &["/svc.wasm"],
+            &[("triage.io/metrics-listen", "0.0.0.0:8080")],
+        )
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "container c1: annotation triage.io/metrics-listen=0.0.0.0:8080 is also a listen address of the service (0.0.0.0:8080 (the default)); metrics need an address of their own"
+    );
+    let err = fx
+        .plan(&["/svc.wasm"], &[("triage.io/metrics-listen", "9090")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("(expected one IP:PORT address (e.g. 0.0.0.0:9090))"),
+        "{err}"
+    );
+}

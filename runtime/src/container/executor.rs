@@ -117,6 +117,7 @@ impl TriageExecutor {
             // After pivot_root the container's view is this process's view.
             preopens: directory_preopens(&wasm.preopens),
             listen: wasm.listen.clone(),
+            metrics_listen: wasm.metrics_listen,
             cpus: cpu_limit(spec),
             egress: Arc::clone(&self.egress),
             stdio: engine::GuestStdio::Inherit,

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod egress;
 pub mod facts;
 pub mod memory;
+pub mod metrics;
 
 #[cfg(feature = "wasmtime")]
 mod component;
@@ -60,6 +61,8 @@ pub struct GuestInvocation {
     pub nn: Option<crate::nn::NnHost>,
     /// Where a serving component listens (bound while it is prepared, at Create).
     pub listen: triage_oci::Listen,
+    /// Where a serving component's metrics are answered (bound with its listeners).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The container's CPU limit in CPUs (`quota / period`), which bounds how many
     /// requests a serving component handles at once; `None` when unlimited.
     pub cpus: Option<f64>,

@@ -18,6 +18,7 @@ use wasmtime_wasi_http::WasiHttpView;
 
 use super::component::{wasi_context, ComponentState};
 use super::memory::{MemoryAccount, MemoryLimiter};
+use super::metrics::{Handled, RequestMetrics};
 use super::{EngineError, GuestExit, GuestInterrupt, GuestInvocation, PreparedGuest};
 
 /// The path the host answers itself, without instantiating the guest: `200` while the
@@ -37,6 +38,8 @@ const RETRY_AFTER_SECONDS: &str = "1";
 struct HttpServer {
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
+    /// Where the metrics are answered (`triage.io/metrics-listen`), if anywhere.
+    metrics_listener: Option<std::net::TcpListener>,
     workers: usize,
     drain_read: OwnedFd,
     drain_write: Arc<OwnedFd>,
@@ -58,9 +61,7 @@ struct Shared {
     /// while that much is left in the container's budget.
     instance_bytes: AtomicU64,
     draining: AtomicBool,
-    served: AtomicU64,
-    overloaded: AtomicU64,
-    failed: AtomicU64,
+    metrics: RequestMetrics,
 }
 
 /// Binds the container's listen addresses (in its network namespace, at Create: the ports
@@ -76,17 +77,23 @@ pub(super) fn prepare(
     };
     let mut listeners = Vec::with_capacity(inv.listen.addrs.len());
     for addr in &inv.listen.addrs {
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        let listener = bind(*addr).map_err(|e| {
             setup(format!(
                 "cannot listen on {addr} (from {}): {e}",
                 inv.listen
             ))
         })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| setup(format!("listener on {addr}: {e}")))?;
         listeners.push(listener);
     }
+    let metrics_listener = match inv.metrics_listen {
+        Some(addr) => Some(bind(addr).map_err(|e| {
+            setup(format!(
+                "cannot answer metrics on {addr} (annotation {}): {e}",
+                triage_oci::annotations::METRICS_LISTEN
+            ))
+        })?),
+        None => None,
+    };
     let cpus = inv
         .cpus
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64));
@@ -118,11 +125,10 @@ pub(super) fn prepare(
             in_flight: AtomicUsize::new(0),
             instance_bytes: AtomicU64::new(0),
             draining: AtomicBool::new(false),
-            served: AtomicU64::new(0),
-            overloaded: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            metrics: RequestMetrics::default(),
         }),
         listeners,
+        metrics_listener,
         workers,
         drain_read,
         drain_write: Arc::new(drain_write),
@@ -169,12 +175,17 @@ impl HttpServer {
         let HttpServer {
             shared,
             listeners,
+            metrics_listener,
             drain_read,
             ..
         } = *self;
         let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(1024);
         let mut acceptors = Vec::new();
-        for listener in listeners {
+        let roles = listeners
+            .into_iter()
+            .map(|l| (l, Role::Service))
+            .chain(metrics_listener.map(|l| (l, Role::Metrics)));
+        for (listener, role) in roles {
             let listener =
                 tokio::net::TcpListener::from_std(listener).map_err(|e| EngineError::Setup {
                     id: shared.id.clone(),
@@ -186,7 +197,7 @@ impl HttpServer {
                 loop {
                     match listener.accept().await {
                         Ok((stream, _)) => {
-                            if accepted_tx.send(stream).await.is_err() {
+                            if accepted_tx.send((stream, role)).await.is_err() {
                                 return;
                             }
                         }
@@ -209,12 +220,17 @@ impl HttpServer {
         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         loop {
             tokio::select! {
-                Some(stream) = accepted.recv() => {
+                Some((stream, role)) = accepted.recv() => {
                     let _ = stream.set_nodelay(true);
                     let shared = Arc::clone(&shared);
                     let service = hyper::service::service_fn(move |req| {
                         let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(shared.answer(req).await) }
+                        async move {
+                            Ok::<_, Infallible>(match role {
+                                Role::Service => shared.answer(req).await,
+                                Role::Metrics => shared.metrics_answer(&req),
+                            })
+                        }
                     });
                     let connection = builder
                         .serve_connection(TokioIo::new(stream), service)
@@ -233,11 +249,12 @@ impl HttpServer {
         let finished = tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
             .await
             .is_ok();
+        let (served, overloaded, failed) = shared.metrics.counts();
         tracing::info!(
             container = %shared.id,
-            served = shared.served.load(Ordering::SeqCst),
-            overloaded = shared.overloaded.load(Ordering::SeqCst),
-            failed = shared.failed.load(Ordering::SeqCst),
+            served,
+            overloaded,
+            failed,
             "{}",
             if finished {
                 "drained".to_owned()
@@ -268,7 +285,7 @@ impl Shared {
             return response;
         }
         let Some(_admitted) = self.admit() else {
-            self.overloaded.fetch_add(1, Ordering::Relaxed);
+            self.metrics.overloaded();
             let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "overloaded\n");
             response.headers_mut().insert(
                 hyper::header::RETRY_AFTER,
@@ -279,17 +296,38 @@ impl Shared {
         let started = Instant::now();
         match Arc::clone(&self).handle(req).await {
             Ok(response) => {
-                self.served.fetch_add(1, Ordering::Relaxed);
-                tracing::trace!(container = %self.id, micros = started.elapsed().as_micros() as u64, "request");
+                self.metrics.handled(Handled::Served, started.elapsed());
                 response
             }
             Err(e) => {
-                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.handled(Handled::Failed, started.elapsed());
                 let one_line = format!("{e:?}").replace('\n', " | ");
                 tracing::error!(container = %self.id, "request failed in the guest: {one_line}");
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "the service failed\n")
             }
         }
+    }
+
+    /// The answer on the metrics address: the text format at `/metrics` (and `/`).
+    fn metrics_answer(&self, req: &Request<Incoming>) -> Response<HyperOutgoingBody> {
+        if !matches!(req.uri().path(), "/metrics" | "/") {
+            return plain(StatusCode::NOT_FOUND, "metrics are at /metrics\n");
+        }
+        let text = self
+            .metrics
+            .render(&self.id, self.in_flight.load(Ordering::Relaxed));
+        let mut response = Response::new(
+            http_body_util::Full::new(Bytes::from(text))
+                .map_err(|never: Infallible| match never {})
+                .boxed_unsync(),
+        );
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8"
+                .parse()
+                .expect("valid"),
+        );
+        response
     }
 
     /// A place among the requests in flight, if the container's CPU and memory bounds
@@ -362,6 +400,22 @@ impl Shared {
             }
         }
     }
+}
+
+/// What a listener's connections are for.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    /// The guest's requests (and the host's health path).
+    Service,
+    /// The container's metrics.
+    Metrics,
+}
+
+/// A listener on `addr` that takes connections now, non-blocking for the server.
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// One request's place in flight, given back when it is answered.

@@ -70,6 +70,7 @@ fn a_wasi_nn_guest_calls_the_installed_plugin() {
             memory_limit: None,
             stdio: GuestStdio::Inherit,
             listen: Default::default(),
+            metrics_listen: None,
             cpus: None,
             egress: triage_runtime::engine::egress::Egress::denied("nn1"),
         })

@@ -266,3 +266,110 @@ fn a_guest_reaches_what_its_grants_name_and_nothing_else() {
         assert_clean(&ctd, id);
     }
 }
+
+/// The value of the metric line that starts with `series` (name and labels).
+fn metric(metrics_port: u16, series: &str) -> Option<u64> {
+    let (status, text) = get(metrics_port, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK", "{text}");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[test]
+fn past_its_bound_a_service_answers_503_with_retry_after_and_counts_it() {
+    let Some(ctd) =
+        containerd("past_its_bound_a_service_answers_503_with_retry_after_and_counts_it")
+    else {
+        return;
+    };
+    let (port, metrics) = (free_port(), free_port());
+    let listen = format!("triage.io/listen=127.0.0.1:{port}");
+    let metrics_listen = format!("triage.io/metrics-listen=127.0.0.1:{metrics}");
+    let child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "svc-bound",
+        &["/http-hello.wasm"],
+        &[
+            "--net-host",
+            "--cpus",
+            "1",
+            "--annotation",
+            &listen,
+            "--annotation",
+            &metrics_listen,
+        ],
+    );
+    wait_for_status(&ctd, "svc-bound", "RUNNING");
+    let label = "{container=\"svc-bound\"";
+    let in_flight = format!("triage_http_requests_in_flight{label}}}");
+    // One CPU admits 64 requests at once: hold 64 in the guest, each waiting for its body.
+    let mut held: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut stream = connect(port);
+            stream
+                .write_all(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(metrics, &in_flight) != Some(64) {
+        assert!(
+            Instant::now() < deadline,
+            "the service never held 64 requests: {:?}",
+            get(metrics, "/metrics")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The 65th is answered at once, by the host: 503 with Retry-After, not dropped.
+    let mut extra = connect(port);
+    write!(
+        extra,
+        "GET /more HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    extra.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nretry-after: 1\r\n"),
+        "{answer}"
+    );
+    // Kubelet's probe still gets through.
+    assert_eq!(get(port, "/.well-known/triage/health").0, "HTTP/1.1 200 OK");
+    // Released, every held request is answered by the guest.
+    for stream in &mut held {
+        stream.write_all(b"hello").unwrap();
+    }
+    for stream in &mut held {
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        let body = answer.split_once("\r\n\r\n").map(|(_, b)| unchunk(b));
+        assert_eq!(body.as_deref(), Some("read 5 bytes\n"), "{answer}");
+    }
+    // The counts, as Prometheus scrapes them.
+    let total = |outcome: &str| {
+        metric(
+            metrics,
+            &format!("triage_http_requests_total{label},outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(total("served"), Some(64));
+    assert_eq!(total("overloaded"), Some(1));
+    assert_eq!(total("failed"), Some(0));
+    assert_eq!(metric(metrics, &in_flight), Some(0));
+    let count = format!("triage_http_request_duration_seconds_count{label}}}");
+    assert_eq!(metric(metrics, &count), Some(64));
+    assert_eq!(get(metrics, "/other").0, "HTTP/1.1 404 Not Found");
+    assert_eq!(ctd.ctr(&["task", "kill", "svc-bound"]).code, 0);
+    assert_eq!(finish(child).code, 0);
+    assert!(TcpStream::connect(("127.0.0.1", metrics)).is_err());
+    assert_clean(&ctd, "svc-bound");
+}

@@ -1,5 +1,6 @@
 //! Answers every request with a greeting, the method and the path (the hello handler of
-//! the benchmarks); `/env` answers the guest's environment, `/exit` traps.
+//! the benchmarks); `/env` answers the guest's environment, `/trap` traps, `/body` reads the
+//! whole request body first and answers its length.
 
 use wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 
@@ -21,6 +22,16 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
                 serve::respond(out, 200, format!("{}\n", vars.join("\n")).as_bytes());
             }
             "/trap" => panic!("asked to trap"),
+            "/body" => {
+                let body = request.consume().expect("a request has a body once");
+                let stream = body.stream().expect("a body has a stream once");
+                let mut length = 0;
+                // Until the client has sent it all (or gone).
+                while let Ok(chunk) = stream.blocking_read(65536) {
+                    length += chunk.len();
+                }
+                serve::respond(out, 200, format!("read {length} bytes\n").as_bytes());
+            }
             _ => serve::respond(
                 out,
                 200,
