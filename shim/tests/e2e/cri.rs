@@ -466,3 +466,111 @@ fn the_wasmedge_runtime_class_runs_pods_through_triage() {
     assert!(shim_log(&ctd, &wasm).contains("workload decision kind=\"wasm\""));
     tear_down(&mut cri, &ctd, &pod, &[&wasm]);
 }
+
+#[test]
+fn the_seed_service_answers_on_its_pod_ip_and_drains_when_kubelet_stops_it() {
+    if !require_host("the_seed_service_answers_on_its_pod_ip_and_drains_when_kubelet_stops_it") {
+        return;
+    }
+    use std::io::{Read, Write};
+    // The hospitals' manifests: `runtimeClassName: wasmedge`, as `make install` lays it out.
+    let bin = installed_shim_dir();
+    let ctd = TestContainerd::shared(|| {
+        PrivateContainerd::start_with_cri(bin.path()).expect("containerd with CRI")
+    });
+    for image in ["pause", "wasm-components"] {
+        ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
+            .expect("import");
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let mut pod_config = host_network_pod("telemedicine", "uid-telemedicine", logs.path());
+    // A pod of its own on the bridge network (CNI), as a Deployment's pods are.
+    pod_config.hostname = "telemedicine".into();
+    let security = pod_config.linux.as_mut().unwrap();
+    let security = security.security_context.as_mut().unwrap();
+    security.namespace_options.as_mut().unwrap().network =
+        triage_testkit::cri::api::NamespaceMode::Pod as i32;
+    // containerPort 8080 (http) and 8081; Prometheus scrapes 9090.
+    for (key, value) in [
+        ("triage.io/listen", "0.0.0.0:8080,0.0.0.0:8081"),
+        ("triage.io/metrics-listen", "0.0.0.0:9090"),
+    ] {
+        pod_config.annotations.insert(key.into(), value.into());
+    }
+    let mut cri = CriClient::connect(&ctd).expect("CRI client");
+    let pod = cri.run_pod(&pod_config, "wasmedge").or_log(&ctd);
+    let ip: std::net::IpAddr = cri.pod_ip(&pod).unwrap().parse().unwrap();
+    // requests 200m/256Mi, limits 1 CPU/1Gi.
+    let mut config = container(
+        "telemedicine",
+        COMPONENTS_IMAGE,
+        &["/http-hello.wasm"],
+        "telemedicine.log",
+    );
+    config.linux = Some(triage_testkit::cri::api::LinuxContainerConfig {
+        resources: Some(triage_testkit::cri::api::LinuxContainerResources {
+            cpu_period: 100_000,
+            cpu_quota: 100_000,
+            cpu_shares: 204,
+            memory_limit_in_bytes: 1 << 30,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = start_in_pod(&mut cri, &ctd, &pod, config, &pod_config);
+    let at = |port: u16| std::net::SocketAddr::new(ip, port);
+    // kubelet's readiness probe, from the node to the pod's IP.
+    assert_eq!(
+        http_get(at(8080), "/.well-known/triage/health"),
+        ("HTTP/1.1 200 OK".to_owned(), "ok\n".to_owned())
+    );
+    for port in [8080, 8081] {
+        let (status, body) = http_get(at(port), "/visit/42");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, "hello from wasm over http: GET /visit/42\n");
+    }
+    let (status, metrics) = http_get(at(9090), "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let served = format!("triage_http_requests_total{{container=\"{id}\",outcome=\"served\"}} 2");
+    assert!(metrics.lines().any(|l| l == served), "{metrics}");
+    // A consultation in flight when kubelet stops the container (grace 30 s).
+    let mut in_flight = http_connect(at(8081));
+    in_flight
+        .write_all(
+            b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let in_flight_gauge = format!("triage_http_requests_in_flight{{container=\"{id}\"}} 1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !http_get(at(9090), "/metrics")
+        .1
+        .lines()
+        .any(|l| l == in_flight_gauge)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never reached the guest"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let stopping = {
+        let mut cri = CriClient::connect(&ctd).expect("CRI client");
+        let id = id.clone();
+        std::thread::spawn(move || cri.stop_container(&id, 30))
+    };
+    wait_for_log(&ctd, &id, "draining: no new connections");
+    // The request in flight is still answered by the guest; then the process exits 0.
+    in_flight.write_all(b"12345").unwrap();
+    let mut answer = String::new();
+    in_flight.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("read 5 bytes"), "{answer}");
+    stopping.join().unwrap().or_log(&ctd);
+    assert_eq!(cri.container_status(&id).unwrap().exit_code, 0);
+    assert!(wait_for_log(&ctd, &id, "drained").contains("served=3"));
+    assert!(
+        std::net::TcpStream::connect_timeout(&at(8080), std::time::Duration::from_secs(1)).is_err()
+    );
+    // StopPodSandbox and RemovePodSandbox leave nothing: process, cgroup, mount, state.
+    tear_down(&mut cri, &ctd, &pod, &[&id]);
+}

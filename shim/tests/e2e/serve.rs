@@ -12,61 +12,14 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// Connects to `port`, waiting while nothing listens there yet (at most 10 s).
+/// Connects to 127.0.0.1:`port`, waiting while nothing listens there yet.
 fn connect(port: u16) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => {
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
-                return stream;
-            }
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("nothing answers on 127.0.0.1:{port}: {e}"),
-        }
-    }
+    http_connect(([127, 0, 0, 1], port).into())
 }
 
-/// `GET path` over HTTP/1.1 with `Connection: close`: the status line and the body.
+/// `GET path` from 127.0.0.1:`port`: the status line and the body.
 fn get(port: u16, path: &str) -> (String, String) {
-    let mut stream = connect(port);
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.lines().next().unwrap_or_default().to_owned();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        unchunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-/// The data of a chunked body.
-fn unchunk(mut body: &str) -> String {
-    let mut data = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        data.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
-    data
+    http_get(([127, 0, 0, 1], port).into(), path)
 }
 
 #[test]
