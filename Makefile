@@ -9,7 +9,7 @@ WASM_TARGET_DIR := $(CARGO_TARGET_DIR)/wasm-workloads
 WASM_DIR := $(WASM_TARGET_DIR)/wasm32-wasip1/release
 # The same workloads as WASI 0.2 components, and the HTTP services (test-images/wasm/serve).
 COMPONENTS_DIR := $(WASM_TARGET_DIR)/wasm32-wasip2/release
-COMPONENT_WORKLOADS := hello exit trap sleeper fsprobe spin memhog waiter http-hello http-state http-egress
+COMPONENT_WORKLOADS := hello exit trap sleeper fsprobe spin memhog waiter http-hello http-state http-egress tcp-echo
 JOBS ?= 2
 CARGO := cargo
 RELEASE := $(CARGO_TARGET_DIR)/release

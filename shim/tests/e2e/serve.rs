@@ -326,3 +326,31 @@ fn past_its_bound_a_service_answers_503_with_retry_after_and_counts_it() {
     assert!(TcpStream::connect(("127.0.0.1", metrics)).is_err());
     assert_clean(&ctd, "svc-bound");
 }
+
+#[test]
+fn a_component_binds_listens_and_accepts_through_wasi_sockets() {
+    let Some(ctd) = containerd("a_component_binds_listens_and_accepts_through_wasi_sockets") else {
+        return;
+    };
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    // A command that serves by itself; no grant is needed to answer clients.
+    let mut child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "sock-echo",
+        &["/tcp-echo.wasm", &addr, "2"],
+        &["--net-host"],
+    );
+    assert_eq!(first_line(&mut child), format!("listening on {addr}"));
+    for word in ["ping", "pong"] {
+        let mut stream = connect(port);
+        writeln!(stream, "{word}").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, format!("echo: {word}\n"));
+    }
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_clean(&ctd, "sock-echo");
+}

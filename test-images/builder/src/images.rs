@@ -66,6 +66,7 @@ pub const COMPONENT_WORKLOADS: &[&str] = &[
     "http-hello",
     "http-state",
     "http-egress",
+    "tcp-echo",
 ];
 
 /// The trained test models (`test-images/models`), put in the wasm image under `/models`.
