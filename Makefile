@@ -36,7 +36,8 @@ test-images: build
 		$(addprefix --bin ,$(COMPONENT_WORKLOADS))
 	$(RELEASE)/triage-image-builder \
 		--wasm-dir $(WASM_DIR) --components-dir $(COMPONENTS_DIR) \
-		--models test-images/models --busybox /bin/busybox --out $(IMAGES)
+		--models test-images/models --busybox /bin/busybox --out $(IMAGES) \
+		--native-hello $(RELEASE)/triage-native-hello
 
 demo: build test-images
 	$(RELEASE)/triage-demo $(SHIM)

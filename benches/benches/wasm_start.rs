@@ -16,6 +16,7 @@ fn snapshot(init: &str) -> PreloadOptions {
         snapshot_init: Some(init.into()),
         init_memory_limit: None,
         init_deadline: std::time::Duration::from_secs(triage_oci::DEFAULT_SNAPSHOT_INIT_SECONDS),
+        ..Default::default()
     }
 }
 

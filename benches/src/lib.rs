@@ -21,6 +21,27 @@ pub fn wasm_dir() -> PathBuf {
     target.join("wasm-workloads/wasm32-wasip1/release")
 }
 
+/// The directory holding the workloads built as WASI 0.2 components and the HTTP services:
+/// `$TRIAGE_COMPONENTS_DIR`, else beside [`wasm_dir`] (`wasm32-wasip2`).
+pub fn components_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TRIAGE_COMPONENTS_DIR") {
+        return PathBuf::from(dir);
+    }
+    wasm_dir().join("../../wasm32-wasip2/release")
+}
+
+/// The path of component `name` (`http-hello` → `http-hello.wasm`); panics with what to
+/// run when it has not been built.
+pub fn component(name: &str) -> PathBuf {
+    let path = components_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make test-images` (or set TRIAGE_COMPONENTS_DIR)",
+        path.display()
+    );
+    path
+}
+
 /// The path of workload `name` (`hello` → `hello.wasm`); panics with what to run when
 /// it has not been built.
 pub fn workload(name: &str) -> PathBuf {

@@ -156,6 +156,10 @@ pub fn preload_module(
         snapshot_init,
         init_memory_limit,
         init_deadline: std::time::Duration::from_secs(wasm.snapshot_init_seconds),
+        cpu_millis: spec
+            .and_then(super::executor::cpu_limit)
+            .map(|cpus| (cpus * 1000.0).ceil() as u64),
+        memory_limit: spec.and_then(memory_limit),
     };
     let started = std::time::Instant::now();
     match engine.preload(&plan.id, container_path, bytes, cache, &options) {

@@ -17,6 +17,7 @@ use super::egress::Egress;
 use super::facts::ComponentWorld;
 use super::memory::{MemoryAccount, MemoryLimiter};
 use super::outgoing_http::OutgoingHttp;
+use super::serve::ProxyRequests;
 use super::wasmtime::{failed_instantiation, outcome, wasi_builder, EpochInterrupt};
 use super::{EngineError, GuestExit, GuestInterrupt, GuestInvocation, MemoryBudget, PreparedGuest};
 
@@ -170,10 +171,7 @@ pub(super) fn prepare(
     warm: WarmComponent,
     inv: &GuestInvocation,
 ) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
-    // Measured after compiling: the engine and the component's code are resident now.
-    let account = inv
-        .memory_limit
-        .map(|limit| MemoryAccount::new(MemoryBudget::measure(&inv.id, limit)));
+    let account = account_of(inv);
     match warm {
         WarmComponent::Command(pre) => {
             let wasi = wasi_context(inv, true, true)?;
@@ -192,6 +190,27 @@ pub(super) fn prepare(
         }
         WarmComponent::Proxy(pre) => super::serve::prepare(pre, inv, account),
     }
+}
+
+/// The per-request path of a proxy, without its listeners (see [`ProxyRequests`]).
+pub(super) fn requests(
+    warm: WarmComponent,
+    inv: &GuestInvocation,
+) -> Result<ProxyRequests, EngineError> {
+    match warm {
+        WarmComponent::Proxy(pre) => Ok(super::serve::requests(pre, inv, account_of(inv))),
+        WarmComponent::Command(_) => Err(EngineError::Setup {
+            id: inv.id.clone(),
+            reason: "the component is a wasi:cli/command, not a wasi:http/proxy".to_owned(),
+        }),
+    }
+}
+
+/// The one memory budget of the container's instances. Measured after compiling: the
+/// engine and the component's code are resident now.
+fn account_of(inv: &GuestInvocation) -> Option<Arc<MemoryAccount>> {
+    inv.memory_limit
+        .map(|limit| MemoryAccount::new(MemoryBudget::measure(&inv.id, limit)))
 }
 
 /// A component's WASI context: args, env, stdout and stderr (and `stdin`), (with

@@ -25,6 +25,8 @@ mod wasi_nn;
 #[cfg(feature = "wasmtime")]
 mod wasmtime;
 #[cfg(feature = "wasmtime")]
+pub use self::serve::ProxyRequests;
+#[cfg(feature = "wasmtime")]
 pub use self::wasmtime::WasmtimeEngine;
 #[cfg(feature = "wasmedge")]
 mod wasmedge;
@@ -90,6 +92,11 @@ pub struct PreloadOptions {
     pub init_memory_limit: Option<u64>,
     /// How long the init may run before it is given up.
     pub init_deadline: std::time::Duration,
+    /// The container's CPU limit in thousandths of a CPU (`None`: unlimited): a service's
+    /// instance pool holds as many instances as it admits requests at once.
+    pub cpu_millis: Option<u64>,
+    /// The container's memory limit: no instance of a service's pool grows past it.
+    pub memory_limit: Option<u64>,
 }
 
 /// What [`WasmEngine::preload`] did.

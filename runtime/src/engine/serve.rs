@@ -94,19 +94,9 @@ pub(super) fn prepare(
         })?),
         None => None,
     };
-    let cpus = inv
-        .cpus
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64));
-    let node_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = (cpus.ceil() as usize).clamp(1, node_cpus);
-    let max_in_flight = (cpus.ceil() as usize).max(1) * IN_FLIGHT_PER_CPU;
-    let component = pre.instance_pre().component();
-    let preopens = component
-        .component_type()
-        .imports(pre.engine())
-        .any(|(name, _)| name.starts_with("wasi:filesystem/"));
     let (drain_read, drain_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| setup(format!("drain pipe: {e}")))?;
+    let (workers, max_in_flight) = bounds(inv.cpus);
     tracing::info!(
         container = %inv.id,
         listen = %inv.listen,
@@ -115,24 +105,56 @@ pub(super) fn prepare(
         "serving wasi:http/incoming-handler, one instance per request"
     );
     Ok(Box::new(HttpServer {
-        shared: Arc::new(Shared {
-            id: inv.id.clone(),
-            pre,
-            invocation: inv.clone(),
-            preopens,
-            account,
-            max_in_flight,
-            in_flight: AtomicUsize::new(0),
-            instance_bytes: AtomicU64::new(0),
-            draining: AtomicBool::new(false),
-            metrics: RequestMetrics::default(),
-        }),
+        shared: Shared::new(pre, inv, account),
         listeners,
         metrics_listener,
         workers,
         drain_read,
         drain_write: Arc::new(drain_write),
     }))
+}
+
+/// The worker threads and the requests in flight a CPU limit of `cpus` allows (the node's
+/// CPUs when unlimited).
+pub(super) fn bounds(cpus: Option<f64>) -> (usize, usize) {
+    let node_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cpus.unwrap_or(node_cpus as f64).ceil().max(1.0) as usize;
+    (cpus.min(node_cpus), cpus * IN_FLIGHT_PER_CPU)
+}
+
+/// A serving component's path for one request, without listeners or admission: a fresh
+/// instance of the linked component answers it, as the server does for each admitted
+/// request (what `benches/` measures alone).
+pub struct ProxyRequests(Arc<Shared>);
+
+impl ProxyRequests {
+    /// Instantiates the component for `request` (its body in memory) alone and returns
+    /// its response.
+    pub async fn answer(
+        &self,
+        request: Request<Bytes>,
+    ) -> Result<Response<HyperOutgoingBody>, EngineError> {
+        let request = request.map(|body| {
+            http_body_util::Full::new(body)
+                .map_err(|never: Infallible| -> wasmtime_wasi_http::Error { match never {} })
+        });
+        Arc::clone(&self.0)
+            .handle(request)
+            .await
+            .map_err(|e| EngineError::Setup {
+                id: self.0.id.clone(),
+                reason: format!("handling a request: {e:#}"),
+            })
+    }
+}
+
+/// The per-request path of `pre` for the container of `inv`.
+pub(super) fn requests(
+    pre: ProxyPre<ComponentState>,
+    inv: &GuestInvocation,
+    account: Option<Arc<MemoryAccount>>,
+) -> ProxyRequests {
+    ProxyRequests(Shared::new(pre, inv, account))
 }
 
 /// Starts a server's drain from a signal handler: one byte on its pipe.
@@ -267,6 +289,31 @@ impl HttpServer {
 }
 
 impl Shared {
+    fn new(
+        pre: ProxyPre<ComponentState>,
+        inv: &GuestInvocation,
+        account: Option<Arc<MemoryAccount>>,
+    ) -> Arc<Self> {
+        let preopens = pre
+            .instance_pre()
+            .component()
+            .component_type()
+            .imports(pre.engine())
+            .any(|(name, _)| name.starts_with("wasi:filesystem/"));
+        Arc::new(Self {
+            id: inv.id.clone(),
+            pre,
+            invocation: inv.clone(),
+            preopens,
+            account,
+            max_in_flight: bounds(inv.cpus).1,
+            in_flight: AtomicUsize::new(0),
+            instance_bytes: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            metrics: RequestMetrics::default(),
+        })
+    }
+
     /// The response to one request: the host's health answer, a `503` when the container
     /// is at its bound, else the guest's.
     async fn answer(self: Arc<Self>, req: Request<Incoming>) -> Response<HyperOutgoingBody> {
@@ -348,10 +395,14 @@ impl Shared {
     }
 
     /// Instantiates the component for this request alone and lets it answer.
-    async fn handle(
+    async fn handle<B>(
         self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> wasmtime::Result<Response<HyperOutgoingBody>> {
+        req: Request<B>,
+    ) -> wasmtime::Result<Response<HyperOutgoingBody>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
         let wasi = wasi_context(&self.invocation, false, self.preopens)?;
         let mut store = Store::new(
             self.pre.engine(),

@@ -92,6 +92,14 @@ fn a_component_serves_each_request_from_a_fresh_instance_on_its_listen_addresses
     assert_eq!(out.code, 0, "{out:?}");
     let log = ctd.log();
     assert!(log.contains("serving wasi:http/incoming-handler"), "{log}");
+    // One CPU (the node profile's default limit): a pool of 64 instances.
+    let pool = log
+        .lines()
+        .find(|l| l.contains("instance pool for serving"));
+    assert!(
+        pool.is_some_and(|l| l.contains("container=svc-hello instances=64")),
+        "{log}"
+    );
     assert!(log.contains("drained"), "{log}");
     assert!(TcpStream::connect(("127.0.0.1", first)).is_err());
     assert_clean(&ctd, "svc-hello");

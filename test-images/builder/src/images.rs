@@ -228,3 +228,61 @@ pub fn all(
         },
     ])
 }
+
+/// The native hello server (`test-images/native-hello`, built by `make build`) with the
+/// shared libraries it links (as `ldd` lists them on this machine), as
+/// `triage.test/native-hello:latest`: the baseline `benches/serve.sh` runs in runc.
+pub fn native_hello(binary: &Path) -> anyhow::Result<Image> {
+    let ldd = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .with_context(|| format!("running ldd on {}", binary.display()))?;
+    anyhow::ensure!(
+        ldd.status.success(),
+        "ldd {}: {}",
+        binary.display(),
+        String::from_utf8_lossy(&ldd.stderr)
+    );
+    let mut entries = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`.
+    let libraries = String::from_utf8_lossy(&ldd.stdout)
+        .lines()
+        .filter_map(|line| {
+            let path = line.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| path.to_owned())
+        })
+        .collect::<Vec<_>>();
+    for library in libraries {
+        let relative = library.trim_start_matches('/').to_owned();
+        let mut parent = Path::new(&relative).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.display().to_string());
+            parent = dir.parent();
+        }
+        let content = std::fs::read(&library).with_context(|| format!("reading {library}"))?;
+        entries.push(Entry::File {
+            path: relative,
+            mode: 0o755,
+            content,
+        });
+    }
+    let content = std::fs::read(binary)
+        .with_context(|| format!("reading {} (run make build)", binary.display()))?;
+    entries.push(Entry::File {
+        path: "native-hello".into(),
+        mode: 0o755,
+        content,
+    });
+    let mut all: Vec<Entry> = dirs.into_iter().map(|path| Entry::Dir { path }).collect();
+    all.extend(entries);
+    Ok(Image {
+        reference: "triage.test/native-hello:latest".into(),
+        file_stem: "native-hello".into(),
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        cmd: Some(vec!["/native-hello".into(), "0.0.0.0:8080".into()]),
+        env: vec![PATH_ENV.into()],
+        entries: all,
+    })
+}

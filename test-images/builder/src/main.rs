@@ -1,6 +1,6 @@
 //! Builds Triage's test images as OCI archives, offline, for `ctr images import`.
 //!
-//! Usage: `triage-image-builder --wasm-dir DIR --components-dir DIR --models DIR --busybox PATH --out DIR`
+//! Usage: `triage-image-builder --wasm-dir DIR --components-dir DIR --models DIR --busybox PATH --out DIR [--native-hello PATH]`
 
 mod archive;
 mod images;
@@ -15,6 +15,7 @@ fn main() -> anyhow::Result<()> {
     let mut busybox = None;
     let mut models = None;
     let mut out = None;
+    let mut native_hello = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -26,19 +27,24 @@ fn main() -> anyhow::Result<()> {
             "--busybox" => busybox = Some(PathBuf::from(value)),
             "--models" => models = Some(PathBuf::from(value)),
             "--out" => out = Some(PathBuf::from(value)),
+            "--native-hello" => native_hello = Some(PathBuf::from(value)),
             other => {
-                bail!("unknown flag {other} (expected --wasm-dir, --components-dir, --models, --busybox, --out)")
+                bail!("unknown flag {other} (expected --wasm-dir, --components-dir, --models, --busybox, --out, --native-hello)")
             }
         }
     }
-    let usage = "usage: triage-image-builder --wasm-dir DIR --components-dir DIR --models DIR --busybox PATH --out DIR";
+    let usage = "usage: triage-image-builder --wasm-dir DIR --components-dir DIR --models DIR --busybox PATH --out DIR [--native-hello PATH]";
     let (Some(wasm_dir), Some(components_dir), Some(models), Some(busybox), Some(out)) =
         (wasm_dir, components_dir, models, busybox, out)
     else {
         bail!("{usage}");
     };
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    for image in images::all(&wasm_dir, &components_dir, &models, &busybox)? {
+    let mut all = images::all(&wasm_dir, &components_dir, &models, &busybox)?;
+    if let Some(binary) = native_hello {
+        all.push(images::native_hello(&binary)?);
+    }
+    for image in all {
         let path = out.join(format!("{}.tar", image.file_stem));
         archive::write(&image, &path)?;
         println!("{} -> {}", image.reference, path.display());

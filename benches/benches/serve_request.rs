@@ -1,0 +1,62 @@
+//! Criterion: one request through a serving component in process, as the server handles
+//! each admitted request (a fresh instance from the linked component; the guest's handler;
+//! the response body collected), without sockets or HTTP parsing: from the instance pool a
+//! service gets when its component comes from the artifact cache, and allocated on demand
+//! (a component compiled in the container, without the cache), in the same run.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http_body_util::BodyExt;
+use hyper::body::Bytes;
+use triage_benches::{component, invocation};
+use triage_runtime::engine::cache::{ArtifactCache, DEFAULT_MAX_BYTES};
+use triage_runtime::engine::{PreloadOptions, ProxyRequests, WasmEngine, WasmtimeEngine};
+
+fn serve_hello(c: &mut Criterion) {
+    let hello = component("http-hello");
+    let bytes = std::fs::read(&hello).expect("the component");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    // One CPU, 1 GiB: the seed's limits (64 instances in the pool).
+    let options = PreloadOptions {
+        cpu_millis: Some(1000),
+        memory_limit: Some(1 << 30),
+        ..Default::default()
+    };
+    let pooled = WasmtimeEngine::new();
+    pooled
+        .preload("bench", &hello, &bytes, &cache, &options)
+        .expect("preload");
+    let on_demand = WasmtimeEngine::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("serve_request/http-hello");
+    for (name, engine) in [("pooled", &pooled), ("on_demand", &on_demand)] {
+        let requests = engine
+            .proxy_requests(&invocation(&hello, &[]))
+            .expect("a wasi:http/proxy");
+        let answer = || runtime.block_on(answer(&requests));
+        assert_eq!(&answer()[..], b"hello from wasm over http: GET /visit/42\n");
+        group.bench_function(name, |b| b.iter(answer));
+    }
+    group.finish();
+}
+
+/// `GET /visit/42` answered by a fresh instance: the response body.
+async fn answer(requests: &ProxyRequests) -> Bytes {
+    let request = hyper::Request::get("http://bench/visit/42")
+        .body(Bytes::new())
+        .unwrap();
+    let response = requests.answer(request).await.expect("an answer");
+    assert_eq!(response.status(), 200);
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("the body")
+        .to_bytes()
+}
+
+criterion_group!(benches, serve_hello);
+criterion_main!(benches);
