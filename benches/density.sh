@@ -4,8 +4,10 @@
 #   K=20 bash benches/density.sh        (after `make build test-images`; needs root)
 #
 # For each kind — Triage running an idle Wasm guest (/sleeper.wasm, blocked in the
-# host), Triage running busybox `sleep`, runc running busybox `sleep` — it starts K
-# detached containers in one private containerd and measures
+# host), Triage running busybox `sleep`, runc running busybox `sleep`, and idle services:
+# Triage serving the Wasm hello component, runc running the native hyper hello server
+# (each answered one request first, then left idle) — it starts K detached containers in
+# one private containerd and measures
 #   * the cgroup memory accounting: containerd and its shims live in a cgroup of their
 #     own (charged above containerd's own baseline), each container in its own cgroup;
 #   * PSS (proportional set size, /proc/PID/smaps_rollup) of each container's shim plus
@@ -39,6 +41,7 @@ if [ -z "${CONTAINERD_ADDRESS:-}" ]; then
   "$target/release/triage-containerd" \
     --shim "$target/release/containerd-shim-triage-v1" \
     --import "$root/dist/images/wasm.tar" --import "$root/dist/images/busybox.tar" \
+    --import "$root/dist/images/wasm-components.tar" --import "$root/dist/images/native-hello.tar" \
     -- bash "$0" "$@" || status=$?
   # Leave the cgroup before removing it.
   echo $$ > "$MEMROOT/cgroup.procs"
@@ -68,24 +71,35 @@ declare -A cmd
 cmd[triage-wasm]="--runtime io.containerd.triage.v1 triage.test/wasm:latest ID /sleeper.wasm"
 cmd[triage-native]="--runtime io.containerd.triage.v1 triage.test/busybox:latest ID sleep 86400"
 cmd[runc-native]="--runtime io.containerd.runc.v2 triage.test/busybox:latest ID sleep 86400"
-names=(triage-wasm triage-native runc-native)
+cmd[triage-service]="--net-host --runtime io.containerd.triage.v1 --annotation triage.io/listen=127.0.0.1:PORT triage.test/wasm-components:latest ID /http-hello.wasm"
+cmd[runc-service]="--net-host --runtime io.containerd.runc.v2 triage.test/native-hello:latest ID /native-hello 127.0.0.1:PORT 1"
+names=(triage-wasm triage-native runc-native triage-service runc-service)
 
 sleep 1
 baseline=$(usage "$DENSITY_GROUP")
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 echo "containerd baseline: $(mib "$baseline") MiB (cgroup accounting)"
 printf "%-14s %4s %14s %14s %12s %12s\n" kind K "cgroup/ctr MiB" "PSS/ctr MiB" "fit (cgroup)" "fit (PSS)"
+kind=0
 for name in "${names[@]}"; do
+  kind=$((kind + 1))
   ids=()
+  ports=()
   for i in $(seq 1 "$K"); do
     id="density-$name-$i"
-    ctr run -d --null-io ${cmd[$name]//ID/$id} >/dev/null
+    port=$((19000 + kind * 500 + i))
+    args=${cmd[$name]//ID/$id}
+    ctr run -d --null-io ${args//PORT/$port} >/dev/null
     ids+=("$id")
+    [[ ${cmd[$name]} == *PORT* ]] && ports+=("$port")
   done
   for id in "${ids[@]}"; do
     until ctr task ls | awk -v id="$id" '$1 == id && $3 == "RUNNING" {ok=1} END {exit !ok}'; do
       sleep 0.05
     done
+  done
+  for port in "${ports[@]}"; do # a service answers once, then idles
+    until curl -sf "http://127.0.0.1:$port/" >/dev/null; do sleep 0.05; done
   done
   sleep 2 # let start-up buffers be freed and the guests block
   shims=$(usage "$DENSITY_GROUP")
