@@ -2,8 +2,11 @@
 //! interleaved in one private containerd. Used by `benches/pod-start.sh`.
 //!
 //! One sample: RunPodSandbox + CreateContainer + StartContainer (start), then
-//! StopPodSandbox + RemovePodSandbox (teardown). Triage runs the Wasm hello module;
-//! runc, which cannot run Wasm, runs busybox `true`.
+//! StopPodSandbox + RemovePodSandbox (teardown). Jobs: Triage runs the Wasm hello module;
+//! runc, which cannot run Wasm, runs busybox `true` (host network). Services, in a pod of
+//! their own on the bridge network: Triage serves the Wasm hello component, runc the
+//! native hyper hello server, and "start" lasts until the pod IP's port 8080 answers its
+//! first `200` (polled every millisecond from the node, as a readiness probe would).
 //!
 //! Usage: `triage-pod-bench SHIM IMAGES_DIR [N]`
 
@@ -19,6 +22,10 @@ struct Variant {
     handler: &'static str,
     image: &'static str,
     command: &'static [&'static str],
+    /// Whether it serves HTTP on the pod IP's port 8080 (else it runs to its exit).
+    serves: bool,
+    /// The variant its times are compared with (runc's of the same kind).
+    baseline: usize,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -27,14 +34,55 @@ const VARIANTS: &[Variant] = &[
         handler: "triage",
         image: "triage.test/wasm:latest",
         command: &["/hello.wasm"],
+        serves: false,
+        baseline: 1,
     },
     Variant {
         name: "runc (busybox true)",
         handler: "runc",
         image: "triage.test/busybox:latest",
         command: &["true"],
+        serves: false,
+        baseline: 1,
+    },
+    Variant {
+        name: "triage (wasm service)",
+        handler: "triage",
+        image: "triage.test/wasm-components:latest",
+        command: &["/http-hello.wasm"],
+        serves: true,
+        baseline: 3,
+    },
+    Variant {
+        name: "runc (native service)",
+        handler: "runc",
+        image: "triage.test/native-hello:latest",
+        command: &["/native-hello", "0.0.0.0:8080", "1"],
+        serves: true,
+        baseline: 3,
     },
 ];
+
+/// Waits until `GET /` on `ip`:8080 answers `200` (at most 10 s).
+fn first_200(ip: std::net::IpAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::new(ip, 8080);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answered = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+            .and_then(|mut stream| {
+                stream.write_all(b"GET / HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n")?;
+                let mut head = [0u8; 12];
+                stream.read_exact(&mut head)?;
+                Ok(&head == b"HTTP/1.1 200")
+            });
+        if let Ok(true) = answered {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{addr} never answered 200");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
 
 fn sample(
     cri: &mut CriClient,
@@ -42,8 +90,14 @@ fn sample(
     v: &Variant,
     n: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let uid = format!("bench-{}-{n}", v.handler);
-    let config = host_network_pod(&uid, &uid, &logs.join(&uid));
+    let uid = format!("bench-{}-{}-{n}", v.handler, v.serves);
+    let mut config = host_network_pod(&uid, &uid, &logs.join(&uid));
+    if v.serves {
+        let linux = config.linux.as_mut().context("a pod's linux config")?;
+        let security = linux.security_context.as_mut().context("its security context")?;
+        let namespaces = security.namespace_options.as_mut().context("its namespaces")?;
+        namespaces.network = triage_testkit::cri::api::NamespaceMode::Pod as i32;
+    }
     let t0 = Instant::now();
     let pod = cri.run_pod(&config, v.handler)?;
     let id = cri.create_container(
@@ -52,8 +106,13 @@ fn sample(
         &config,
     )?;
     cri.start_container(&id)?;
+    if v.serves {
+        first_200(cri.pod_ip(&pod)?.parse()?)?;
+    }
     let started = t0.elapsed();
-    cri.wait_exited(&id)?;
+    if !v.serves {
+        cri.wait_exited(&id)?;
+    }
     let t1 = Instant::now();
     cri.stop_pod(&pod)?;
     cri.remove_pod(&pod)?;
@@ -81,7 +140,7 @@ fn main() -> anyhow::Result<()> {
 
     let ctd =
         PrivateContainerd::start_with_cri(shim.parent().context("shim path has no directory")?)?;
-    for image in ["pause", "wasm", "busybox"] {
+    for image in ["pause", "wasm", "busybox", "wasm-components", "native-hello"] {
         ctd.import_into(CRI_NAMESPACE, &images.join(format!("{image}.tar")))?;
     }
     let logs = tempfile::tempdir()?;
@@ -102,14 +161,14 @@ fn main() -> anyhow::Result<()> {
             teardown[k].push(t);
         }
     }
-    let (runc_start, _) = median_p90(start[1].clone());
-    let (runc_teardown, _) = median_p90(teardown[1].clone());
-    println!("pod start = RunPodSandbox+CreateContainer+StartContainer; teardown = StopPodSandbox+RemovePodSandbox (N={n}, interleaved)");
+    println!("pod start = RunPodSandbox+CreateContainer+StartContainer (services: until the pod IP's :8080 answers 200); teardown = StopPodSandbox+RemovePodSandbox (N={n}, interleaved)");
     println!(
         "{:<22} {:>12} {:>9} {:>8} {:>15} {:>9} {:>8}",
         "handler", "start med ms", "p90", "vs runc", "teardown med ms", "p90", "vs runc"
     );
     for (k, v) in VARIANTS.iter().enumerate() {
+        let (runc_start, _) = median_p90(start[v.baseline].clone());
+        let (runc_teardown, _) = median_p90(teardown[v.baseline].clone());
         let (sm, sp) = median_p90(start[k].clone());
         let (tm, tp) = median_p90(teardown[k].clone());
         println!(
