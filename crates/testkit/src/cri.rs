@@ -44,6 +44,22 @@ pub fn host_network_pod(name: &str, uid: &str, log_dir: &Path) -> api::PodSandbo
     }
 }
 
+/// A pod with a network namespace of its own, set up by the node's CNI (bridge +
+/// host-local in the private containerd), and its name as hostname; logging under `log_dir`.
+pub fn bridge_network_pod(name: &str, uid: &str, log_dir: &Path) -> api::PodSandboxConfig {
+    let mut config = host_network_pod(name, uid, log_dir);
+    config.hostname = name.to_owned();
+    if let Some(namespaces) = config
+        .linux
+        .as_mut()
+        .and_then(|linux| linux.security_context.as_mut())
+        .and_then(|security| security.namespace_options.as_mut())
+    {
+        namespaces.network = api::NamespaceMode::Pod as i32;
+    }
+    config
+}
+
 /// A container of `image` running `command`, logging to `log_path` (relative to the
 /// pod's log directory).
 pub fn container(

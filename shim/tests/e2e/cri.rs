@@ -1,6 +1,6 @@
 //! Pods through containerd's CRI plugin, called as kubelet (and so K3s) calls it.
 
-use triage_testkit::cri::{container, host_network_pod, CriClient};
+use triage_testkit::cri::{bridge_network_pod, container, host_network_pod, CriClient};
 use triage_testkit::{images_dir, require_host, shim_dir, CRI_NAMESPACE};
 
 use crate::support::*;
@@ -39,6 +39,27 @@ fn tear_down(cri: &mut CriClient, ctd: &PrivateContainerd, pod: &str, containers
     for id in containers.iter().map(|c| c.as_str()).chain([pod]) {
         assert_clean_in(ctd, CRI_NAMESPACE, id);
     }
+}
+
+/// A CRI-enabled private containerd whose shims are laid out as `make install` lays them
+/// out (both names lead to Triage, so the `wasmedge` handler reaches it), with the pause
+/// image and `image` in `k8s.io`; the shims' directory goes with it.
+fn installed_cri_containerd(
+    test: &str,
+    image: &str,
+) -> Option<(TestContainerd, tempfile::TempDir)> {
+    if !require_host(test) {
+        return None;
+    }
+    let bin = installed_shim_dir();
+    let ctd = TestContainerd::shared(|| {
+        PrivateContainerd::start_with_cri(bin.path()).expect("containerd with CRI")
+    });
+    for image in ["pause", image] {
+        ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
+            .expect("import");
+    }
+    Some((ctd, bin))
 }
 
 /// A CRI-enabled private containerd with the test images in `k8s.io`.
@@ -371,18 +392,8 @@ fn a_bridge_network_pod_gets_its_own_address_for_both_kinds_of_container() {
     let (bridge, subnet) = triage_testkit::pod_network(ctd.dir());
     let prefix = subnet.trim_end_matches("0/24");
     let logs = tempfile::tempdir().unwrap();
-    let mut pod_config = host_network_pod("bridge-pod", "uid-bridge-pod", logs.path());
     // The pod's own network namespace, set up by CNI (bridge + host-local).
-    pod_config.hostname = "bridge-pod".into();
-    let options = pod_config
-        .linux
-        .as_mut()
-        .unwrap()
-        .security_context
-        .as_mut()
-        .unwrap();
-    options.namespace_options.as_mut().unwrap().network =
-        triage_testkit::cri::api::NamespaceMode::Pod as i32;
+    let pod_config = bridge_network_pod("bridge-pod", "uid-bridge-pod", logs.path());
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
     let pod = cri.run_pod(&pod_config, "triage").or_log(&ctd);
     let ip = cri.pod_ip(&pod).unwrap();
@@ -436,18 +447,12 @@ fn a_bridge_network_pod_gets_its_own_address_for_both_kinds_of_container() {
 
 #[test]
 fn the_wasmedge_runtime_class_runs_pods_through_triage() {
-    if !require_host("the_wasmedge_runtime_class_runs_pods_through_triage") {
+    let Some((ctd, _bin)) = installed_cri_containerd(
+        "the_wasmedge_runtime_class_runs_pods_through_triage",
+        "wasm",
+    ) else {
         return;
-    }
-    // As `make install` lays it out: both shim names lead to Triage.
-    let bin = installed_shim_dir();
-    let ctd = TestContainerd::shared(|| {
-        PrivateContainerd::start_with_cri(bin.path()).expect("containerd with CRI")
-    });
-    for image in ["pause", "wasm"] {
-        ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
-            .expect("import");
-    }
+    };
     let logs = tempfile::tempdir().unwrap();
     let pod_config = host_network_pod("wasmedge-pod", "uid-wasmedge-pod", logs.path());
     let mut cri = CriClient::connect(&ctd).expect("CRI client");
@@ -469,27 +474,17 @@ fn the_wasmedge_runtime_class_runs_pods_through_triage() {
 
 #[test]
 fn the_seed_service_answers_on_its_pod_ip_and_drains_when_kubelet_stops_it() {
-    if !require_host("the_seed_service_answers_on_its_pod_ip_and_drains_when_kubelet_stops_it") {
-        return;
-    }
     use std::io::{Read, Write};
-    // The hospitals' manifests: `runtimeClassName: wasmedge`, as `make install` lays it out.
-    let bin = installed_shim_dir();
-    let ctd = TestContainerd::shared(|| {
-        PrivateContainerd::start_with_cri(bin.path()).expect("containerd with CRI")
-    });
-    for image in ["pause", "wasm-components"] {
-        ctd.import_into(CRI_NAMESPACE, &images_dir().join(format!("{image}.tar")))
-            .expect("import");
-    }
+    // The hospitals' manifests: `runtimeClassName: wasmedge`.
+    let Some((ctd, _bin)) = installed_cri_containerd(
+        "the_seed_service_answers_on_its_pod_ip_and_drains_when_kubelet_stops_it",
+        "wasm-components",
+    ) else {
+        return;
+    };
     let logs = tempfile::tempdir().unwrap();
-    let mut pod_config = host_network_pod("telemedicine", "uid-telemedicine", logs.path());
     // A pod of its own on the bridge network (CNI), as a Deployment's pods are.
-    pod_config.hostname = "telemedicine".into();
-    let security = pod_config.linux.as_mut().unwrap();
-    let security = security.security_context.as_mut().unwrap();
-    security.namespace_options.as_mut().unwrap().network =
-        triage_testkit::cri::api::NamespaceMode::Pod as i32;
+    let mut pod_config = bridge_network_pod("telemedicine", "uid-telemedicine", logs.path());
     // containerPort 8080 (http) and 8081; Prometheus scrapes 9090.
     for (key, value) in [
         ("triage.io/listen", "0.0.0.0:8080,0.0.0.0:8081"),

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use triage_testkit::cri::{container, host_network_pod, CriClient};
+use triage_testkit::cri::{bridge_network_pod, container, host_network_pod, CriClient};
 use triage_testkit::{PrivateContainerd, CRI_NAMESPACE};
 
 struct Variant {
@@ -91,13 +91,11 @@ fn sample(
     n: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
     let uid = format!("bench-{}-{}-{n}", v.handler, v.serves);
-    let mut config = host_network_pod(&uid, &uid, &logs.join(&uid));
-    if v.serves {
-        let linux = config.linux.as_mut().context("a pod's linux config")?;
-        let security = linux.security_context.as_mut().context("its security context")?;
-        let namespaces = security.namespace_options.as_mut().context("its namespaces")?;
-        namespaces.network = triage_testkit::cri::api::NamespaceMode::Pod as i32;
-    }
+    let config = if v.serves {
+        bridge_network_pod(&uid, &uid, &logs.join(&uid))
+    } else {
+        host_network_pod(&uid, &uid, &logs.join(&uid))
+    };
     let t0 = Instant::now();
     let pod = cri.run_pod(&config, v.handler)?;
     let id = cri.create_container(
@@ -140,7 +138,13 @@ fn main() -> anyhow::Result<()> {
 
     let ctd =
         PrivateContainerd::start_with_cri(shim.parent().context("shim path has no directory")?)?;
-    for image in ["pause", "wasm", "busybox", "wasm-components", "native-hello"] {
+    for image in [
+        "pause",
+        "wasm",
+        "busybox",
+        "wasm-components",
+        "native-hello",
+    ] {
         ctd.import_into(CRI_NAMESPACE, &images.join(format!("{image}.tar")))?;
     }
     let logs = tempfile::tempdir()?;
