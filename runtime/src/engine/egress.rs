@@ -6,6 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use triage_oci::{EgressGrant, EgressGrants, GrantedHost};
 
+/// How many refused destinations a container's log names: a guest trying every port or
+/// name would otherwise fill the node's log (and this process's memory).
+pub const REFUSALS_LOGGED: usize = 64;
+
 /// What one container's guest may reach, shared by all its instances.
 #[derive(Debug)]
 pub struct Egress {
@@ -122,14 +126,21 @@ impl Egress {
     }
 
     /// Logs that `what` (e.g. "connection to") `destination` was refused, the first time
-    /// for that destination.
+    /// for that destination; past [`REFUSALS_LOGGED`] destinations, once that no more are.
     pub fn refused(&self, what: &str, destination: &str) {
-        let first = self
-            .refused
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(format!("{what} {destination}"));
-        if first {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.len() > REFUSALS_LOGGED {
+            return;
+        }
+        if refused.len() == REFUSALS_LOGGED {
+            refused.insert(String::new());
+            tracing::warn!(
+                container = %self.id,
+                "{REFUSALS_LOGGED} refused destinations logged: further refusals are not"
+            );
+            return;
+        }
+        if refused.insert(format!("{what} {destination}")) {
             tracing::warn!(
                 container = %self.id,
                 "{what} {destination} refused: no egress grant allows it ({})",
@@ -193,6 +204,17 @@ mod tests {
             egress.lookup("10.1.1.1"),
             Some(vec!["10.1.1.1".parse().unwrap()])
         );
+    }
+
+    #[test]
+    fn refusals_are_remembered_up_to_a_bound() {
+        let egress = Egress::denied("c1");
+        for port in 0..10 * REFUSALS_LOGGED {
+            egress.refused("connection to", &format!("10.0.0.1:{port}"));
+            egress.refused("connection to", &format!("10.0.0.1:{port}"));
+        }
+        let remembered = egress.refused.lock().unwrap().len();
+        assert_eq!(remembered, REFUSALS_LOGGED + 1);
     }
 
     #[test]

@@ -118,8 +118,9 @@ pub(super) fn prepare(
 /// CPUs when unlimited).
 pub(super) fn bounds(cpus: Option<f64>) -> (usize, usize) {
     let node_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpus = cpus.unwrap_or(node_cpus as f64).ceil().max(1.0) as usize;
-    (cpus.min(node_cpus), cpus * IN_FLIGHT_PER_CPU)
+    // A quota past the node's CPUs buys nothing more.
+    let cpus = (cpus.unwrap_or(node_cpus as f64).ceil() as usize).clamp(1, node_cpus);
+    (cpus, cpus * IN_FLIGHT_PER_CPU)
 }
 
 /// A serving component's path for one request, without listeners or admission: a fresh
