@@ -110,6 +110,7 @@ pub fn invocation(module: &Path, args: &[&str]) -> GuestInvocation {
         stdio: GuestStdio::Discard,
         listen: Default::default(),
         metrics_listen: None,
+        request_timeout: std::time::Duration::from_millis(triage_oci::DEFAULT_REQUEST_TIMEOUT_MS),
         cpus: None,
         egress: triage_runtime::engine::egress::Egress::denied("bench"),
     }

@@ -209,11 +209,50 @@ pub fn metrics_listen(
         })
 }
 
+/// How long a serving Wasm guest may take to answer one request (its response's head)
+/// before the host ends that request with `504`: `500ms`, `10s`, `2m`; default
+/// [`crate::plan::DEFAULT_REQUEST_TIMEOUT_MS`].
+pub const REQUEST_TIMEOUT: &str = "triage.io/request-timeout";
+
+/// Reads `triage.io/request-timeout` in milliseconds: `None` when absent.
+pub fn request_timeout_ms(
+    id: &str,
+    annotations: &HashMap<String, String>,
+) -> Result<Option<u64>, PlanError> {
+    let Some(value) = annotations.get(REQUEST_TIMEOUT) else {
+        return Ok(None);
+    };
+    let text = value.trim();
+    let (number, unit_ms) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000)
+    } else if let Some(m) = text.strip_suffix('m') {
+        (m, 60_000)
+    } else {
+        ("", 0)
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|n| n.saturating_mul(unit_ms))
+        .filter(|&ms| ms > 0)
+        .map(Some)
+        .ok_or_else(|| PlanError::InvalidAnnotation {
+            id: id.to_owned(),
+            key: REQUEST_TIMEOUT,
+            value: value.clone(),
+            expected: "a duration of at least 1ms with its unit (e.g. 500ms, 10s, 2m)",
+        })
+}
+
 /// Every `triage.io/` annotation Triage reads.
 pub const KNOWN: &[&str] = &[
     RUNTIME,
     LISTEN,
     METRICS_LISTEN,
+    REQUEST_TIMEOUT,
     EGRESS,
     ARTIFACT_CACHE,
     ENGINE,

@@ -153,6 +153,8 @@ fn decide_plan(
         ),
         listen,
         metrics_listen,
+        request_timeout_ms: annotations::request_timeout_ms(id, &annotations)?
+            .unwrap_or(crate::plan::DEFAULT_REQUEST_TIMEOUT_MS),
         egress: {
             let mut grants = annotations::egress(id, &annotations)?;
             for grant in &node.egress {
@@ -339,6 +341,7 @@ struct Settled {
     engine: EngineChoice,
     listen: Listen,
     metrics_listen: Option<std::net::SocketAddr>,
+    request_timeout_ms: u64,
     egress: crate::EgressGrants,
     artifact_cache: bool,
     /// For a core module: components start fresh.
@@ -397,6 +400,7 @@ fn wasm_plan(
         form,
         listen: settled.listen.clone(),
         metrics_listen: settled.metrics_listen,
+        request_timeout_ms: settled.request_timeout_ms,
         egress: settled.egress.clone(),
         export: settled
             .export

@@ -39,7 +39,7 @@ pub use node_profile::{
 };
 pub use plan::{
     DecisionReason, Listen, ListenSource, ModuleSource, Preopen, SnapshotPlan, WasmForm, WasmPlan,
-    WorkloadKind, WorkloadPlan, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_INIT,
+    WorkloadKind, WorkloadPlan, DEFAULT_LISTEN, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SNAPSHOT_INIT,
     DEFAULT_SNAPSHOT_INIT_SECONDS, LISTEN_ENV,
 };
 pub use quota::{admit, CgroupQuota};

@@ -58,6 +58,9 @@ pub struct WasmPlan {
     /// Where a serving guest's metrics are answered (`triage.io/metrics-listen`); never
     /// one of the listen addresses.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How long a serving guest may take to answer one request before the host answers
+    /// it `504` (`triage.io/request-timeout`, else [`DEFAULT_REQUEST_TIMEOUT_MS`]).
+    pub request_timeout_ms: u64,
     /// What the guest may reach: `triage.io/egress`'s grants, then the node profile's
     /// `[network] egress`. Empty: nothing (no connection, datagram, name lookup or
     /// outgoing `wasi:http` request).
@@ -124,6 +127,10 @@ impl WasmForm {
 /// Where a serving guest listens unless an annotation or the environment says otherwise
 /// (what runwasi's wasmtime shim and `wasmtime serve` use).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+
+/// How long a serving guest may take to answer one request unless `triage.io/request-timeout`
+/// says otherwise: as long as a drain waits, so a drain never cuts a request short.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 /// The environment variable runwasi's wasmtime shim reads its listen address from.
 pub const LISTEN_ENV: &str = "WASMTIME_HTTP_PROXY_SOCKET_ADDR";

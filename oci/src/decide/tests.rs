@@ -589,3 +589,32 @@ fn metrics_listen_is_one_address_of_its_own() {
         "{err}"
     );
 }
+
+#[test]
+fn a_request_timeout_is_a_duration_with_its_unit() {
+    let fx = Fixture::new();
+    let timeout = |value: &str| {
+        fx.plan(&["/svc.wasm"], &[("triage.io/request-timeout", value)])
+            .map(|plan| plan.wasm().unwrap().request_timeout_ms)
+    };
+    assert_eq!(
+        fx.plan(&["/svc.wasm"], &[])
+            .unwrap()
+            .wasm()
+            .unwrap()
+            .request_timeout_ms,
+        30_000
+    );
+    assert_eq!(timeout("500ms").unwrap(), 500);
+    assert_eq!(timeout("10s").unwrap(), 10_000);
+    assert_eq!(timeout(" 2m ").unwrap(), 120_000);
+    for bad in ["10", "0s", "soon", "-1s", "1h"] {
+        let err = timeout(bad).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "(expected a duration of at least 1ms with its unit (e.g. 500ms, 10s, 2m))"
+            ),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -118,6 +118,7 @@ impl TriageExecutor {
             preopens: directory_preopens(&wasm.preopens),
             listen: wasm.listen.clone(),
             metrics_listen: wasm.metrics_listen,
+            request_timeout: std::time::Duration::from_millis(wasm.request_timeout_ms),
             cpus: cpu_limit(spec),
             egress: Arc::clone(&self.egress),
             stdio: engine::GuestStdio::Inherit,

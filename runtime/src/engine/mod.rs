@@ -65,6 +65,8 @@ pub struct GuestInvocation {
     pub listen: triage_oci::Listen,
     /// Where a serving component's metrics are answered (bound with its listeners).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How long a serving component may take to answer one request.
+    pub request_timeout: std::time::Duration,
     /// The container's CPU limit in CPUs (`quota / period`), which bounds how many
     /// requests a serving component handles at once; `None` when unlimited.
     pub cpus: Option<f64>,

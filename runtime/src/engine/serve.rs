@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use wasmtime::{ResourceLimiter, Store};
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -30,6 +30,11 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Requests one CPU of the container's limit handles at once; more are answered `503`.
 const IN_FLIGHT_PER_CPU: usize = 64;
+
+/// How often the server's engine epoch advances: a guest running code reaches an epoch
+/// check within this, yields its worker thread to the other requests there, and ends
+/// there once its request's time is up.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// What a `503` asks the client to wait, seconds.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -233,6 +238,23 @@ impl HttpServer {
                 }
             }));
         }
+        // A thread of its own: the runtime's workers may all be running guest code.
+        let ticking = Arc::new(AtomicBool::new(true));
+        let ticker = {
+            let (engine, ticking) = (shared.pre.engine().clone(), Arc::clone(&ticking));
+            std::thread::Builder::new()
+                .name("epoch".into())
+                .spawn(move || {
+                    while ticking.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| EngineError::Setup {
+                    id: shared.id.clone(),
+                    reason: format!("starting the epoch thread: {e}"),
+                })?
+        };
         let drained = tokio::task::spawn_blocking(move || {
             let mut byte = [0u8; 1];
             // SAFETY: reads our own pipe into a local buffer.
@@ -272,6 +294,8 @@ impl HttpServer {
         let finished = tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
             .await
             .is_ok();
+        ticking.store(false, Ordering::Relaxed);
+        let _ = ticker.join();
         let (served, overloaded, failed) = shared.metrics.counts();
         tracing::info!(
             container = %shared.id,
@@ -349,6 +373,13 @@ impl Shared {
             }
             Err(e) => {
                 self.metrics.handled(Handled::Failed, started.elapsed());
+                if let Some(deadline) = e.downcast_ref::<RequestDeadline>() {
+                    tracing::warn!(container = %self.id, "{deadline}: answered 504");
+                    return plain(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "the service did not answer in time\n",
+                    );
+                }
                 let one_line = format!("{e:?}").replace('\n', " | ");
                 tracing::error!(container = %self.id, "request failed in the guest: {one_line}");
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "the service failed\n")
@@ -414,8 +445,16 @@ impl Shared {
             ),
         );
         store.limiter(|state| &mut state.limits as &mut dyn ResourceLimiter);
+        // At each epoch tick a running guest gives its thread back to the runtime, and
+        // ends once its time is up (one in a host call is ended by the timeout below).
+        let (started, timeout) = (Instant::now(), self.invocation.request_timeout);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(move |_| {
+            if started.elapsed() >= timeout {
+                return Err(RequestDeadline(timeout).into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
             .data_mut()
@@ -435,7 +474,15 @@ impl Shared {
                 .fetch_max(store.data().limits.drawn(), Ordering::Relaxed);
             result
         });
-        match receiver.await {
+        let answered = match tokio::time::timeout(timeout, receiver).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                // Dropping the guest's future drops its store: the slot is free again.
+                task.abort();
+                return Err(RequestDeadline(timeout).into());
+            }
+        };
+        match answered {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(code)) => Err(wasmtime::format_err!(
                 "the guest answered with error {code:?}"
@@ -453,6 +500,23 @@ impl Shared {
         }
     }
 }
+
+/// A request that ran past its container's `triage.io/request-timeout`.
+#[derive(Debug)]
+struct RequestDeadline(Duration);
+
+impl std::fmt::Display for RequestDeadline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a request ran past its deadline of {} ms ({})",
+            self.0.as_millis(),
+            triage_oci::annotations::REQUEST_TIMEOUT
+        )
+    }
+}
+
+impl std::error::Error for RequestDeadline {}
 
 /// What a listener's connections are for.
 #[derive(Debug, Clone, Copy)]

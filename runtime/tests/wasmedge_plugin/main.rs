@@ -71,6 +71,9 @@ fn a_wasi_nn_guest_calls_the_installed_plugin() {
             stdio: GuestStdio::Inherit,
             listen: Default::default(),
             metrics_listen: None,
+            request_timeout: std::time::Duration::from_millis(
+                triage_oci::DEFAULT_REQUEST_TIMEOUT_MS,
+            ),
             cpus: None,
             egress: triage_runtime::engine::egress::Egress::denied("nn1"),
         })

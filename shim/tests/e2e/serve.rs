@@ -362,3 +362,61 @@ fn a_component_binds_listens_and_accepts_through_wasi_sockets() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_clean(&ctd, "sock-echo");
 }
+
+#[test]
+fn a_request_past_its_deadline_is_answered_504_and_spares_the_others() {
+    let Some(ctd) = containerd("a_request_past_its_deadline_is_answered_504_and_spares_the_others")
+    else {
+        return;
+    };
+    let (port, metrics) = (free_port(), free_port());
+    let listen = format!("triage.io/listen=127.0.0.1:{port}");
+    let metrics_listen = format!("triage.io/metrics-listen=127.0.0.1:{metrics}");
+    // One worker thread, which a guest that never returns would otherwise keep.
+    let child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "svc-deadline",
+        &["/http-hello.wasm"],
+        &[
+            "--net-host",
+            "--cpus",
+            "1",
+            "--annotation",
+            &listen,
+            "--annotation",
+            &metrics_listen,
+            "--annotation",
+            "triage.io/request-timeout=2s",
+        ],
+    );
+    wait_for_status(&ctd, "svc-deadline", "RUNNING");
+    let spinning: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(port, "/spin")))
+        .collect();
+    let in_flight = "triage_http_requests_in_flight{container=\"svc-deadline\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(metrics, in_flight) != Some(2) {
+        assert!(
+            Instant::now() < deadline,
+            "the spinning requests never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // While both spin, the service and kubelet's probe still answer.
+    assert_eq!(get(port, "/visit").0, "HTTP/1.1 200 OK");
+    assert_eq!(get(port, "/.well-known/triage/health").0, "HTTP/1.1 200 OK");
+    for spinning in spinning {
+        let (status, body) = spinning.join().unwrap();
+        assert_eq!(status, "HTTP/1.1 504 Gateway Timeout", "{body}");
+        assert_eq!(body, "the service did not answer in time\n");
+    }
+    let log = wait_for_log(&ctd, "svc-deadline", "past its deadline of 2000 ms");
+    assert!(log.contains("answered 504"), "{log}");
+    let failed = "triage_http_requests_total{container=\"svc-deadline\",outcome=\"failed\"}";
+    assert_eq!(metric(metrics, failed), Some(2));
+    assert_eq!(metric(metrics, in_flight), Some(0));
+    assert_eq!(ctd.ctr(&["task", "kill", "svc-deadline"]).code, 0);
+    assert_eq!(finish(child).code, 0);
+    assert_clean(&ctd, "svc-deadline");
+}

@@ -1,6 +1,6 @@
 //! Answers every request with a greeting, the method and the path (the hello handler of
 //! the benchmarks); `/env` answers the guest's environment, `/trap` traps, `/body` reads the
-//! whole request body first and answers its length.
+//! whole request body first and answers its length, `/spin` never answers (it loops).
 
 use wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 
@@ -22,6 +22,12 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
                 serve::respond(out, 200, format!("{}\n", vars.join("\n")).as_bytes());
             }
             "/trap" => panic!("asked to trap"),
+            "/spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             "/body" => {
                 let body = request.consume().expect("a request has a body once");
                 let stream = body.stream().expect("a body has a stream once");
