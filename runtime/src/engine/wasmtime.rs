@@ -35,6 +35,18 @@ const CORE_INSTANCES_PER_COMPONENT: usize = 16;
 /// Only the slots a service has used keep it.
 const KEEP_RESIDENT_BYTES: usize = 256 << 10;
 
+/// What each of a pool's `slots` keeps resident: [`KEEP_RESIDENT_BYTES`], less where all
+/// slots together would keep more than an eighth of the container's memory `limit` (the
+/// kept pages are the container's, outside the budget its instances draw on).
+fn keep_resident(limit: Option<u64>, slots: usize) -> usize {
+    let Some(limit) = limit else {
+        return KEEP_RESIDENT_BYTES;
+    };
+    let share = usize::try_from(limit / 8).unwrap_or(usize::MAX) / slots.max(1);
+    // Whole pages.
+    KEEP_RESIDENT_BYTES.min(share) & !0xfff
+}
+
 /// wasmtime with Cranelift, one `Engine` per instance of this type.
 pub struct WasmtimeEngine {
     engine: Engine,
@@ -104,10 +116,11 @@ impl WasmtimeEngine {
             .total_core_instances(count(in_flight * CORE_INSTANCES_PER_COMPONENT))
             .total_memories(count(memories))
             .total_tables(count(tables))
-            .total_stacks(count(in_flight))
-            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-            .table_keep_resident(KEEP_RESIDENT_BYTES)
-            .async_stack_keep_resident(KEEP_RESIDENT_BYTES);
+            .total_stacks(count(in_flight));
+        let keep = keep_resident(options.memory_limit, memories + tables + in_flight);
+        pool.linear_memory_keep_resident(keep)
+            .table_keep_resident(keep)
+            .async_stack_keep_resident(keep);
         if let Some(limit) = options.memory_limit {
             pool.max_memory_size(usize::try_from(limit).unwrap_or(usize::MAX));
         }
@@ -601,6 +614,17 @@ pub(super) fn outcome(limits: &MemoryLimiter, e: wasmtime::Error) -> GuestExit {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pool_keeps_at_most_an_eighth_of_the_limit_resident() {
+        use super::{keep_resident, KEEP_RESIDENT_BYTES};
+        assert_eq!(keep_resident(None, 192), KEEP_RESIDENT_BYTES);
+        // The seed's 1 GiB over 192 slots: the full 256 KiB.
+        assert_eq!(keep_resident(Some(1 << 30), 192), KEEP_RESIDENT_BYTES);
+        // 64 MiB: 8 MiB over 192 slots, whole pages.
+        assert_eq!(keep_resident(Some(64 << 20), 192), 40 << 10);
+        assert_eq!(keep_resident(Some(1 << 20), 192), 0);
+    }
+
     use super::*;
 
     use crate::engine::facts::fixtures::TWO_EXPORTS;
