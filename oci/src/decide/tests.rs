@@ -517,6 +517,17 @@ fn listen_addresses_come_from_the_annotation_then_runwasis_env_then_8080() {
         plan.wasm().unwrap().listen.to_string(),
         "127.0.0.1:3000 (environment WASMTIME_HTTP_PROXY_SOCKET_ADDR)"
     );
+    // Several, as under a handler that forwards no annotations (K3s's `wasmedge`).
+    let mut process = bundle.spec.process().clone().unwrap();
+    process.set_env(Some(vec![
+        "WASMTIME_HTTP_PROXY_SOCKET_ADDR=0.0.0.0:8080,0.0.0.0:8081".into(),
+    ]));
+    bundle.spec.set_process(Some(process));
+    let plan = decide(&bundle, None, &NodeContext::default()).unwrap().plan;
+    assert_eq!(
+        plan.wasm().unwrap().listen.to_string(),
+        "0.0.0.0:8080,0.0.0.0:8081 (environment WASMTIME_HTTP_PROXY_SOCKET_ADDR)"
+    );
 }
 
 #[test]
