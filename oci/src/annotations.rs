@@ -149,12 +149,16 @@ pub fn listen(
             id: id.to_owned(),
             key: LISTEN,
             value: value.clone(),
-            expected: "IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081)",
+            expected:
+                "at most 16 IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081)",
         })
 }
 
-/// `IP:PORT[,IP:PORT…]`, each address once; `None` when any part is not one or the
-/// list is empty.
+/// The most addresses a serving guest listens on (each is a socket its init holds).
+pub const MAX_LISTEN_ADDRESSES: usize = 16;
+
+/// `IP:PORT[,IP:PORT…]`, each address once, at most [`MAX_LISTEN_ADDRESSES`]; `None`
+/// when any part is not one, or the list is empty or longer.
 pub fn parse_listen(value: &str) -> Option<Vec<std::net::SocketAddr>> {
     let mut addrs: Vec<std::net::SocketAddr> = Vec::new();
     for part in value.split(',') {
@@ -163,7 +167,7 @@ pub fn parse_listen(value: &str) -> Option<Vec<std::net::SocketAddr>> {
             addrs.push(addr);
         }
     }
-    (!addrs.is_empty()).then_some(addrs)
+    (!addrs.is_empty() && addrs.len() <= MAX_LISTEN_ADDRESSES).then_some(addrs)
 }
 
 /// The destinations a Wasm guest may reach (see [`crate::egress`]): `host:port`, `CIDR` or

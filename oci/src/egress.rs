@@ -155,9 +155,17 @@ impl fmt::Display for EgressGrant {
     }
 }
 
-/// A comma-separated list of grants, each once, in order; an empty list is an error.
+/// The most grants one container's annotation may list: each name among them is resolved
+/// by the node at Create.
+pub const MAX_GRANTS: usize = 64;
+
+/// A comma-separated list of grants, each once, in order; an empty list, or one of more
+/// than [`MAX_GRANTS`], is an error.
 pub fn parse_grants(value: &str) -> Result<EgressGrants, String> {
     let mut grants = EgressGrants::new();
+    if value.split(',').count() > MAX_GRANTS {
+        return Err(format!("more than {MAX_GRANTS} grants"));
+    }
     for part in value.split(',').map(str::trim) {
         if part.is_empty() {
             return Err(format!("an empty entry (expected {GRANT_FORMS})"));
@@ -286,6 +294,13 @@ mod tests {
         assert_eq!(texts, ["10.0.0.1:80", "pacs.local:443"]);
         assert!(parse_grants("10.0.0.1:80,,pacs.local:443").is_err());
         assert!(parse_grants("").is_err());
+        let many: Vec<String> = (0..=MAX_GRANTS)
+            .map(|n| format!("h{n}.local:443"))
+            .collect();
+        assert_eq!(
+            parse_grants(&many.join(",")).unwrap_err(),
+            "more than 64 grants"
+        );
     }
 
     #[test]

@@ -504,8 +504,13 @@ fn listen_addresses_come_from_the_annotation_then_runwasis_env_then_8080() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "container c1: annotation triage.io/listen=\"0.0.0.0:http\" is not valid (expected IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081))"
+        "container c1: annotation triage.io/listen=\"0.0.0.0:http\" is not valid (expected at most 16 IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081))"
     );
+    // Each address is a socket the init holds: a bounded number.
+    let many: Vec<String> = (0..17).map(|n| format!("0.0.0.0:{}", 9000 + n)).collect();
+    assert!(fx
+        .plan(&["/svc.wasm"], &[("triage.io/listen", &many.join(","))])
+        .is_err());
     let mut bundle = fx.bundle(&["/svc.wasm"], &[]);
     let mut process = bundle.spec.process().clone().unwrap();
     process.set_env(Some(vec![
