@@ -182,19 +182,23 @@ mod tests {
 
     #[test]
     fn a_granted_name_reaches_what_the_node_resolved_on_its_port_only() {
-        // `localhost` resolves through the node's /etc/hosts, without a DNS server.
-        let egress = egress("localhost:8080,10.0.0.0/8:5432");
-        let lookup = egress.lookup("LOCALHOST").unwrap();
-        assert!(lookup.contains(&"127.0.0.1".parse().unwrap()), "{lookup:?}");
-        assert!(egress.allows("127.0.0.1:8080".parse().unwrap()));
-        assert!(!egress.allows("127.0.0.1:8081".parse().unwrap()));
+        // As if the node had resolved the name to 10.1.1.7 at Create.
+        let grants = triage_oci::egress::parse_grants("PACS.local:8080,10.0.0.0/8:5432").unwrap();
+        let resolved = vec![vec!["10.1.1.7".parse().unwrap()], Vec::new()];
+        let egress = Egress::with("c1", grants, resolved);
+        assert_eq!(
+            egress.lookup("pacs.LOCAL"),
+            Some(vec!["10.1.1.7".parse().unwrap()])
+        );
+        assert!(egress.allows("10.1.1.7:8080".parse().unwrap()));
+        assert!(!egress.allows("10.1.1.7:8081".parse().unwrap()));
         assert!(egress.allows("10.9.9.9:5432".parse().unwrap()));
         assert_eq!(egress.lookup("example.org"), None);
         assert_eq!(
-            egress.destinations("localhost", 8080).unwrap()[0],
-            "127.0.0.1:8080".parse().unwrap()
+            egress.destinations("pacs.local", 8080),
+            Some(vec!["10.1.1.7:8080".parse().unwrap()])
         );
-        assert_eq!(egress.destinations("localhost", 80), None);
+        assert_eq!(egress.destinations("pacs.local", 80), None);
         assert_eq!(
             egress.destinations("10.1.1.1", 5432),
             Some(vec!["10.1.1.1:5432".parse().unwrap()])
