@@ -11,6 +11,10 @@ WASM_DIR := $(WASM_TARGET_DIR)/wasm32-wasip1/release
 COMPONENTS_DIR := $(WASM_TARGET_DIR)/wasm32-wasip2/release
 COMPONENT_WORKLOADS := hello exit trap sleeper fsprobe spin memhog waiter http-hello http-state http-egress tcp-echo
 JOBS ?= 2
+# CI builds once, from scratch: incremental compilation caches only cost time there.
+ifeq ($(CI),true)
+export CARGO_INCREMENTAL := 0
+endif
 CARGO := cargo
 RELEASE := $(CARGO_TARGET_DIR)/release
 SHIM := $(RELEASE)/containerd-shim-triage-v1
@@ -68,7 +72,8 @@ test: lint build test-images
 TRIXIE_TARGET_DIR ?= $(CARGO_TARGET_DIR)-trixie
 # Without debug info: a third less to compile and link on CI's 2 cores (backtraces keep names).
 IN_TRIXIE := CARGO_TARGET_DIR=$(TRIXIE_TARGET_DIR) TRIXIE_BIND=$(WASM_DIR) \
-	TRIXIE_ENV="TRIAGE_WASM_DIR=$(WASM_DIR) CARGO_PROFILE_DEV_DEBUG=0" bash scripts/trixie.sh run
+	TRIXIE_ENV="TRIAGE_WASM_DIR=$(WASM_DIR) CARGO_PROFILE_DEV_DEBUG=0 $(if $(CARGO_INCREMENTAL),CARGO_INCREMENTAL=$(CARGO_INCREMENTAL))" \
+	bash scripts/trixie.sh run
 WASMEDGE_BUILD := --offline -j $(JOBS) -p triage-runtime --no-default-features --features wasmedge
 
 test-wasmedge: test-images
