@@ -228,6 +228,31 @@ fn a_guest_reaches_what_its_grants_name_and_nothing_else() {
     }
 }
 
+/// Starts the hello service as `id` with one CPU (one worker, 64 requests in flight) on a
+/// free port of 127.0.0.1, its metrics on another, and `flags`: the child `ctr run`, the
+/// service's port and the metrics' port.
+fn spawn_hello_on_one_cpu(
+    ctd: &PrivateContainerd,
+    id: &str,
+    flags: &[&str],
+) -> (std::process::Child, u16, u16) {
+    let (port, metrics) = (free_port(), free_port());
+    let listen = format!("triage.io/listen=127.0.0.1:{port}");
+    let metrics_listen = format!("triage.io/metrics-listen=127.0.0.1:{metrics}");
+    let mut all = vec![
+        "--net-host",
+        "--cpus",
+        "1",
+        "--annotation",
+        &listen,
+        "--annotation",
+        &metrics_listen,
+    ];
+    all.extend_from_slice(flags);
+    let child = spawn_run(ctd, COMPONENTS_IMAGE, id, &["/http-hello.wasm"], &all);
+    (child, port, metrics)
+}
+
 /// The value of the metric line that starts with `series` (name and labels).
 fn metric(metrics_port: u16, series: &str) -> Option<u64> {
     let (status, text) = get(metrics_port, "/metrics");
@@ -243,24 +268,7 @@ fn past_its_bound_a_service_answers_503_with_retry_after_and_counts_it() {
     else {
         return;
     };
-    let (port, metrics) = (free_port(), free_port());
-    let listen = format!("triage.io/listen=127.0.0.1:{port}");
-    let metrics_listen = format!("triage.io/metrics-listen=127.0.0.1:{metrics}");
-    let child = spawn_run(
-        &ctd,
-        COMPONENTS_IMAGE,
-        "svc-bound",
-        &["/http-hello.wasm"],
-        &[
-            "--net-host",
-            "--cpus",
-            "1",
-            "--annotation",
-            &listen,
-            "--annotation",
-            &metrics_listen,
-        ],
-    );
+    let (child, port, metrics) = spawn_hello_on_one_cpu(&ctd, "svc-bound", &[]);
     wait_for_status(&ctd, "svc-bound", "RUNNING");
     let label = "{container=\"svc-bound\"";
     let in_flight = format!("triage_http_requests_in_flight{label}}}");
@@ -369,26 +377,11 @@ fn a_request_past_its_deadline_is_answered_504_and_spares_the_others() {
     else {
         return;
     };
-    let (port, metrics) = (free_port(), free_port());
-    let listen = format!("triage.io/listen=127.0.0.1:{port}");
-    let metrics_listen = format!("triage.io/metrics-listen=127.0.0.1:{metrics}");
     // One worker thread, which a guest that never returns would otherwise keep.
-    let child = spawn_run(
+    let (child, port, metrics) = spawn_hello_on_one_cpu(
         &ctd,
-        COMPONENTS_IMAGE,
         "svc-deadline",
-        &["/http-hello.wasm"],
-        &[
-            "--net-host",
-            "--cpus",
-            "1",
-            "--annotation",
-            &listen,
-            "--annotation",
-            &metrics_listen,
-            "--annotation",
-            "triage.io/request-timeout=2s",
-        ],
+        &["--annotation", "triage.io/request-timeout=2s"],
     );
     wait_for_status(&ctd, "svc-deadline", "RUNNING");
     let spinning: Vec<_> = (0..2)
