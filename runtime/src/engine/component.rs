@@ -18,8 +18,13 @@ use super::facts::ComponentWorld;
 use super::memory::{MemoryAccount, MemoryLimiter};
 use super::outgoing_http::OutgoingHttp;
 use super::serve::ProxyRequests;
-use super::wasmtime::{failed_instantiation, outcome, wasi_builder, EpochInterrupt};
-use super::{EngineError, GuestExit, GuestInterrupt, GuestInvocation, MemoryBudget, PreparedGuest};
+use super::wasmtime::{
+    failed_instantiation, outcome, serving_engine, wasi_builder, EpochInterrupt,
+};
+use super::{
+    EngineError, GuestExit, GuestInterrupt, GuestInvocation, MemoryBudget, PreloadOptions,
+    PreparedGuest,
+};
 
 /// A component compiled and linked against WASI 0.2, ready to instantiate.
 #[derive(Clone)]
@@ -81,7 +86,9 @@ pub(super) fn validate(id: &str, path: &Path, bytes: &[u8]) -> Result<ComponentW
     ComponentWorld::of(id, path, bytes)
 }
 
-/// Compiles the component through the artifact cache (once per node) and links it.
+/// Compiles the component through the artifact cache (once per node) and links it; a
+/// `wasi:http/proxy` into an engine with an instance pool sized from `options` (see
+/// [`serving_engine`]).
 pub(super) fn preload(
     engine: &Engine,
     id: &str,
@@ -89,6 +96,7 @@ pub(super) fn preload(
     bytes: &[u8],
     cache: &ArtifactCache,
     entry: &str,
+    options: &PreloadOptions,
 ) -> Result<(WarmComponent, CacheOutcome), EngineError> {
     let world = ComponentWorld::of(id, path, bytes)?;
     let (artifact, outcome) = cache
@@ -98,21 +106,35 @@ pub(super) fn preload(
                 .map_err(|e| format!("{e:#}"))
         })
         .map_err(|e| EngineError::compiling(id, path, e))?;
-    // Mapped through a read-only mount, as a module's artifact is (see `read_only`).
-    let loaded = crate::read_only::open(&artifact)
+    let mut engine = engine.clone();
+    let mut component = load(&engine, id, path, &artifact)?;
+    if world == ComponentWorld::HttpProxy {
+        // The pool is sized from what the component needs, so it is made after a first
+        // load; the verified artifact is then mapped once more, into the pooled engine.
+        if let Some(pooled) = serving_engine(id, &component, options) {
+            component = load(&pooled, id, path, &artifact)?;
+            engine = pooled;
+        }
+    }
+    Ok((link(&engine, id, &component, &world)?, outcome))
+}
+
+/// Maps a verified cached `artifact` into `engine`, through a read-only mount, as a
+/// module's artifact is (see `read_only`).
+fn load(engine: &Engine, id: &str, path: &Path, artifact: &Path) -> Result<Component, EngineError> {
+    let loaded = crate::read_only::open(artifact)
         .map_err(wasmtime::Error::from)
         .and_then(|file| {
             let through = format!("/proc/self/fd/{}", file.as_raw_fd());
             // SAFETY: the artifact verified against this node's cache key, so it is
             // native code this engine build compiled; its entry name pins version and
-            // settings.
+            // settings, which both allocators share.
             unsafe { Component::deserialize_file(engine, through) }
         });
-    let component = loaded.map_err(|e| {
+    loaded.map_err(|e| {
         let reason = format!("loading the cached artifact {}: {e:#}", artifact.display());
         EngineError::invalid(id, path, reason)
-    })?;
-    Ok((link(engine, id, &component, &world)?, outcome))
+    })
 }
 
 /// Compiles the component in this process (no cache) and links it.

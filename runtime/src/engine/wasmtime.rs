@@ -74,67 +74,11 @@ struct WarmModule {
 impl WasmtimeEngine {
     /// An engine with Triage's configuration.
     pub fn new() -> Self {
-        let engine = Engine::new(&Self::config()).expect("wasmtime default configuration is valid");
+        let engine =
+            Engine::new(&engine_config()).expect("wasmtime default configuration is valid");
         Self {
             engine,
             warm: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// Triage's settings, whatever allocates the instances.
-    fn config() -> Config {
-        let mut config = Config::new();
-        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // Compiled code checks the epoch at loop heads and calls, so a Kill stops a
-        // guest that never returns to the host.
-        config.epoch_interruption(true);
-        // Compiling happens in the single-threaded helper right before it forks the
-        // container's init: no compiler threads may exist then.
-        config.parallel_compilation(false);
-        // A component that serves instantiates per request: the image of its memory is
-        // mapped copy-on-write, not copied (the default, stated because it matters).
-        config.memory_init_cow(true);
-        config
-    }
-
-    /// An engine for serving `component`: its instances come from a pool made once, as
-    /// many as the container admits requests at once (`options.cpu_millis`), each memory
-    /// bounded by the container's limit; `None` (said in the log) where the pool cannot be
-    /// made, e.g. where the address space is too small for its reservations: then
-    /// instances are allocated on demand. Compiled code is the same for both allocators,
-    /// so the cached artifact serves either.
-    fn serving_engine(id: &str, component: &Component, options: &PreloadOptions) -> Option<Engine> {
-        let cpus = options.cpu_millis.map(|m| m as f64 / 1000.0);
-        let (_, in_flight) = super::serve::bounds(cpus);
-        let needs = component.resources_required();
-        let per_instance = |n: Option<u32>| n.unwrap_or(1).max(1) as usize;
-        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        let memories = in_flight * per_instance(needs.as_ref().map(|r| r.num_memories));
-        let tables = in_flight * per_instance(needs.as_ref().map(|r| r.num_tables));
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(count(in_flight))
-            .total_core_instances(count(in_flight * CORE_INSTANCES_PER_COMPONENT))
-            .total_memories(count(memories))
-            .total_tables(count(tables))
-            .total_stacks(count(in_flight));
-        let keep = keep_resident(options.memory_limit, memories + tables + in_flight);
-        pool.linear_memory_keep_resident(keep)
-            .table_keep_resident(keep)
-            .async_stack_keep_resident(keep);
-        if let Some(limit) = options.memory_limit {
-            pool.max_memory_size(usize::try_from(limit).unwrap_or(usize::MAX));
-        }
-        let mut config = Self::config();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        match Engine::new(&config) {
-            Ok(engine) => {
-                tracing::info!(container = %id, instances = in_flight, memories, "instance pool for serving");
-                Some(engine)
-            }
-            Err(e) => {
-                tracing::warn!(container = %id, "no instance pool for serving ({e:#}); instances are allocated per request");
-                None
-            }
         }
     }
 
@@ -276,6 +220,67 @@ impl WasmtimeEngine {
     }
 }
 
+/// Triage's settings, whatever allocates the instances.
+pub(super) fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // Compiled code checks the epoch at loop heads and calls, so a Kill stops a
+    // guest that never returns to the host.
+    config.epoch_interruption(true);
+    // Compiling happens in the single-threaded helper right before it forks the
+    // container's init: no compiler threads may exist then.
+    config.parallel_compilation(false);
+    // A component that serves instantiates per request: the image of its memory is
+    // mapped copy-on-write, not copied (the default, stated because it matters).
+    config.memory_init_cow(true);
+    config
+}
+
+/// An engine for serving `component`: its instances come from a pool made once, as
+/// many as the container admits requests at once (`options.cpu_millis`), each memory
+/// bounded by the container's limit; `None` (said in the log) where the pool cannot be
+/// made, e.g. where the address space is too small for its reservations: then
+/// instances are allocated on demand. Compiled code is the same for both allocators,
+/// so the cached artifact serves either.
+pub(super) fn serving_engine(
+    id: &str,
+    component: &Component,
+    options: &PreloadOptions,
+) -> Option<Engine> {
+    let cpus = options.cpu_millis.map(|m| m as f64 / 1000.0);
+    let (_, in_flight) = super::serve::bounds(cpus);
+    let needs = component.resources_required();
+    let per_instance = |n: Option<u32>| n.unwrap_or(1).max(1) as usize;
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let memories = in_flight * per_instance(needs.as_ref().map(|r| r.num_memories));
+    let tables = in_flight * per_instance(needs.as_ref().map(|r| r.num_tables));
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(count(in_flight))
+        .total_core_instances(count(in_flight * CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(count(memories))
+        .total_tables(count(tables))
+        .total_stacks(count(in_flight));
+    let keep = keep_resident(options.memory_limit, memories + tables + in_flight);
+    pool.linear_memory_keep_resident(keep)
+        .table_keep_resident(keep)
+        .async_stack_keep_resident(keep);
+    if let Some(limit) = options.memory_limit {
+        pool.max_memory_size(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    let mut config = engine_config();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&config) {
+        Ok(engine) => {
+            tracing::info!(container = %id, instances = in_flight, memories, "instance pool for serving");
+            Some(engine)
+        }
+        Err(e) => {
+            tracing::warn!(container = %id, "no instance pool for serving ({e:#}); instances are allocated per request");
+            None
+        }
+    }
+}
+
 impl Default for WasmtimeEngine {
     fn default() -> Self {
         Self::new()
@@ -321,15 +326,8 @@ impl WasmEngine for WasmtimeEngine {
     ) -> Result<Preloaded, EngineError> {
         if wasmparser::Parser::is_component(bytes) {
             let entry = self.cache_entry(bytes, None);
-            let (mut warm, outcome) =
-                component::preload(&self.engine, id, host_path, bytes, cache, &entry)?;
-            if let WarmComponent::Proxy(pre) = &warm {
-                let component = pre.instance_pre().component();
-                if let Some(engine) = Self::serving_engine(id, component, options) {
-                    // The same artifact, mapped again for the pooled engine.
-                    warm = component::preload(&engine, id, host_path, bytes, cache, &entry)?.0;
-                }
-            }
+            let (warm, outcome) =
+                component::preload(&self.engine, id, host_path, bytes, cache, &entry, options)?;
             *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(Warm::Component(warm));
             return Ok(Preloaded {
                 outcome,
