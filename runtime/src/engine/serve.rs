@@ -52,9 +52,8 @@ struct HttpServer {
 
 /// What every request's handling reads.
 struct Shared {
-    id: String,
     pre: ProxyPre<ComponentState>,
-    /// The invocation each request's WASI context is made from.
+    /// The invocation each request's WASI context is made from (and the container id).
     invocation: GuestInvocation,
     /// Whether requests get the container's directories (the component imports
     /// `wasi:filesystem`).
@@ -101,16 +100,17 @@ pub(super) fn prepare(
     };
     let (drain_read, drain_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| setup(format!("drain pipe: {e}")))?;
-    let (workers, max_in_flight) = bounds(inv.cpus);
+    let (workers, _) = bounds(inv.cpus);
+    let shared = Shared::new(pre, inv, account);
     tracing::info!(
         container = %inv.id,
         listen = %inv.listen,
         workers,
-        max_in_flight,
+        max_in_flight = shared.max_in_flight,
         "serving wasi:http/incoming-handler, one instance per request"
     );
     Ok(Box::new(HttpServer {
-        shared: Shared::new(pre, inv, account),
+        shared,
         listeners,
         metrics_listener,
         workers,
@@ -148,7 +148,7 @@ impl ProxyRequests {
             .handle(request)
             .await
             .map_err(|e| EngineError::Setup {
-                id: self.0.id.clone(),
+                id: self.0.invocation.id.clone(),
                 reason: format!("handling a request: {e:#}"),
             })
     }
@@ -183,7 +183,7 @@ impl PreparedGuest for HttpServer {
     }
 
     fn run(self: Box<Self>) -> Result<GuestExit, EngineError> {
-        let id = self.shared.id.clone();
+        let id = self.shared.invocation.id.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(self.workers)
             .thread_name("serve")
@@ -216,11 +216,11 @@ impl HttpServer {
         for (listener, role) in roles {
             let listener =
                 tokio::net::TcpListener::from_std(listener).map_err(|e| EngineError::Setup {
-                    id: shared.id.clone(),
+                    id: shared.invocation.id.clone(),
                     reason: format!("listener: {e}"),
                 })?;
             let accepted_tx = accepted_tx.clone();
-            let id = shared.id.clone();
+            let id = shared.invocation.id.clone();
             acceptors.push(tokio::spawn(async move {
                 loop {
                     match listener.accept().await {
@@ -251,7 +251,7 @@ impl HttpServer {
                     }
                 })
                 .map_err(|e| EngineError::Setup {
-                    id: shared.id.clone(),
+                    id: shared.invocation.id.clone(),
                     reason: format!("starting the epoch thread: {e}"),
                 })?
         };
@@ -290,7 +290,7 @@ impl HttpServer {
             acceptor.abort();
         }
         let in_flight = shared.in_flight.load(Ordering::SeqCst);
-        tracing::info!(container = %shared.id, in_flight, "draining: no new connections; waiting for requests in flight");
+        tracing::info!(container = %shared.invocation.id, in_flight, "draining: no new connections; waiting for requests in flight");
         let finished = tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
             .await
             .is_ok();
@@ -298,7 +298,7 @@ impl HttpServer {
         let _ = ticker.join();
         let (served, overloaded, failed) = shared.metrics.counts();
         tracing::info!(
-            container = %shared.id,
+            container = %shared.invocation.id,
             served,
             overloaded,
             failed,
@@ -326,7 +326,6 @@ impl Shared {
             .imports(pre.engine())
             .any(|(name, _)| name.starts_with("wasi:filesystem/"));
         Arc::new(Self {
-            id: inv.id.clone(),
             pre,
             invocation: inv.clone(),
             preopens,
@@ -374,14 +373,14 @@ impl Shared {
             Err(e) => {
                 self.metrics.handled(Handled::Failed, started.elapsed());
                 if let Some(deadline) = e.downcast_ref::<RequestDeadline>() {
-                    tracing::warn!(container = %self.id, "{deadline}: answered 504");
+                    tracing::warn!(container = %self.invocation.id, "{deadline}: answered 504");
                     return plain(
                         StatusCode::GATEWAY_TIMEOUT,
                         "the service did not answer in time\n",
                     );
                 }
                 let one_line = format!("{e:?}").replace('\n', " | ");
-                tracing::error!(container = %self.id, "request failed in the guest: {one_line}");
+                tracing::error!(container = %self.invocation.id, "request failed in the guest: {one_line}");
                 plain(StatusCode::INTERNAL_SERVER_ERROR, "the service failed\n")
             }
         }
@@ -394,12 +393,8 @@ impl Shared {
         }
         let text = self
             .metrics
-            .render(&self.id, self.in_flight.load(Ordering::Relaxed));
-        let mut response = Response::new(
-            http_body_util::Full::new(Bytes::from(text))
-                .map_err(|never: Infallible| match never {})
-                .boxed_unsync(),
-        );
+            .render(&self.invocation.id, self.in_flight.load(Ordering::Relaxed));
+        let mut response = plain(StatusCode::OK, text);
         response.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8"
@@ -543,9 +538,9 @@ impl Drop for InFlight {
     }
 }
 
-/// A short plain-text response from the host.
-fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
-    let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
+/// A plain-text response from the host.
+fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<HyperOutgoingBody> {
+    let body = http_body_util::Full::new(body.into())
         .map_err(|never: Infallible| match never {})
         .boxed_unsync();
     let mut response = Response::new(body);
