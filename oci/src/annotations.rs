@@ -140,17 +140,34 @@ pub fn listen(
     id: &str,
     annotations: &HashMap<String, String>,
 ) -> Result<Option<Vec<std::net::SocketAddr>>, PlanError> {
-    let Some(value) = annotations.get(LISTEN) else {
+    parsed(
+        id,
+        annotations,
+        LISTEN,
+        "at most 16 IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081)",
+        parse_listen,
+    )
+}
+
+/// Annotation `key` read with `parse`: `None` when absent; refused, with the forms it
+/// takes (`expected`), when present but not parsed.
+fn parsed<T>(
+    id: &str,
+    annotations: &HashMap<String, String>,
+    key: &'static str,
+    expected: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, PlanError> {
+    let Some(value) = annotations.get(key) else {
         return Ok(None);
     };
-    parse_listen(value)
+    parse(value)
         .map(Some)
         .ok_or_else(|| PlanError::InvalidAnnotation {
             id: id.to_owned(),
-            key: LISTEN,
+            key,
             value: value.clone(),
-            expected:
-                "at most 16 IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081)",
+            expected,
         })
 }
 
@@ -198,19 +215,13 @@ pub fn metrics_listen(
     id: &str,
     annotations: &HashMap<String, String>,
 ) -> Result<Option<std::net::SocketAddr>, PlanError> {
-    let Some(value) = annotations.get(METRICS_LISTEN) else {
-        return Ok(None);
-    };
-    value
-        .trim()
-        .parse()
-        .map(Some)
-        .map_err(|_| PlanError::InvalidAnnotation {
-            id: id.to_owned(),
-            key: METRICS_LISTEN,
-            value: value.clone(),
-            expected: "one IP:PORT address (e.g. 0.0.0.0:9090)",
-        })
+    parsed(
+        id,
+        annotations,
+        METRICS_LISTEN,
+        "one IP:PORT address (e.g. 0.0.0.0:9090)",
+        |value| value.trim().parse().ok(),
+    )
 }
 
 /// How long a serving Wasm guest may take to answer one request (its response's head)
@@ -223,32 +234,24 @@ pub fn request_timeout_ms(
     id: &str,
     annotations: &HashMap<String, String>,
 ) -> Result<Option<u64>, PlanError> {
-    let Some(value) = annotations.get(REQUEST_TIMEOUT) else {
-        return Ok(None);
-    };
-    let text = value.trim();
-    let (number, unit_ms) = if let Some(ms) = text.strip_suffix("ms") {
-        (ms, 1)
-    } else if let Some(s) = text.strip_suffix('s') {
-        (s, 1000)
-    } else if let Some(m) = text.strip_suffix('m') {
-        (m, 60_000)
-    } else {
-        ("", 0)
-    };
-    number
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|n| n.saturating_mul(unit_ms))
-        .filter(|&ms| ms > 0)
-        .map(Some)
-        .ok_or_else(|| PlanError::InvalidAnnotation {
-            id: id.to_owned(),
-            key: REQUEST_TIMEOUT,
-            value: value.clone(),
-            expected: "a duration of at least 1ms with its unit (e.g. 500ms, 10s, 2m)",
-        })
+    parsed(
+        id,
+        annotations,
+        REQUEST_TIMEOUT,
+        "a duration of at least 1ms with its unit (e.g. 500ms, 10s, 2m)",
+        |value| {
+            let text = value.trim();
+            let (number, unit_ms) = if let Some(ms) = text.strip_suffix("ms") {
+                (ms, 1)
+            } else if let Some(s) = text.strip_suffix('s') {
+                (s, 1000)
+            } else {
+                (text.strip_suffix('m')?, 60_000)
+            };
+            let ms = number.trim().parse::<u64>().ok()?.saturating_mul(unit_ms);
+            (ms > 0).then_some(ms)
+        },
+    )
 }
 
 /// Every `triage.io/` annotation Triage reads.
