@@ -33,22 +33,21 @@ pub fn components_dir() -> PathBuf {
 /// The path of component `name` (`http-hello` → `http-hello.wasm`); panics with what to
 /// run when it has not been built.
 pub fn component(name: &str) -> PathBuf {
-    let path = components_dir().join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make test-images` (or set TRIAGE_COMPONENTS_DIR)",
-        path.display()
-    );
-    path
+    built(components_dir(), name, "TRIAGE_COMPONENTS_DIR")
 }
 
 /// The path of workload `name` (`hello` → `hello.wasm`); panics with what to run when
 /// it has not been built.
 pub fn workload(name: &str) -> PathBuf {
-    let path = wasm_dir().join(format!("{name}.wasm"));
+    built(wasm_dir(), name, "TRIAGE_WASM_DIR")
+}
+
+/// `NAME.wasm` in `dir`, which `$variable` can name instead; it must have been built.
+fn built(dir: PathBuf, name: &str, variable: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
-        "{} is missing: run `make test-images` (or set TRIAGE_WASM_DIR)",
+        "{} is missing: run `make test-images` (or set {variable})",
         path.display()
     );
     path

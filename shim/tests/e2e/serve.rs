@@ -292,14 +292,7 @@ fn past_its_bound_a_service_answers_503_with_retry_after_and_counts_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // The 65th is answered at once, by the host: 503 with Retry-After, not dropped.
-    let mut extra = connect(port);
-    write!(
-        extra,
-        "GET /more HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    extra.read_to_string(&mut answer).unwrap();
+    let answer = http_get_raw(([127, 0, 0, 1], port).into(), "/more");
     assert!(
         answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
         "{answer}"

@@ -380,9 +380,9 @@ pub fn http_connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
     }
 }
 
-/// `GET path` from `addr` over HTTP/1.1 with `Connection: close`: the status line and
-/// the body (de-chunked).
-pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+/// `GET path` from `addr` over HTTP/1.1 with `Connection: close`: the whole response as
+/// it came (head and body).
+pub fn http_get_raw(addr: std::net::SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = http_connect(addr);
     write!(
@@ -392,6 +392,13 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// `GET path` from `addr` over HTTP/1.1 with `Connection: close`: the status line and
+/// the body (de-chunked).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let response = http_get_raw(addr, path);
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head.lines().next().unwrap_or_default().to_owned();
     let body = if head
