@@ -9,7 +9,7 @@ WASM_TARGET_DIR := $(CARGO_TARGET_DIR)/wasm-workloads
 WASM_DIR := $(WASM_TARGET_DIR)/wasm32-wasip1/release
 # The same workloads as WASI 0.2 components, and the HTTP services (test-images/wasm/serve).
 COMPONENTS_DIR := $(WASM_TARGET_DIR)/wasm32-wasip2/release
-COMPONENT_WORKLOADS := hello exit trap sleeper fsprobe spin memhog waiter http-hello http-state http-egress tcp-echo
+COMPONENT_WORKLOADS := hello exit trap sleeper fsprobe spin memhog waiter http-hello http-state http-egress tcp-echo http-classify
 JOBS ?= 2
 # CI builds once, from scratch: incremental compilation caches only cost time there.
 ifeq ($(CI),true)
@@ -22,7 +22,7 @@ IMAGES := dist/images
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: all setup build test-images demo test test-wasmedge lint install uninstall bench bench-wasmedge clean
+.PHONY: all setup build test-images wit-bindings demo test test-wasmedge lint install uninstall bench bench-wasmedge clean
 
 all: build
 
@@ -42,6 +42,13 @@ test-images: build
 		--wasm-dir $(WASM_DIR) --components-dir $(COMPONENTS_DIR) \
 		--models test-images/models --busybox /bin/busybox --out $(IMAGES) \
 		--native-hello $(RELEASE)/triage-native-hello
+
+# The guest side of wasi:nn for the classifying service, generated from its WIT and committed
+# (so that no build runs wit-bindgen's macros); needs `cargo install wit-bindgen-cli --version 0.57.1`.
+wit-bindings:
+	wit-bindgen rust --format --generate-all --world classify \
+		--out-dir test-images/wasm/serve/src test-images/wasm/serve/wit
+	mv test-images/wasm/serve/src/classify.rs test-images/wasm/serve/src/nn_bindings.rs
 
 demo: build test-images
 	$(RELEASE)/triage-demo $(SHIM)

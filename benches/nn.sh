@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # wasi-nn through the whole container path, per backend: (a) one container classifying a
-# batch, (b) a container per case with the model preloaded, (c) a 224×224 CNN.
+# batch, (b) a container per case with the model preloaded, (c) a 224×224 CNN, (d) the
+# same CNN as an HTTP service (the imaging service: `http-classify`, one instance per
+# request, the graph built once for the container), loaded by `hey` at 1 and 8 connections.
 #
-#   N=30 bash benches/nn.sh        (after `make build test-images`)
+#   N=30 M=200 bash benches/nn.sh        (after `make build test-images`; (d) needs hey)
 #
 # Backends: tract (built in) and onnxruntime (TRIAGE_ONNXRUNTIME, else the library
 # scripts/onnxruntime.sh fetches). The CNN is `light_squeezenet.onnx` from PyPI's `onnx`
@@ -21,11 +23,21 @@ shim="$target/release/containerd-shim-triage-v1"
 
 if [ -z "${CONTAINERD_ADDRESS:-}" ]; then
   exec "$target/release/triage-containerd" --shim "$shim" --import "$root/dist/images/wasm.tar" \
-    -- bash "$0" "$@"
+    --import "$root/dist/images/wasm-components.tar" -- bash "$0" "$@"
 fi
 
+M=${M:-200}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+service=
+cleanup() {
+  if [ -n "$service" ]; then
+    ctr task kill -s SIGKILL "$service" >/dev/null 2>&1 || true
+    ctr task rm -f "$service" >/dev/null 2>&1 || true
+    ctr container rm "$service" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 wasm=triage.test/wasm:latest
 run=(ctr run --rm --runtime io.containerd.triage.v1)
 
@@ -144,4 +156,40 @@ for backend in "${backends[@]}"; do
   done
   env_ms=$(logged_ms "nn-cnn-$backend-3" 'onnxruntime environment made')
   [ -z "$env_ms" ] || printf '%-12s %-34s %9s %9sms\n' "$backend" "(c) of which onnxruntime environment" "" "$env_ms"
+
+  # (d) The CNN as an HTTP service on the node's 2 CPUs: M images POSTed as raw floats,
+  # each answered by a fresh instance over the container's one graph.
+  if ! command -v hey >/dev/null; then
+    echo "(d) not measured: hey is not installed (apt-get install hey)" >&2
+    continue
+  fi
+  service="nn-svc-$backend"
+  port=18190
+  ctr run -d --net-host --cpus 2 --memory-limit $((1 << 30)) --runtime io.containerd.triage.v1 \
+    --mount "type=bind,src=$work/cnn,dst=/data,options=rbind:ro" \
+    --annotation "triage.io/listen=127.0.0.1:$port" \
+    --annotation "triage.io/nn-preload=squeezenet:ONNX:CPU:/data/light_squeezenet.onnx" \
+    triage.test/wasm-components:latest "$service" /http-classify.wasm >/dev/null
+  for _ in $(seq 1 200); do
+    curl -sf "http://127.0.0.1:$port/.well-known/triage/health" >/dev/null 2>&1 && break
+    sleep 0.05
+  done
+  for c in 1 8; do
+    # hey sends M/c requests per connection; per-request times from its CSV.
+    start=$(now_ms)
+    hey -n "$M" -c "$c" -o csv -m POST -T application/octet-stream -D "$work/cnn/cases/img-000.f32" \
+      -H "x-input-shape: 1,3,224,224" -H "x-input-name: data_0" \
+      "http://127.0.0.1:$port/classify/squeezenet" > "$work/hey.csv"
+    wall=$(awk -v a="$start" -v b="$(now_ms)" 'BEGIN {print b - a}')
+    sent=$(( M / c * c ))
+    ok=$(awk -F, 'NR > 1 && $7 == 200' "$work/hey.csv" | wc -l)
+    [ "$ok" = "$sent" ] || { echo "(d) -c $c: $ok of $sent answers were 200" >&2; head -5 "$work/hey.csv" >&2; exit 1; }
+    read -r p50 p99 _ < <(awk -F, 'NR > 1 {print $1 * 1000}' "$work/hey.csv" | stats)
+    rate=$(awk -v n="$ok" -v w="$wall" 'BEGIN {printf "%.0f", n / (w / 1000) * 60}')
+    printf '%-12s %-34s %8sms %8sms %8s/min\n' "$backend" "(d) squeezenet over HTTP, -c $c" "$p50" "$p99" "$rate"
+  done
+  ctr task kill -s SIGKILL "$service" >/dev/null 2>&1 || true
+  ctr task rm -f "$service" >/dev/null 2>&1 || true
+  ctr container rm "$service" >/dev/null 2>&1 || true
+  service=
 done

@@ -96,6 +96,14 @@ impl NnGraph for OnnxGraph {
             shared: Arc::clone(&self.shared),
         }))
     }
+
+    fn input_names(&self) -> Vec<String> {
+        self.shared.inputs.iter().map(|p| p.name.clone()).collect()
+    }
+
+    fn output_names(&self) -> Vec<String> {
+        self.shared.outputs.iter().map(|p| p.name.clone()).collect()
+    }
 }
 
 /// One guest's inputs (by index) and the outputs of its last compute.

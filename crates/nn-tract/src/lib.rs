@@ -49,12 +49,32 @@ fn cpu_only(target: ExecutionTarget) -> Result<(), NnError> {
 
 /// An optimised, runnable graph of a typed model.
 fn graph_of(model: tract_onnx::prelude::TypedModel) -> Result<Arc<dyn NnGraph>, NnError> {
-    let inputs = model.inputs.len();
+    // Names before optimising, which may merge or rename nodes: an input is its source
+    // node; an output is its outlet's label (the ONNX tensor's name), else its node.
+    let input_names = model
+        .inputs
+        .iter()
+        .map(|outlet| model.node(outlet.node).name.clone())
+        .collect();
+    let output_names = model
+        .outputs
+        .iter()
+        .map(|&outlet| {
+            model
+                .outlet_label(outlet)
+                .unwrap_or(&model.node(outlet.node).name)
+                .to_owned()
+        })
+        .collect();
     let plan = model
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(|e| load_error(format!("optimising: {e:#}")))?;
-    Ok(Arc::new(TractGraph { plan, inputs }))
+    Ok(Arc::new(TractGraph {
+        plan,
+        input_names,
+        output_names,
+    }))
 }
 
 /// ONNX on tract, for the CPU.
@@ -142,7 +162,8 @@ impl NnBackend for TractBackend {
 /// An optimised plan, shared by its contexts.
 struct TractGraph {
     plan: Arc<TypedRunnableModel>,
-    inputs: usize,
+    input_names: Vec<String>,
+    output_names: Vec<String>,
 }
 
 impl NnGraph for TractGraph {
@@ -157,9 +178,17 @@ impl NnGraph for TractGraph {
     fn init_context(&self) -> Result<Box<dyn NnContext>, NnError> {
         Ok(Box::new(TractContext {
             plan: Arc::clone(&self.plan),
-            inputs: vec![None; self.inputs],
+            inputs: vec![None; self.input_names.len()],
             outputs: Vec::new(),
         }))
+    }
+
+    fn input_names(&self) -> Vec<String> {
+        self.input_names.clone()
+    }
+
+    fn output_names(&self) -> Vec<String> {
+        self.output_names.clone()
     }
 }
 

@@ -155,6 +155,12 @@ fn prepared_models_classify_as_the_onnx_models_do_batches_included() {
         a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-6),
         "{a:?}\n{b:?}"
     );
+    // Both forms keep the model's tensor names (models.json records them), which
+    // wasi-nn's component interface addresses.
+    for graph in [direct, prepared_graph(DIGITS)] {
+        assert_eq!(graph.input_names(), ["input"]);
+        assert_eq!(graph.output_names(), ["probabilities"]);
+    }
     let identity = TractBackend::new().prepared_identity().unwrap();
     assert!(
         identity.contains(triage_nn_tract::TRACT_VERSION),

@@ -93,6 +93,18 @@ pub trait NnGraph: Send + Sync {
 
     /// A fresh context for one guest's inferences.
     fn init_context(&self) -> Result<Box<dyn NnContext>, NnError>;
+
+    /// The model's input names, in index order (wasi-nn's component interface names its
+    /// tensors); empty when the backend does not know them.
+    fn input_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The model's output names, in index order; empty when the backend does not know
+    /// them.
+    fn output_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// One guest's inputs and outputs for a graph.

@@ -184,11 +184,11 @@ pub fn preload_module(
 /// builds the graphs from them in `prepare`.
 pub type NnPrepared = Arc<(triage_nn::BackendSet, Vec<crate::nn::ModelBytes>)>;
 
-/// For a module that imports wasi-nn: the node's backends (opening the libraries they
+/// For a guest (module or component) that imports wasi-nn: the node's backends (opening the libraries they
 /// load, while the host's filesystem is in view) and the node's and the container's
 /// preloaded models (`models`, opened by the shim's decision, read at most
 /// `model_limit` bytes each), with their prepared graphs from the node's store where the
-/// plan uses the artifact cache. A module that does not import wasi-nn gets nothing.
+/// plan uses the artifact cache. A guest that does not import wasi-nn gets nothing.
 pub fn preload_nn(
     plan: &WorkloadPlan,
     settings: &triage_oci::NnSettings,
@@ -212,9 +212,10 @@ pub fn preload_nn(
         if !wasm.nn_preload.is_empty() {
             tracing::warn!(
                 container = %plan.id,
-                "annotation {} ignored: the module does not import {}",
+                "annotation {} ignored: the guest imports no wasi-nn ({} for a module, {}* for a component)",
                 triage_oci::annotations::NN_PRELOAD,
-                engine::WASI_NN_MODULE
+                engine::WASI_NN_MODULE,
+                engine::WASI_NN_PACKAGE,
             );
         }
         return Ok(None);

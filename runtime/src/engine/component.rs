@@ -43,19 +43,27 @@ pub(super) struct ComponentState {
     hooks: OutgoingHttp,
     /// What the instance may reach (its lookups, connections and outgoing requests).
     pub(super) egress: Arc<Egress>,
+    /// `wasi:nn`: the container's preloaded graphs, shared with its other instances.
+    nn: wasmtime_wasi_nn::wit::WasiNnCtx,
     pub(super) limits: MemoryLimiter,
 }
 
 impl ComponentState {
-    pub(super) fn new(wasi: WasiCtx, egress: &Arc<Egress>, limits: MemoryLimiter) -> Self {
+    /// An instance's state for the container of `inv`.
+    pub(super) fn new(wasi: WasiCtx, inv: &GuestInvocation, limits: MemoryLimiter) -> Self {
         Self {
             wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            hooks: OutgoingHttp::new(Arc::clone(egress)),
-            egress: Arc::clone(egress),
+            hooks: OutgoingHttp::new(Arc::clone(&inv.egress)),
+            egress: Arc::clone(&inv.egress),
+            nn: super::wasi_nn::component_context(&inv.id, inv.nn.as_ref()),
             limits,
         }
+    }
+
+    fn nn(&mut self) -> wasmtime_wasi_nn::wit::WasiNnView<'_> {
+        wasmtime_wasi_nn::wit::WasiNnView::new(&mut self.table, &mut self.nn)
     }
 }
 
@@ -167,6 +175,8 @@ fn link(
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
                 .and_then(|()| super::name_lookup::link(&mut linker))
                 .map_err(|e| setup("linking WASI 0.2", e))?;
+            wasmtime_wasi_nn::wit::add_to_linker(&mut linker, ComponentState::nn)
+                .map_err(|e| setup("linking wasi:nn", e))?;
             let pre = linker
                 .instantiate_pre(component)
                 .and_then(CommandPre::new)
@@ -179,6 +189,11 @@ fn link(
                 .map_err(|e| setup("linking WASI 0.2", e))?;
             wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
                 .map_err(|e| setup("linking wasi:http", e))?;
+            // Its host calls are synchronous: an inference runs on the request's worker
+            // thread, which hands its other tasks to another thread meanwhile (see
+            // `wasi_nn`).
+            wasmtime_wasi_nn::wit::add_to_linker(&mut linker, ComponentState::nn)
+                .map_err(|e| setup("linking wasi:nn", e))?;
             let pre = linker
                 .instantiate_pre(component)
                 .and_then(ProxyPre::new)
@@ -199,7 +214,7 @@ pub(super) fn prepare(
             let wasi = wasi_context(inv, true, true)?;
             let mut store = Store::new(
                 pre.engine(),
-                ComponentState::new(wasi, &inv.egress, MemoryLimiter::new(account)),
+                ComponentState::new(wasi, inv, MemoryLimiter::new(account)),
             );
             store.limiter(|state| &mut state.limits as &mut dyn ResourceLimiter);
             store.set_epoch_deadline(1);

@@ -137,23 +137,58 @@ impl ComponentWorld {
 
     /// The names a component exports at its top level.
     pub fn top_level_exports(bytes: &[u8]) -> Result<Vec<String>, wasmparser::BinaryReaderError> {
-        let mut exports = Vec::new();
-        // Nested modules and components come inline, each between its own header and end.
-        let mut depth = 0usize;
-        for payload in Parser::new(0).parse_all(bytes) {
-            match payload? {
-                Payload::Version { .. } => depth += 1,
-                Payload::End(_) => depth = depth.saturating_sub(1),
-                Payload::ComponentExportSection(reader) if depth == 1 => {
-                    for export in reader {
-                        exports.push(export?.name.name.to_owned());
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(exports)
+        Ok(top_level_names(bytes)?.exports)
     }
+
+    /// Whether a component imports wasi-nn's component interface ([`WASI_NN_PACKAGE`]).
+    pub fn imports_wasi_nn(
+        id: &str,
+        path: &std::path::Path,
+        bytes: &[u8],
+    ) -> Result<bool, super::EngineError> {
+        let names = top_level_names(bytes)
+            .map_err(|e| super::EngineError::invalid(id, path, e.to_string()))?;
+        Ok(names
+            .imports
+            .iter()
+            .any(|name| name.starts_with(WASI_NN_PACKAGE)))
+    }
+}
+
+/// The package of wasi-nn's component interface (`wasi:nn/graph@…` and its siblings).
+pub const WASI_NN_PACKAGE: &str = "wasi:nn/";
+
+/// The names a component imports and exports at its top level.
+struct TopLevelNames {
+    imports: Vec<String>,
+    exports: Vec<String>,
+}
+
+fn top_level_names(bytes: &[u8]) -> Result<TopLevelNames, wasmparser::BinaryReaderError> {
+    let mut names = TopLevelNames {
+        imports: Vec::new(),
+        exports: Vec::new(),
+    };
+    // Nested modules and components come inline, each between its own header and end.
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload? {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentExportSection(reader) if depth == 1 => {
+                for export in reader {
+                    names.exports.push(export?.name.name.to_owned());
+                }
+            }
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    names.imports.push(import?.name.name.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
 }
 
 /// Modules the engines' unit tests share.

@@ -108,12 +108,15 @@ pub struct Preloaded {
     pub outcome: cache::CacheOutcome,
     /// The init export the loaded module was pre-initialised with, if it is a snapshot.
     pub snapshot_of: Option<String>,
-    /// Whether the module imports wasi-nn (`wasi_ephemeral_nn`).
+    /// Whether the guest imports wasi-nn (a module `wasi_ephemeral_nn`, a component
+    /// `wasi:nn`).
     pub uses_wasi_nn: bool,
 }
 
 /// The import module of wasi-nn's preview1 ABI (the `wasi-nn` guest crate, WasmEdge).
 pub const WASI_NN_MODULE: &str = "wasi_ephemeral_nn";
+
+pub use facts::WASI_NN_PACKAGE;
 
 /// How a guest ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,13 +370,16 @@ pub trait WasmEngine: Send + Sync {
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError>;
 
-    /// Whether the module in `bytes` imports wasi-nn.
+    /// Whether the module or component in `bytes` imports wasi-nn (either interface).
     fn uses_wasi_nn(
         &self,
         id: &str,
         path: &std::path::Path,
         bytes: &[u8],
     ) -> Result<bool, EngineError> {
+        if wasmparser::Parser::is_component(bytes) {
+            return facts::ComponentWorld::imports_wasi_nn(id, path, bytes);
+        }
         facts::ModuleFacts::of(id, path, bytes).map(|facts| facts.uses_wasi_nn)
     }
 

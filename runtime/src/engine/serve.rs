@@ -435,7 +435,7 @@ impl Shared {
             self.pre.engine(),
             ComponentState::new(
                 wasi,
-                &self.invocation.egress,
+                &self.invocation,
                 MemoryLimiter::new(self.account.clone()),
             ),
         );

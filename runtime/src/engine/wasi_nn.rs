@@ -1,4 +1,4 @@
-//! wasmtime's wasi-nn (`wasi_ephemeral_nn`) served by Triage's backends and preloaded graphs.
+//! wasmtime's wasi-nn, both interfaces (modules' `wasi_ephemeral_nn`, components' `wasi:nn`), served by Triage's backends and preloaded graphs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,16 +13,31 @@ use wasmtime_wasi_nn::backend::{
 use wasmtime_wasi_nn::wit::{
     ExecutionTarget as WitTarget, GraphEncoding as WitEncoding, TensorType as WitTensorType,
 };
-use wasmtime_wasi_nn::witx::WasiNnCtx;
 use wasmtime_wasi_nn::{Backend, ExecutionContext, Graph, GraphRegistry, Registry};
 
 use crate::nn::NnHost;
 
-/// A guest's wasi-nn state: one entry per encoding the node's backends load, and the
-/// preloaded graphs by name.
-pub(super) fn context(id: &str, host: Option<&NnHost>) -> WasiNnCtx {
+/// A module's wasi-nn state (`wasi_ephemeral_nn`).
+pub(super) fn module_context(id: &str, host: Option<&NnHost>) -> wasmtime_wasi_nn::witx::WasiNnCtx {
+    let (backends, registry) = parts(id, host);
+    wasmtime_wasi_nn::witx::WasiNnCtx::new(backends, registry)
+}
+
+/// A component instance's wasi-nn state (`wasi:nn`): the container's graphs, built once,
+/// shared by every instance.
+pub(super) fn component_context(
+    id: &str,
+    host: Option<&NnHost>,
+) -> wasmtime_wasi_nn::wit::WasiNnCtx {
+    let (backends, registry) = parts(id, host);
+    wasmtime_wasi_nn::wit::WasiNnCtx::new(backends, registry)
+}
+
+/// A guest's backends (one per encoding the node's backends load) and the preloaded
+/// graphs by name.
+fn parts(id: &str, host: Option<&NnHost>) -> (Vec<Backend>, Registry) {
     let Some(host) = host else {
-        return WasiNnCtx::new(Vec::<Backend>::new(), Registry::from(Preloaded::default()));
+        return (Vec::new(), Registry::from(Preloaded::default()));
     };
     let mut encodings: Vec<GraphEncoding> = Vec::new();
     for backend in host.backends.backends() {
@@ -32,14 +47,17 @@ pub(super) fn context(id: &str, host: Option<&NnHost>) -> WasiNnCtx {
             }
         }
     }
-    let backends = encodings.into_iter().filter_map(|encoding| {
-        Some(Backend::from(ForEncoding {
-            id: id.to_owned(),
-            encoding,
-            wit: wit_encoding(encoding)?,
-            backends: host.backends.clone(),
-        }))
-    });
+    let backends = encodings
+        .into_iter()
+        .filter_map(|encoding| {
+            Some(Backend::from(ForEncoding {
+                id: id.to_owned(),
+                encoding,
+                wit: wit_encoding(encoding)?,
+                backends: host.backends.clone(),
+            }))
+        })
+        .collect();
     let graphs = host
         .graphs
         .iter()
@@ -51,7 +69,7 @@ pub(super) fn context(id: &str, host: Option<&NnHost>) -> WasiNnCtx {
             (name.clone(), Graph::from(shared))
         })
         .collect();
-    WasiNnCtx::new(backends, Registry::from(Preloaded(graphs)))
+    (backends, Registry::from(Preloaded(graphs)))
 }
 
 fn wit_encoding(encoding: GraphEncoding) -> Option<WitEncoding> {
@@ -129,6 +147,7 @@ impl BackendGraph for SharedGraph {
             .map_err(|e| backend_error(&self.id, e))?;
         let boxed: Box<dyn BackendExecutionContext> = Box::new(GuestContext {
             id: self.id.clone(),
+            graph: Arc::clone(&self.graph),
             context: Mutex::new(context),
         });
         Ok(ExecutionContext::from(boxed))
@@ -138,6 +157,8 @@ impl BackendGraph for SharedGraph {
 /// One execution context; wasmtime wants it `Sync`, the backend's is only `Send`.
 struct GuestContext {
     id: String,
+    /// For the names of its inputs and outputs.
+    graph: Arc<dyn NnGraph>,
     context: Mutex<Box<dyn NnContext>>,
 }
 
@@ -155,9 +176,8 @@ fn index(id: &Id) -> Result<u32, BackendError> {
     })
 }
 
-impl BackendExecutionContext for GuestContext {
-    fn set_input(&mut self, id: Id, tensor: &wasmtime_wasi_nn::Tensor) -> Result<(), BackendError> {
-        let index = index(&id)?;
+impl GuestContext {
+    fn set(&mut self, index: u32, tensor: &wasmtime_wasi_nn::Tensor) -> Result<(), BackendError> {
         let ty = match tensor.ty {
             WitTensorType::Fp16 => TensorType::F16,
             WitTensorType::Fp32 => TensorType::F32,
@@ -180,44 +200,110 @@ impl BackendExecutionContext for GuestContext {
             .map_err(|e| backend_error(&id, e))
     }
 
-    fn get_output(&mut self, id: Id) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
-        let index = index(&id)?;
+    fn get(&mut self, index: u32) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
         let cid = self.id.clone();
-        let tensor = self
-            .context()
+        self.context()
             .get_output(index)
-            .map_err(|e| backend_error(&cid, e))?;
-        let ty = match tensor.ty {
-            TensorType::F16 => WitTensorType::Fp16,
-            TensorType::F32 => WitTensorType::Fp32,
-            TensorType::F64 => WitTensorType::Fp64,
-            TensorType::U8 => WitTensorType::U8,
-            TensorType::I32 => WitTensorType::I32,
-            TensorType::I64 => WitTensorType::I64,
-        };
-        Ok(wasmtime_wasi_nn::Tensor::new(
-            tensor.dimensions,
-            ty,
-            tensor.data,
-        ))
+            .map(wasmtime_tensor)
+            .map_err(|e| backend_error(&cid, e))
     }
 
+    /// Computes. On a server's worker thread (a multi-threaded runtime), the runtime's
+    /// other tasks move to another thread for as long as the inference takes, so the
+    /// server goes on accepting and answering (its health path, `503`s) meanwhile.
+    fn run(&mut self) -> Result<(), BackendError> {
+        let id = self.id.clone();
+        let context = self.context();
+        let on_server = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let computed = if on_server {
+            tokio::task::block_in_place(|| context.compute())
+        } else {
+            context.compute()
+        };
+        computed.map_err(|e| backend_error(&id, e))
+    }
+
+    /// The index of the input a component names: the model's name for it, or its
+    /// position written as a number where the backend does not know the names.
+    fn input_index(&self, name: &str, names: &[String]) -> Result<u32, BackendError> {
+        if let Some(at) = names.iter().position(|n| n == name) {
+            return Ok(at as u32);
+        }
+        match name.parse::<u32>() {
+            Ok(index) if names.is_empty() => Ok(index),
+            _ => Err(backend_error(
+                &self.id,
+                NnError::Tensor {
+                    backend: self.graph.backend().to_owned(),
+                    reason: format!(
+                        "the graph has no input named {name:?} (its inputs: {})",
+                        if names.is_empty() {
+                            "unnamed; name them 0, 1, …".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                },
+            )),
+        }
+    }
+}
+
+fn wasmtime_tensor(tensor: Tensor) -> wasmtime_wasi_nn::Tensor {
+    let ty = match tensor.ty {
+        TensorType::F16 => WitTensorType::Fp16,
+        TensorType::F32 => WitTensorType::Fp32,
+        TensorType::F64 => WitTensorType::Fp64,
+        TensorType::U8 => WitTensorType::U8,
+        TensorType::I32 => WitTensorType::I32,
+        TensorType::I64 => WitTensorType::I64,
+    };
+    wasmtime_wasi_nn::Tensor::new(tensor.dimensions, ty, tensor.data)
+}
+
+impl BackendExecutionContext for GuestContext {
+    fn set_input(&mut self, id: Id, tensor: &wasmtime_wasi_nn::Tensor) -> Result<(), BackendError> {
+        self.set(index(&id)?, tensor)
+    }
+
+    fn get_output(&mut self, id: Id) -> Result<wasmtime_wasi_nn::Tensor, BackendError> {
+        self.get(index(&id)?)
+    }
+
+    /// `None` (`wasi_ephemeral_nn`): the inputs are set; `Some` (`wasi:nn`): the named
+    /// inputs, answered with every output under its name (its index where the backend
+    /// does not know the names).
     fn compute(
         &mut self,
         inputs: Option<Vec<NamedTensor>>,
     ) -> Result<Option<Vec<NamedTensor>>, BackendError> {
-        if inputs.is_some() {
-            // Named tensors are the component-model interface's; witx guests set inputs
-            // by index first.
-            return Err(BackendError::BackendAccess(wasmtime::Error::msg(
-                "named tensors are not supported by wasi_ephemeral_nn",
-            )));
+        let Some(inputs) = inputs else {
+            return self.run().map(|()| None);
+        };
+        let input_names = self.graph.input_names();
+        for NamedTensor { name, tensor } in &inputs {
+            let index = self.input_index(name, &input_names)?;
+            self.set(index, tensor)?;
         }
-        let id = self.id.clone();
-        self.context()
-            .compute()
-            .map_err(|e| backend_error(&id, e))?;
-        Ok(None)
+        self.run()?;
+        let output_names = self.graph.output_names();
+        let mut outputs = Vec::with_capacity(output_names.len().max(1));
+        if output_names.is_empty() {
+            // Unnamed: as many as the backend gives, from 0.
+            while let Ok(tensor) = self.context().get_output(outputs.len() as u32) {
+                outputs.push(NamedTensor {
+                    name: outputs.len().to_string(),
+                    tensor: wasmtime_tensor(tensor),
+                });
+            }
+        } else {
+            for (index, name) in output_names.into_iter().enumerate() {
+                let tensor = self.get(index as u32)?;
+                outputs.push(NamedTensor { name, tensor });
+            }
+        }
+        Ok(Some(outputs))
     }
 }
 

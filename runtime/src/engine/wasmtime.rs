@@ -12,7 +12,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use super::cache::{ArtifactCache, CacheError, CacheOutcome};
 use super::component::{self, WarmComponent};
-use super::facts::ModuleFacts;
+use super::facts::{ComponentWorld, ModuleFacts};
 use super::memory::{MemoryAccount, MemoryLimiter};
 use super::serve::ProxyRequests;
 use super::{
@@ -332,7 +332,7 @@ impl WasmEngine for WasmtimeEngine {
             return Ok(Preloaded {
                 outcome,
                 snapshot_of: None,
-                uses_wasi_nn: false,
+                uses_wasi_nn: ComponentWorld::imports_wasi_nn(id, host_path, bytes)?,
             });
         }
         let facts = ModuleFacts::of(id, host_path, bytes)?;
@@ -421,7 +421,7 @@ impl WasmEngine for WasmtimeEngine {
             &self.engine,
             GuestState {
                 wasi: wasi.build_p1(),
-                nn: super::wasi_nn::context(&inv.id, inv.nn.as_ref()),
+                nn: super::wasi_nn::module_context(&inv.id, inv.nn.as_ref()),
                 limits: MemoryLimiter::new(memory),
             },
         );

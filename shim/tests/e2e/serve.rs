@@ -4,6 +4,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use triage_testkit::models::{TestModel, BREAST_CANCER, DIGITS};
+
 use crate::support::*;
 
 /// A port nothing listens on now (the kernel's choice, released at once).
@@ -405,4 +407,131 @@ fn a_request_past_its_deadline_is_answered_504_and_spares_the_others() {
     assert_eq!(ctd.ctr(&["task", "kill", "svc-deadline"]).code, 0);
     assert_eq!(finish(child).code, 0);
     assert_clean(&ctd, "svc-deadline");
+}
+
+/// A held-out case as the imaging service takes it: a digit as an 8×8 PGM image, a
+/// breast mass's features as CSV.
+fn case_body(model: TestModel, features: &[f32]) -> Vec<u8> {
+    let values: Vec<String> = features.iter().map(|v| format!("{v:?}")).collect();
+    if model.features == 64 {
+        format!("P2\n8 8\n16\n{}\n", values.join(" ")).into_bytes()
+    } else {
+        values.join(",").into_bytes()
+    }
+}
+
+#[test]
+fn an_imaging_service_classifies_each_posted_case_with_graphs_built_once_for_the_container() {
+    let test =
+        "an_imaging_service_classifies_each_posted_case_with_graphs_built_once_for_the_container";
+    let Some(ctd) = containerd(test) else {
+        return;
+    };
+    ctd.write_node_profile("[nn]\ncpu_backend = \"tract\"\n")
+        .unwrap();
+    let port = free_port();
+    let listen = format!("triage.io/listen=127.0.0.1:{port}");
+    let child = spawn_run(
+        &ctd,
+        COMPONENTS_IMAGE,
+        "svc-classify",
+        &["/http-classify.wasm"],
+        &[
+            "--net-host",
+            "--annotation",
+            &listen,
+            "--annotation",
+            "triage.io/nn-preload=digits:ONNX:CPU:/models/digits_mlp.onnx,breast:ONNX:CPU:/models/breast_cancer_mlp.onnx",
+            "--env",
+            &format!("LABELS_breast={}", BREAST_CANCER.labels.join(",")),
+        ],
+    );
+    wait_for_status(&ctd, "svc-classify", "RUNNING");
+    let addr = ([127, 0, 0, 1], port).into();
+
+    // Every held-out case over HTTP, one request each: as accurate as the batch guest.
+    for (model, name) in [(DIGITS, "digits"), (BREAST_CANCER, "breast")] {
+        let cases = model.holdout();
+        let mut correct = 0;
+        for case in &cases {
+            let (status, body) = http_post(
+                addr,
+                &format!("/classify/{name}"),
+                &case_body(model, &case.features),
+            );
+            assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+            let (label, p) = body
+                .trim_end()
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("{body}"));
+            let p: f32 = p.parse().unwrap_or_else(|_| panic!("{body}"));
+            assert!(p > 0.0 && p <= 1.0, "{body}");
+            assert!(model.labels.contains(&label), "{body}");
+            correct += usize::from(label == case.label);
+        }
+        let accuracy = correct as f64 / cases.len() as f64;
+        assert!(accuracy >= 0.95, "{name}: accuracy {accuracy} over HTTP");
+    }
+    // The same digit as raw floats with its shape, as an image pipeline would send it.
+    let case = &DIGITS.holdout()[0];
+    let raw: Vec<u8> = case.features.iter().flat_map(|f| f.to_le_bytes()).collect();
+    let response = http_request_raw(
+        addr,
+        "POST",
+        "/classify/digits",
+        &[
+            ("content-type", "application/octet-stream"),
+            ("x-input-shape", "1,64"),
+        ],
+        &raw,
+    );
+    let (status, body) = status_and_body(&response);
+    assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+    assert!(body.starts_with(&format!("{} ", case.label)), "{body}");
+
+    // What the guest cannot classify gets the guest's answer, and the service goes on.
+    let (status, body) = http_post(addr, "/classify/digits", b"not a case");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request", "{body}");
+    let response = http_request_raw(
+        addr,
+        "POST",
+        "/classify/digits",
+        &[("x-input-name", "pixels")],
+        &case_body(DIGITS, &case.features),
+    );
+    // wasmtime gives the guest only "Failed while accessing backend": the reason is in
+    // the shim's log, under the container's id (checked below).
+    let (status, body) = status_and_body(&response);
+    assert_eq!(status, "HTTP/1.1 500 Internal Server Error", "{body}");
+    assert!(body.contains("RuntimeError"), "{body}");
+    let (status, body) = http_post(addr, "/classify/lungs", b"1,2,3");
+    assert_eq!(status, "HTTP/1.1 404 Not Found", "{body}");
+    assert!(
+        body.contains("NotFound") && body.contains("lungs"),
+        "{body}"
+    );
+
+    assert_eq!(ctd.ctr(&["task", "kill", "svc-classify"]).code, 0);
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{out:?}");
+    // Each graph was built once, for the container, before the first request: never
+    // per request, and never by a guest.
+    let log = shim_log(&ctd, "svc-classify");
+    let built: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("wasi-nn model preloaded"))
+        .collect();
+    assert_eq!(built.len(), 2, "{log}");
+    assert!(
+        built.iter().any(|l| l.contains("model=digits"))
+            && built.iter().any(|l| l.contains("model=breast")),
+        "{log}"
+    );
+    assert!(!log.contains("wasi-nn graph loaded by the guest"), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("container=svc-classify")
+            && l.contains(r#"the graph has no input named "pixels" (its inputs: input)"#)),
+        "{log}"
+    );
+    assert_clean(&ctd, "svc-classify");
 }

@@ -383,13 +383,30 @@ pub fn http_connect(addr: std::net::SocketAddr) -> std::net::TcpStream {
 /// `GET path` from `addr` over HTTP/1.1 with `Connection: close`: the whole response as
 /// it came (head and body).
 pub fn http_get_raw(addr: std::net::SocketAddr, path: &str) -> String {
+    http_request_raw(addr, "GET", path, &[], b"")
+}
+
+/// `method path` with `headers` and `body` to `addr` over HTTP/1.1 with `Connection:
+/// close`: the whole response as it came (head and body).
+pub fn http_request_raw(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> String {
     use std::io::{Read, Write};
     let mut stream = http_connect(addr);
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if method != "GET" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
@@ -398,8 +415,18 @@ pub fn http_get_raw(addr: std::net::SocketAddr, path: &str) -> String {
 /// `GET path` from `addr` over HTTP/1.1 with `Connection: close`: the status line and
 /// the body (de-chunked).
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let response = http_get_raw(addr, path);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    status_and_body(&http_get_raw(addr, path))
+}
+
+/// `POST path` with `body` to `addr` over HTTP/1.1 with `Connection: close`: the status
+/// line and the body (de-chunked).
+pub fn http_post(addr: std::net::SocketAddr, path: &str, body: &[u8]) -> (String, String) {
+    status_and_body(&http_request_raw(addr, "POST", path, &[], body))
+}
+
+/// A whole response's status line and body (de-chunked).
+pub fn status_and_body(response: &str) -> (String, String) {
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response, ""));
     let status = head.lines().next().unwrap_or_default().to_owned();
     let body = if head
         .to_ascii_lowercase()

@@ -67,9 +67,11 @@ pub const COMPONENT_WORKLOADS: &[&str] = &[
     "http-state",
     "http-egress",
     "tcp-echo",
+    "http-classify",
 ];
 
-/// The trained test models (`test-images/models`), put in the wasm image under `/models`.
+/// The trained test models (`test-images/models`), put in the wasm and components images
+/// under `/models`.
 pub const MODELS: &[&str] = &["digits_mlp.onnx", "breast_cancer_mlp.onnx"];
 
 /// Applets linked to busybox in the native image.
@@ -89,7 +91,21 @@ pub fn all(
     models_dir: &Path,
     busybox: &Path,
 ) -> anyhow::Result<Vec<Image>> {
+    let mut model_entries = vec![Entry::Dir {
+        path: "models".into(),
+    }];
+    for name in MODELS {
+        let file = models_dir.join(name);
+        let content =
+            std::fs::read(&file).with_context(|| format!("reading model {}", file.display()))?;
+        model_entries.push(Entry::File {
+            path: format!("models/{name}"),
+            mode: 0o644,
+            content,
+        });
+    }
     let mut component_entries = vec![Entry::Dir { path: "etc".into() }];
+    component_entries.extend(model_entries.iter().cloned());
     for name in COMPONENT_WORKLOADS {
         let file = components_dir.join(format!("{name}.wasm"));
         let content = std::fs::read(&file).with_context(|| {
@@ -104,22 +120,8 @@ pub fn all(
             content,
         });
     }
-    let mut wasm_entries = vec![
-        Entry::Dir { path: "etc".into() },
-        Entry::Dir {
-            path: "models".into(),
-        },
-    ];
-    for name in MODELS {
-        let file = models_dir.join(name);
-        let content =
-            std::fs::read(&file).with_context(|| format!("reading model {}", file.display()))?;
-        wasm_entries.push(Entry::File {
-            path: format!("models/{name}"),
-            mode: 0o644,
-            content,
-        });
-    }
+    let mut wasm_entries = vec![Entry::Dir { path: "etc".into() }];
+    wasm_entries.extend(model_entries);
     for name in WASM_WORKLOADS {
         let file = wasm_dir.join(format!("{name}.wasm"));
         let content = std::fs::read(&file).with_context(|| {

@@ -126,6 +126,9 @@ fn a_batch_gives_the_rows_answers_and_labels_are_the_models() {
         ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
     );
     let graph = load(&backend, &fixture.file);
+    // The names models.json records, which wasi-nn's component interface addresses.
+    assert_eq!(graph.input_names(), ["input"]);
+    assert_eq!(graph.output_names(), ["probabilities"]);
     let mut context = graph.init_context().expect("context");
     let rows = fixture.holdout.len();
     let values: Vec<f32> = fixture

@@ -1,6 +1,8 @@
-//! What the test services share: answering a request with a status and a body.
+//! What the test services share: reading a request's body, answering with a status and a body.
 
-use wasi::http::types::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use wasi::http::types::{
+    Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 /// Sets `out` to a response with `status` and `body` (text/plain).
 pub fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
@@ -19,4 +21,23 @@ pub fn respond(out: ResponseOutparam, status: u16, body: &[u8]) {
     }
     drop(stream);
     OutgoingBody::finish(outgoing, None).expect("finishing the body");
+}
+
+/// The whole body of `request`, refused once it passes `limit` bytes.
+pub fn read_body(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, String> {
+    let body = request
+        .consume()
+        .map_err(|()| "the body was already read".to_owned())?;
+    let stream = body
+        .stream()
+        .map_err(|()| "the body has no stream".to_owned())?;
+    let mut bytes = Vec::new();
+    // Until the client has sent it all (or gone).
+    while let Ok(chunk) = stream.blocking_read(65536) {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > limit {
+            return Err(format!("the body is larger than {limit} bytes"));
+        }
+    }
+    Ok(bytes)
 }

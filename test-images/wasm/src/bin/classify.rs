@@ -14,6 +14,9 @@ use std::time::Instant;
 
 use wasi_nn::{ExecutionTarget, GraphBuilder, GraphEncoding, TensorType};
 
+#[path = "../cases.rs"]
+mod cases;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, model, cases] = args.as_slice() else {
@@ -121,77 +124,9 @@ fn fail(code: i32, message: &str) -> ! {
     std::process::exit(code)
 }
 
-/// A case's features: a PGM image's pixels, or the numbers of a text file.
+/// A case's features: raw floats (`.f32`), a PGM image's pixels, or the numbers of a
+/// text file.
 fn read_case(path: &Path) -> Result<Vec<f32>, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    if path.extension().is_some_and(|e| e == "f32") {
-        return Ok(bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect());
-    }
-    if bytes.starts_with(b"P5") || bytes.starts_with(b"P2") {
-        return read_pgm(&bytes);
-    }
-    let text = String::from_utf8(bytes).map_err(|_| "not text".to_owned())?;
-    text.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<f32>()
-                .map_err(|_| format!("{s:?} is not a number"))
-        })
-        .collect()
-}
-
-/// A P2 (text) or P5 (binary, 8-bit) PGM image's pixels, row by row.
-fn read_pgm(bytes: &[u8]) -> Result<Vec<f32>, String> {
-    let binary = bytes.starts_with(b"P5");
-    // The header: magic, width, height, maxval, separated by whitespace and comments.
-    let mut fields = Vec::new();
-    let mut at = 2;
-    while fields.len() < 3 {
-        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b'#') {
-            if bytes[at] == b'#' {
-                while at < bytes.len() && bytes[at] != b'\n' {
-                    at += 1;
-                }
-            }
-            at += 1;
-        }
-        let start = at;
-        while at < bytes.len() && bytes[at].is_ascii_digit() {
-            at += 1;
-        }
-        let field = std::str::from_utf8(&bytes[start..at]).unwrap_or("");
-        fields.push(
-            field
-                .parse::<usize>()
-                .map_err(|_| "bad PGM header".to_owned())?,
-        );
-    }
-    let (width, height, maxval) = (fields[0], fields[1], fields[2]);
-    if maxval == 0 || maxval > 255 {
-        return Err(format!("PGM maxval {maxval} is not 1..255"));
-    }
-    let pixels: Vec<f32> = if binary {
-        bytes
-            .get(at + 1..)
-            .unwrap_or(&[])
-            .iter()
-            .map(|&b| b as f32)
-            .collect()
-    } else {
-        std::str::from_utf8(&bytes[at..])
-            .map_err(|_| "bad PGM data".to_owned())?
-            .split_whitespace()
-            .map(|s| s.parse::<f32>().map_err(|_| format!("bad pixel {s:?}")))
-            .collect::<Result<_, _>>()?
-    };
-    if pixels.len() != width * height {
-        return Err(format!(
-            "PGM has {} pixels, {width}x{height} expected",
-            pixels.len()
-        ));
-    }
-    Ok(pixels)
+    cases::features(&bytes, path.extension().is_some_and(|e| e == "f32"))
 }
