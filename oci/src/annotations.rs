@@ -132,7 +132,8 @@ pub fn nn_preload(
 }
 
 /// The addresses a serving Wasm guest listens on: `IP:PORT`, several separated by commas
-/// (`0.0.0.0:8080,0.0.0.0:8081`).
+/// (`0.0.0.0:8080,0.0.0.0:8081`). A `wasi:http/proxy` component is served on them; a
+/// preview-1 module on wasmtime is handed them as sockets (`LISTEN_FDS`).
 pub const LISTEN: &str = "triage.io/listen";
 
 /// Reads `triage.io/listen`: `None` when absent; the addresses in order, each once.

@@ -259,7 +259,7 @@ pub(super) fn wasi_context(
     stdin: bool,
     preopens: bool,
 ) -> Result<WasiCtx, EngineError> {
-    let mut wasi = wasi_builder(inv, stdin, preopens)?;
+    let mut wasi = wasi_builder(inv, stdin, preopens, 0)?;
     let egress = Arc::clone(&inv.egress);
     wasi.allow_tcp(true)
         .allow_udp(true)

@@ -17,6 +17,8 @@ mod name_lookup;
 #[cfg(feature = "wasmtime")]
 mod outgoing_http;
 #[cfg(feature = "wasmtime")]
+mod p1_sockets;
+#[cfg(feature = "wasmtime")]
 mod serve;
 #[cfg(feature = "wasmtime")]
 mod snapshot;

@@ -292,6 +292,14 @@ impl WasmEngine for WasmedgeEngine {
             }
         };
         ModuleFacts::require_export(&warm.function_exports, id, &inv.module_path, &inv.export)?;
+        if inv.listen.source == triage_oci::ListenSource::Annotation {
+            tracing::warn!(
+                container = %id,
+                listen = %inv.listen,
+                "annotation {} is not handed to WasmEdge guests as sockets (LISTEN_FDS is wasmtime's): the guest binds with WasmEdge's own socket functions, in the pod's network namespace",
+                triage_oci::annotations::LISTEN
+            );
+        }
         // Triage's own backends serve wasi-nn in wasmtime; in WasmEdge the plugin's module
         // does, with the plugin's backends.
         let nn = if warm.uses_wasi_nn {

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use triage_oci::ListenSource;
 use wasmtime::component::Component;
 use wasmtime::{
     Config, Engine, Instance, InstanceAllocationStrategy, InstancePre, Linker, Module,
@@ -14,6 +15,7 @@ use super::cache::{ArtifactCache, CacheError, CacheOutcome};
 use super::component::{self, WarmComponent};
 use super::facts::{ComponentWorld, ModuleFacts};
 use super::memory::{MemoryAccount, MemoryLimiter};
+use super::p1_sockets::{P1Sockets, SocketsView};
 use super::serve::ProxyRequests;
 use super::{
     snapshot, EngineError, GuestExit, GuestInterrupt, GuestInvocation, GuestStdio, MemoryBudget,
@@ -155,6 +157,7 @@ impl WasmtimeEngine {
         };
         let mut linker: Linker<GuestState> = Linker::new(&self.engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state| &mut state.wasi)
+            .and_then(|()| super::p1_sockets::add_to_linker(&mut linker))
             .map_err(|e| setup("linking WASI", e))?;
         wasmtime_wasi_nn::witx::add_to_linker(&mut linker, |state: &mut GuestState| &mut state.nn)
             .map_err(|e| setup("linking wasi-nn", e))?;
@@ -412,7 +415,14 @@ impl WasmEngine for WasmtimeEngine {
             .collect();
         ModuleFacts::require_export(&exports, &inv.id, &inv.module_path, &inv.export)?;
 
-        let mut wasi = wasi_builder(inv, true, true)?;
+        // A module that serves gets its listeners first (fds 3…), bound now, in the pod's
+        // network namespace.
+        let sockets = if inv.listen.source == ListenSource::Annotation {
+            P1Sockets::bind(&inv.id, &inv.listen.addrs)?
+        } else {
+            P1Sockets::default()
+        };
+        let mut wasi = wasi_builder(inv, true, true, sockets.count())?;
         // Measured after compiling: the engine and the module's code are resident now.
         let memory = inv
             .memory_limit
@@ -422,6 +432,7 @@ impl WasmEngine for WasmtimeEngine {
             GuestState {
                 wasi: wasi.build_p1(),
                 nn: super::wasi_nn::module_context(&inv.id, inv.nn.as_ref()),
+                sockets,
                 limits: MemoryLimiter::new(memory),
             },
         );
@@ -448,11 +459,23 @@ impl WasmEngine for WasmtimeEngine {
     }
 }
 
-/// What a guest's store holds: its WASI context and its share of the memory limit.
+/// What a guest's store holds: its WASI context, its listening sockets and its share of
+/// the memory limit.
 struct GuestState {
     wasi: WasiP1Ctx,
     nn: wasmtime_wasi_nn::witx::WasiNnCtx,
+    sockets: P1Sockets,
     limits: MemoryLimiter,
+}
+
+impl SocketsView for GuestState {
+    fn sockets(&mut self) -> &mut P1Sockets {
+        &mut self.sockets
+    }
+
+    fn wasi(&mut self) -> &mut WasiP1Ctx {
+        &mut self.wasi
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -555,6 +578,7 @@ pub(super) fn wasi_builder(
     inv: &GuestInvocation,
     stdin: bool,
     preopens: bool,
+    listeners: usize,
 ) -> Result<WasiCtxBuilder, EngineError> {
     let mut wasi = WasiCtxBuilder::new();
     if inv.stdio == GuestStdio::Inherit {
@@ -563,7 +587,28 @@ pub(super) fn wasi_builder(
             wasi.inherit_stdin();
         }
     }
-    wasi.args(&inv.args).envs(&inv.env);
+    wasi.args(&inv.args);
+    if listeners == 0 {
+        wasi.envs(&inv.env);
+    } else {
+        // Socket activation's variables are Triage's to set (no LISTEN_PID: a module has
+        // no process id).
+        for (key, value) in &inv.env {
+            if !matches!(key.as_str(), "LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES") {
+                wasi.env(key, value);
+            }
+        }
+        wasi.env("LISTEN_FDS", listeners.to_string());
+        // One placeholder preopen per listener keeps wasmtime's numbers 3… for them (see
+        // `p1_sockets`): the container's root, read only, never reached.
+        for n in 0..listeners {
+            wasi.preopened_dir("/", format!("/.triage-listener-{n}"), FsPerms::ReadOnly)
+                .map_err(|e| EngineError::Setup {
+                    id: inv.id.clone(),
+                    reason: format!("reserving the descriptor of listener {n}: {e:#}"),
+                })?;
+        }
+    }
     for (dir, guest, read_only) in inv.preopens.iter().filter(|_| preopens) {
         let perms = if *read_only {
             FsPerms::ReadOnly

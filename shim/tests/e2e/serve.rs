@@ -535,3 +535,94 @@ fn an_imaging_service_classifies_each_posted_case_with_graphs_built_once_for_the
     );
     assert_clean(&ctd, "svc-classify");
 }
+
+/// Sends `line` to 127.0.0.1:`port` and reads the answer to its end.
+fn exchange(port: u16, line: &str) -> String {
+    let mut stream = connect(port);
+    writeln!(stream, "{line}").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn a_preview1_module_serves_on_the_sockets_it_is_handed_as_listen_fds() {
+    let test = "a_preview1_module_serves_on_the_sockets_it_is_handed_as_listen_fds";
+    let Some(ctd) = containerd(test) else {
+        return;
+    };
+    let (first, second) = (free_port(), free_port());
+    let listen = format!("triage.io/listen=127.0.0.1:{first},127.0.0.1:{second}");
+    let child = spawn_run(
+        &ctd,
+        WASM_IMAGE,
+        "svc-p1",
+        &["/listen-echo.wasm"],
+        &[
+            "--net-host",
+            "--annotation",
+            &listen,
+            // The image's own socket-activation variables are replaced by Triage's.
+            "--env",
+            "LISTEN_FDS=7",
+        ],
+    );
+    wait_for_status(&ctd, "svc-p1", "RUNNING");
+    // Both addresses, each its own descriptor (3 and 4), waited on with poll_oneoff.
+    assert_eq!(exchange(first, "scan 17"), "listener 0: scan 17\n");
+    assert_eq!(exchange(second, "scan 18"), "listener 1: scan 18\n");
+    // Its preopens come after the listeners, and it sees Triage's LISTEN_FDS only.
+    assert_eq!(exchange(first, "motd"), "inside the wasm image\n");
+    let env = exchange(second, "env");
+    assert_eq!(
+        env.lines()
+            .filter(|l| l.starts_with("LISTEN_"))
+            .collect::<Vec<_>>(),
+        ["LISTEN_FDS=2"],
+        "{env}"
+    );
+    // fd 3 is a listener, not a directory: wasi-libc's preopen scan steps over its type,
+    // and nothing reaches the placeholder that holds its number in wasmtime's table.
+    assert_eq!(
+        exchange(first, "probe"),
+        "prestat errno 0 type 1, path_open errno 54, fd_readdir errno 54\n"
+    );
+    // Connections one after another, as many as asked.
+    for n in 0..20 {
+        assert_eq!(
+            exchange(first, &format!("n{n}")),
+            format!("listener 0: n{n}\n")
+        );
+    }
+    assert_eq!(exchange(first, "exit"), "bye\n");
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("serving on 2 inherited sockets"),
+        "{out:?}"
+    );
+    assert!(TcpStream::connect(("127.0.0.1", first)).is_err());
+    assert_clean(&ctd, "svc-p1");
+
+    // Waiting for a connection, it ends on SIGTERM as any guest does (143).
+    let port = free_port();
+    let listen = format!("triage.io/listen=127.0.0.1:{port}");
+    let child = spawn_run(
+        &ctd,
+        WASM_IMAGE,
+        "svc-p1-term",
+        &["/listen-echo.wasm"],
+        &["--net-host", "--annotation", &listen],
+    );
+    wait_for_status(&ctd, "svc-p1-term", "RUNNING");
+    assert_eq!(exchange(port, "ready"), "listener 0: ready\n");
+    assert_eq!(ctd.ctr(&["task", "kill", "svc-p1-term"]).code, 0);
+    let out = finish(child);
+    assert_eq!(out.code, 143, "{out:?}");
+    assert_clean(&ctd, "svc-p1-term");
+
+    // Without the annotation a module gets no sockets: fd 3 is its first preopen again.
+    let out = run(&ctd, &[], WASM_IMAGE, "svc-p1-none", &["/listen-echo.wasm"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("no LISTEN_FDS"), "{out:?}");
+}

@@ -118,7 +118,7 @@ fn guest_sees_only_its_rootfs_and_mounts() {
     // `/` is the image's root plus the spec's mount points, nothing of the host.
     assert_eq!(
         lines[0],
-        "ls /: bad.wasm classify.wasm data dev etc exit.wasm fsprobe.wasm hello.sh hello.wasm memhog.wasm models \
+        "ls /: bad.wasm classify.wasm data dev etc exit.wasm fsprobe.wasm hello.sh hello.wasm listen-echo.wasm memhog.wasm models \
          proc reactor.wasm run sleeper.wasm snapinit.wasm spin.wasm sys trap.wasm waiter.wasm"
     );
     assert_eq!(lines[1], "read /etc/motd: ok inside the wasm image");

@@ -51,8 +51,18 @@ pub struct Image {
 
 /// The Wasm workloads the image carries, as `NAME.wasm` at its root.
 pub const WASM_WORKLOADS: &[&str] = &[
-    "hello", "exit", "trap", "sleeper", "fsprobe", "reactor", "spin", "memhog", "waiter",
-    "snapinit", "classify",
+    "hello",
+    "exit",
+    "trap",
+    "sleeper",
+    "fsprobe",
+    "reactor",
+    "spin",
+    "memhog",
+    "waiter",
+    "snapinit",
+    "classify",
+    "listen-echo",
 ];
 
 /// The Wasm workloads built as WASI 0.2 components, and the HTTP services, in the
