@@ -423,22 +423,27 @@ fn wasm_plan(
     })
 }
 
-/// The listen address of the container's `WASMTIME_HTTP_PROXY_SOCKET_ADDR` (a runwasi
-/// manifest's), else [`DEFAULT_LISTEN`]. A value that is no address is not guessed at:
-/// the default stays, and the serving engine's log names what it bound.
+/// The listen addresses of the container's `WASMTIME_HTTP_PROXY_SOCKET_ADDR` (a runwasi
+/// manifest's), else [`DEFAULT_LISTEN`]. A value that is no list of addresses is not
+/// guessed at: it is recorded, and a service is refused with it.
 fn listen_of_env(bundle: &Bundle) -> Listen {
-    let from_env = bundle
+    let Some((_, value)) = bundle
         .env()
         .into_iter()
         .rev()
         .find(|(key, _)| key == LISTEN_ENV)
-        .and_then(|(_, value)| annotations::parse_listen(&value));
-    match from_env {
+    else {
+        return Listen::default();
+    };
+    match annotations::parse_listen(&value) {
         Some(addrs) => Listen {
             addrs,
             source: ListenSource::Env,
         },
-        None => Listen::default(),
+        None => Listen {
+            source: ListenSource::EnvNotAddresses(crate::error::excerpt(&value)),
+            ..Listen::default()
+        },
     }
 }
 

@@ -74,7 +74,12 @@ impl FromStr for EgressGrant {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let bad = |why: &str| format!("{text:?} {why} (expected {GRANT_FORMS})");
+        let bad = |why: &str| {
+            format!(
+                "{} {why} (expected {GRANT_FORMS})",
+                crate::error::excerpt(text)
+            )
+        };
         // `[v6 or v6/len]:port` or `[v6]`.
         if let Some(rest) = text.strip_prefix('[') {
             let (inside, after) = rest

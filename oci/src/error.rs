@@ -2,6 +2,28 @@
 
 use std::path::PathBuf;
 
+/// The most characters of a tenant's value an error quotes.
+pub const EXCERPT_CHARS: usize = 120;
+
+/// `value` quoted for an error message, cut to its first [`EXCERPT_CHARS`] characters
+/// with its whole length said: annotations are the tenant's, and an error (through
+/// containerd, into logs) must not carry megabytes of them.
+pub fn excerpt(value: &str) -> String {
+    match value.char_indices().nth(EXCERPT_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+/// A tenant's name (an annotation's key) for an error message, unquoted, cut as
+/// [`excerpt`] cuts a value.
+pub fn excerpt_name(name: &str) -> String {
+    match name.char_indices().nth(EXCERPT_CHARS) {
+        None => name.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &name[..cut], name.len()),
+    }
+}
+
 /// Why no plan could be made for a container.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -22,7 +44,7 @@ pub enum PlanError {
         id: String,
     },
     /// `triage.io/runtime` holds something other than `wasm` or `native`.
-    #[error("container {id}: unknown value {value:?} for annotation triage.io/runtime (expected \"wasm\" or \"native\")")]
+    #[error("container {id}: unknown value {} for annotation triage.io/runtime (expected \"wasm\" or \"native\")", excerpt(.value))]
     UnknownRuntime {
         /// Container id.
         id: String,
@@ -125,7 +147,7 @@ pub enum PlanError {
         profile: String,
     },
     /// An annotation Triage reads holds a value it does not know.
-    #[error("container {id}: annotation {key}={value:?} is not valid (expected {expected})")]
+    #[error("container {id}: annotation {key}={} is not valid (expected {expected})", excerpt(.value))]
     InvalidAnnotation {
         /// Container id.
         id: String,
@@ -138,7 +160,7 @@ pub enum PlanError {
     },
     /// A `triage.io/` annotation that Triage does not read (a typo would otherwise be
     /// ignored without a word).
-    #[error("container {id}: annotation {key} is not one Triage knows (known: {known})")]
+    #[error("container {id}: annotation {} is not one Triage knows (known: {known})", excerpt_name(.key))]
     UnknownAnnotation {
         /// Container id.
         id: String,
@@ -185,4 +207,45 @@ pub enum PlanError {
         /// Why it cannot be used.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenants_huge_value_or_key_is_cut_in_the_message() {
+        let huge = "x".repeat(1 << 20);
+        let error = PlanError::InvalidAnnotation {
+            id: "c1".into(),
+            key: "triage.io/listen",
+            value: huge.clone(),
+            expected: "IP:PORT",
+        };
+        let message = error.to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(
+            message.starts_with(&format!(
+                "container c1: annotation triage.io/listen=\"{}\"… (1048576 bytes) is not valid",
+                "x".repeat(EXCERPT_CHARS)
+            )),
+            "{message}"
+        );
+        let key = format!("triage.io/{huge}");
+        let message = PlanError::UnknownAnnotation {
+            id: "c1".into(),
+            key,
+            known: "triage.io/runtime".into(),
+        }
+        .to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(
+            message.contains("… (1048586 bytes) is not one Triage knows"),
+            "{message}"
+        );
+        // Short ones are quoted whole, multi-byte characters are never split.
+        assert_eq!(excerpt("0.0.0.0:80x"), "\"0.0.0.0:80x\"");
+        let accents = "é".repeat(EXCERPT_CHARS + 1);
+        assert!(excerpt(&accents).ends_with(&format!("… ({} bytes)", accents.len())));
+    }
 }

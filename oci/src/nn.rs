@@ -28,18 +28,31 @@ impl NnPreload {
         let (Some(name), Some(encoding), Some(target), Some(path)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(format!("{text:?} is not name:ENCODING:TARGET:path"));
+            return Err(format!(
+                "{} is not name:ENCODING:TARGET:path",
+                crate::error::excerpt(text)
+            ));
         };
         if name.is_empty() {
-            return Err(format!("{text:?}: the name is empty"));
+            return Err(format!(
+                "{}: the name is empty",
+                crate::error::excerpt(text)
+            ));
         }
         if path.is_empty() {
-            return Err(format!("{text:?}: the path is empty"));
+            return Err(format!(
+                "{}: the path is empty",
+                crate::error::excerpt(text)
+            ));
         }
         Ok(Self {
             name: name.to_owned(),
-            encoding: encoding.parse().map_err(|e| format!("{text:?}: {e}"))?,
-            target: target.parse().map_err(|e| format!("{text:?}: {e}"))?,
+            encoding: encoding
+                .parse()
+                .map_err(|e| format!("{}: {e}", crate::error::excerpt(text)))?,
+            target: target
+                .parse()
+                .map_err(|e| format!("{}: {e}", crate::error::excerpt(text)))?,
             path: PathBuf::from(path),
         })
     }

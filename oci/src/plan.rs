@@ -145,7 +145,7 @@ pub struct Listen {
 }
 
 /// What chose a serving guest's listen addresses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ListenSource {
     /// The `triage.io/listen` annotation.
     Annotation,
@@ -153,6 +153,11 @@ pub enum ListenSource {
     Env,
     /// Neither: [`DEFAULT_LISTEN`].
     Default,
+    /// The container's `WASMTIME_HTTP_PROXY_SOCKET_ADDR` holds this (cut by
+    /// [`crate::error::excerpt`]), which is no list of addresses: a service is refused
+    /// rather than served on [`DEFAULT_LISTEN`] instead (a guest that does not serve never
+    /// reads it).
+    EnvNotAddresses(String),
 }
 
 impl Default for Listen {
@@ -170,10 +175,13 @@ impl Default for Listen {
 impl fmt::Display for Listen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let addrs: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
-        let source = match self.source {
+        let source = match &self.source {
             ListenSource::Annotation => format!("annotation {}", crate::annotations::LISTEN),
             ListenSource::Env => format!("environment {LISTEN_ENV}"),
             ListenSource::Default => "the default".to_owned(),
+            ListenSource::EnvNotAddresses(value) => {
+                format!("the default; environment {LISTEN_ENV}={value} is no addresses")
+            }
         };
         write!(f, "{} ({source})", addrs.join(","))
     }

@@ -10,7 +10,8 @@ use super::edits::NodeType;
 pub enum CdiError {
     /// The annotation's value does not parse.
     #[error(
-        "container {id}: annotation {key}={value:?} is not valid: {reason} (expected {expected})"
+        "container {id}: annotation {key}={} is not valid: {reason} (expected {expected})",
+        crate::error::excerpt(.value)
     )]
     InvalidRequest {
         /// Container id.

@@ -15,9 +15,12 @@ pub struct DeviceKind {
 impl DeviceKind {
     /// Parses `vendor.com/class`; the error says which rule the text breaks.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (vendor, class) = text
-            .split_once('/')
-            .ok_or_else(|| format!("kind {text:?} is not of the form vendor.com/class"))?;
+        let (vendor, class) = text.split_once('/').ok_or_else(|| {
+            format!(
+                "kind {} is not of the form vendor.com/class",
+                crate::error::excerpt(text)
+            )
+        })?;
         check_vendor(vendor)?;
         check_class(class)?;
         Ok(Self {
@@ -45,9 +48,12 @@ pub struct QualifiedName {
 impl QualifiedName {
     /// Parses `vendor.com/class=name`; the error says which rule the text breaks.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (kind, name) = text
-            .split_once('=')
-            .ok_or_else(|| format!("{text:?} is not of the form vendor.com/class=name"))?;
+        let (kind, name) = text.split_once('=').ok_or_else(|| {
+            format!(
+                "{} is not of the form vendor.com/class=name",
+                crate::error::excerpt(text)
+            )
+        })?;
         let kind = DeviceKind::parse(kind)?;
         check_device_name(name)?;
         Ok(Self {
@@ -110,17 +116,26 @@ fn check_segment(
         return Err(format!("empty {what}"));
     };
     if !first_ok(&first) {
-        return Err(format!("{what} {text:?} must not start with {first:?}"));
+        return Err(format!(
+            "{what} {} must not start with {first:?}",
+            crate::error::excerpt(text)
+        ));
     }
     if let Some(bad) = text
         .chars()
         .find(|c| !c.is_ascii_alphanumeric() && !extra.contains(c))
     {
-        return Err(format!("{what} {text:?} must not contain {bad:?}"));
+        return Err(format!(
+            "{what} {} must not contain {bad:?}",
+            crate::error::excerpt(text)
+        ));
     }
     let last = text.chars().next_back().unwrap_or(first);
     if !last.is_ascii_alphanumeric() {
-        return Err(format!("{what} {text:?} must end with a letter or digit"));
+        return Err(format!(
+            "{what} {} must end with a letter or digit",
+            crate::error::excerpt(text)
+        ));
     }
     Ok(())
 }

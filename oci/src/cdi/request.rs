@@ -57,7 +57,8 @@ pub fn parse_device_request(id: &str, value: &str) -> Result<Vec<QualifiedName>,
             QualifiedName::parse(entry).map_err(invalid)?
         } else if entry.contains('/') {
             return Err(invalid(format!(
-                "{entry:?} names a kind but no device (add =name or =all)"
+                "{} names a kind but no device (add =name or =all)",
+                crate::error::excerpt(entry)
             )));
         } else {
             check_device_name(entry).map_err(invalid)?;

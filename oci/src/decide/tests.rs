@@ -533,6 +533,23 @@ fn listen_addresses_come_from_the_annotation_then_runwasis_env_then_8080() {
         plan.wasm().unwrap().listen.to_string(),
         "0.0.0.0:8080,0.0.0.0:8081 (environment WASMTIME_HTTP_PROXY_SOCKET_ADDR)"
     );
+    // A value that is no address is recorded (a service is refused with it), not taken
+    // for the default.
+    let mut process = bundle.spec.process().clone().unwrap();
+    process.set_env(Some(vec![
+        "WASMTIME_HTTP_PROXY_SOCKET_ADDR=localhost:8080".into()
+    ]));
+    bundle.spec.set_process(Some(process));
+    let plan = decide(&bundle, None, &NodeContext::default()).unwrap().plan;
+    let listen = &plan.wasm().unwrap().listen;
+    assert_eq!(
+        listen.source,
+        crate::ListenSource::EnvNotAddresses("\"localhost:8080\"".into())
+    );
+    assert_eq!(
+        listen.to_string(),
+        "0.0.0.0:8080 (the default; environment WASMTIME_HTTP_PROXY_SOCKET_ADDR=\"localhost:8080\" is no addresses)"
+    );
 }
 
 #[test]

@@ -626,3 +626,31 @@ fn a_preview1_module_serves_on_the_sockets_it_is_handed_as_listen_fds() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("no LISTEN_FDS"), "{out:?}");
 }
+
+#[test]
+fn a_service_whose_runwasi_listen_variable_is_no_address_is_refused_with_it() {
+    let test = "a_service_whose_runwasi_listen_variable_is_no_address_is_refused_with_it";
+    let Some(ctd) = containerd(test) else {
+        return;
+    };
+    // A name where an address belongs: not served on the default port instead.
+    let out = run(
+        &ctd,
+        &[
+            "--net-host",
+            "--env",
+            "WASMTIME_HTTP_PROXY_SOCKET_ADDR=localhost:8080",
+        ],
+        COMPONENTS_IMAGE,
+        "svc-badenv",
+        &["/http-hello.wasm"],
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            r#"container svc-badenv: cannot set up wasm guest: environment WASMTIME_HTTP_PROXY_SOCKET_ADDR="localhost:8080" is not valid (expected at most 16 IP:PORT addresses"#
+        ),
+        "{out:?}"
+    );
+    assert_clean(&ctd, "svc-badenv");
+}
