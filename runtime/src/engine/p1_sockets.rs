@@ -28,6 +28,9 @@ const CONNECTION_FDS: u32 = 1 << 30;
 /// The most connections a module holds open at once; `sock_accept` answers `EMFILE` past it.
 pub const MAX_CONNECTIONS: usize = 1024;
 
+/// The most buffers one read or write names.
+const MAX_BUFFERS: u32 = 1024;
+
 /// The most bytes one read or write moves (a larger request is answered in part, as a
 /// socket may).
 const MAX_TRANSFER: usize = 1 << 20;
@@ -215,9 +218,13 @@ impl Memory<'_> {
         Ok(())
     }
 
-    /// A list of `(pointer, length)` buffers (preview 1's `iovec`/`ciovec`), at most
+    /// A list of `(pointer, length)` buffers (preview 1's `iovec`/`ciovec`): at most
+    /// [`MAX_BUFFERS`] of them (`EINVAL` past it, as Linux's `IOV_MAX`), at most
     /// [`MAX_TRANSFER`] bytes in all (the rest is left out).
     fn buffers(&self, list: i32, count: i32) -> Result<Vec<(i32, usize)>, i32> {
+        if count as u32 > MAX_BUFFERS {
+            return Err(EINVAL);
+        }
         let mut buffers = Vec::new();
         let mut total = 0usize;
         for i in 0..count as u32 {
@@ -738,4 +745,61 @@ pub fn add_to_linker<T: SocketsView>(linker: &mut Linker<T>) -> wasmtime::Result
     not_on_sockets!(linker, async, path_unlink_file, ENOTDIR, [fd], (fd: i32, path: i32, len: i32));
     linker.allow_shadowing(false);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memory with `iovecs` written at 0 (pointer, length pairs).
+    fn memory_with(iovecs: &[(u32, u32)], size: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; size];
+        for (i, (ptr, len)) in iovecs.iter().enumerate() {
+            bytes[8 * i..8 * i + 4].copy_from_slice(&ptr.to_le_bytes());
+            bytes[8 * i + 4..8 * i + 8].copy_from_slice(&len.to_le_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_guests_buffer_lists_are_bounded_and_checked_against_its_memory() {
+        let mut bytes = memory_with(&[(64, 16), (128, 32)], 4096);
+        let memory = Memory(&mut bytes);
+        assert_eq!(memory.buffers(0, 2), Ok(vec![(64, 16), (128, 32)]));
+        // Past the memory, the list or a buffer: EFAULT, never a panic.
+        assert_eq!(memory.buffers(4092, 1), Err(EFAULT));
+        let mut bytes = memory_with(&[(4090, 16)], 4096);
+        assert_eq!(Memory(&mut bytes).buffers(0, 1), Err(EFAULT));
+        // More buffers than IOV_MAX, or a negative count: EINVAL before any is read.
+        let mut bytes = vec![0u8; 4096];
+        let memory = Memory(&mut bytes);
+        assert_eq!(memory.buffers(0, 1025), Err(EINVAL));
+        assert_eq!(memory.buffers(0, -1), Err(EINVAL));
+        // At most MAX_TRANSFER bytes in all.
+        let mut bytes = memory_with(&[(64, 1 << 20), (64, 1 << 20)], (1 << 20) + 64);
+        assert_eq!(
+            Memory(&mut bytes).buffers(0, 2),
+            Ok(vec![(64, MAX_TRANSFER)])
+        );
+    }
+
+    #[test]
+    fn listeners_are_3_and_up_connections_from_2_to_the_30_the_rest_wasmtimes() {
+        let sockets = P1Sockets::bind("c1", &["127.0.0.1:0".parse().unwrap(); 2]).unwrap();
+        assert_eq!(sockets.count(), 2);
+        assert!(matches!(sockets.owner(3), Owner::Listener(_)));
+        assert!(matches!(sockets.owner(4), Owner::Listener(_)));
+        for fd in [
+            0,
+            1,
+            2,
+            5,
+            (CONNECTION_FDS - 1) as i32,
+            CONNECTION_FDS as i32,
+        ] {
+            assert!(matches!(sockets.owner(fd), Owner::Wasmtime), "{fd}");
+        }
+        // Without listeners nothing is a socket: a module's fd 3 is its first preopen.
+        assert!(!P1Sockets::default().ours(3));
+    }
 }
