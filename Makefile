@@ -9,7 +9,7 @@ WASM_TARGET_DIR := $(CARGO_TARGET_DIR)/wasm-workloads
 WASM_DIR := $(WASM_TARGET_DIR)/wasm32-wasip1/release
 # The same workloads as WASI 0.2 components, and the HTTP services (test-images/wasm/serve).
 COMPONENTS_DIR := $(WASM_TARGET_DIR)/wasm32-wasip2/release
-COMPONENT_WORKLOADS := hello exit trap sleeper fsprobe spin memhog waiter http-hello http-state http-egress tcp-echo http-classify
+COMPONENT_WORKLOADS := hello exit trap sleeper fsprobe spin memhog waiter http-hello http-state http-egress tcp-echo http-classify http-snap
 JOBS ?= 2
 # CI builds once, from scratch: incremental compilation caches only cost time there.
 ifeq ($(CI),true)
@@ -43,12 +43,16 @@ test-images: build
 		--models test-images/models --busybox /bin/busybox --out $(IMAGES) \
 		--native-hello $(RELEASE)/triage-native-hello
 
-# The guest side of wasi:nn for the classifying service, generated from its WIT and committed
+# The guest side of wasi:nn for the classifying service and of the snapshot init export of
+# http-snap, generated from their WIT and committed
 # (so that no build runs wit-bindgen's macros); needs `cargo install wit-bindgen-cli --version 0.57.1`.
 wit-bindings:
 	wit-bindgen rust --format --generate-all --world classify \
 		--out-dir test-images/wasm/serve/src test-images/wasm/serve/wit
 	mv test-images/wasm/serve/src/classify.rs test-images/wasm/serve/src/nn_bindings.rs
+	wit-bindgen rust --format --world snapshot \
+		--out-dir test-images/wasm/serve/src test-images/wasm/serve/wit-snapshot
+	mv test-images/wasm/serve/src/snapshot.rs test-images/wasm/serve/src/snapshot_bindings.rs
 
 demo: build test-images
 	$(RELEASE)/triage-demo $(SHIM)

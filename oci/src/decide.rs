@@ -344,7 +344,7 @@ struct Settled {
     request_timeout_ms: u64,
     egress: crate::EgressGrants,
     artifact_cache: bool,
-    /// For a core module: components start fresh.
+    /// Modules and components alike.
     snapshot: SnapshotPlan,
     snapshot_init_seconds: u64,
     /// The export `module.wasm#name` names, if any.
@@ -412,11 +412,7 @@ fn wasm_plan(
         cwd: bundle.cwd(),
         preopens,
         artifact_cache: settled.artifact_cache,
-        snapshot: match form {
-            WasmForm::Module => settled.snapshot.clone(),
-            // Wizer's component snapshots are not wired in yet: components start fresh.
-            WasmForm::Component => SnapshotPlan::Off,
-        },
+        snapshot: settled.snapshot.clone(),
         snapshot_init_seconds: settled.snapshot_init_seconds,
         nn_preload: Vec::new(),
         engine: settled.engine,

@@ -461,7 +461,7 @@ fn the_node_settles_engine_and_snapshots_in_the_plan() {
 }
 
 #[test]
-fn a_component_is_planned_as_one_without_a_snapshot_or_an_export() {
+fn a_component_is_planned_as_one_with_the_snapshot_plan_and_no_export() {
     let fx = Fixture::new();
     let plan = fx.plan(&["/app.wasm"], &[]).unwrap();
     assert_eq!(plan.wasm().unwrap().form, crate::WasmForm::Module);
@@ -469,7 +469,8 @@ fn a_component_is_planned_as_one_without_a_snapshot_or_an_export() {
     let wasm = plan.wasm().unwrap();
     assert_eq!(wasm.form, crate::WasmForm::Component);
     assert_eq!(wasm.args, ["/svc.wasm", "x"]);
-    assert_eq!(wasm.snapshot, SnapshotPlan::Off);
+    // Snapshotted as a module is: by its `wizer-initialize`, when it exports one.
+    assert_eq!(wasm.snapshot, SnapshotPlan::Default);
     assert_eq!(
         plan.reason.to_string(),
         "no annotation; entrypoint /svc.wasm is a wasm component"

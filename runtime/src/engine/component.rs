@@ -12,7 +12,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::cache::{ArtifactCache, CacheOutcome};
 use super::egress::Egress;
 use super::facts::ComponentWorld;
 use super::memory::{MemoryAccount, MemoryLimiter};
@@ -94,37 +93,30 @@ pub(super) fn validate(id: &str, path: &Path, bytes: &[u8]) -> Result<ComponentW
     ComponentWorld::of(id, path, bytes)
 }
 
-/// Compiles the component through the artifact cache (once per node) and links it; a
-/// `wasi:http/proxy` into an engine with an instance pool sized from `options` (see
-/// [`serving_engine`]).
+/// Loads the component's compiled `artifact` (from the artifact cache: the component as
+/// it is, or its snapshot) and links it; a `wasi:http/proxy` into an engine with an
+/// instance pool sized from `options` (see [`serving_engine`]). `bytes` are the
+/// component's own, which say what it is.
 pub(super) fn preload(
     engine: &Engine,
     id: &str,
     path: &Path,
     bytes: &[u8],
-    cache: &ArtifactCache,
-    entry: &str,
+    artifact: &Path,
     options: &PreloadOptions,
-) -> Result<(WarmComponent, CacheOutcome), EngineError> {
+) -> Result<WarmComponent, EngineError> {
     let world = ComponentWorld::of(id, path, bytes)?;
-    let (artifact, outcome) = cache
-        .get_or_build(entry, || {
-            engine
-                .precompile_component(bytes)
-                .map_err(|e| format!("{e:#}"))
-        })
-        .map_err(|e| EngineError::compiling(id, path, e))?;
     let mut engine = engine.clone();
-    let mut component = load(&engine, id, path, &artifact)?;
+    let mut component = load(&engine, id, path, artifact)?;
     if world == ComponentWorld::HttpProxy {
         // The pool is sized from what the component needs, so it is made after a first
         // load; the verified artifact is then mapped once more, into the pooled engine.
         if let Some(pooled) = serving_engine(id, &component, options) {
-            component = load(&pooled, id, path, &artifact)?;
+            component = load(&pooled, id, path, artifact)?;
             engine = pooled;
         }
     }
-    Ok((link(&engine, id, &component, &world)?, outcome))
+    link(&engine, id, &component, &world)
 }
 
 /// Maps a verified cached `artifact` into `engine`, through a read-only mount, as a

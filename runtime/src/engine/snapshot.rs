@@ -1,5 +1,4 @@
-//! Pre-initialised snapshots: runs a module's init export once and returns the module
-//! whose memory and globals start where the init left them (wasmtime-wizer).
+//! Pre-initialised snapshots: runs a module's or a component's init export once and returns the one whose memory and globals start where the init left them (wasmtime-wizer).
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -23,6 +22,9 @@ const INIT_MEMORY_DEFAULT: u64 = 1 << 30;
 const INIT_MEMORIES: usize = 16;
 const INIT_TABLES: usize = 16;
 const INIT_TABLE_ELEMENTS: usize = 1 << 20;
+/// The most core instances a component's init may make (a Rust `wasm32-wasip2`
+/// component has a handful).
+const INIT_COMPONENT_INSTANCES: usize = 16;
 
 /// What an init's store holds: a WASI context with no arguments, environment, files or
 /// output (writes are discarded), and what is left of its memory bound.
@@ -35,6 +37,8 @@ struct InitState {
 /// memories gets the bound once, not once per memory).
 struct InitLimits {
     bytes_left: usize,
+    /// Core instances: a module is one, a component a handful.
+    instances: usize,
 }
 
 impl ResourceLimiter for InitLimits {
@@ -70,7 +74,7 @@ impl ResourceLimiter for InitLimits {
     }
 
     fn instances(&self) -> usize {
-        1
+        self.instances
     }
 }
 
@@ -94,12 +98,7 @@ pub fn pre_initialise(
         .instrument(wasm)
         .map_err(|e| format!("preparing the module for a snapshot: {e:#}"))?;
 
-    let mut config = Config::new();
-    config.consume_fuel(true);
-    config.epoch_interruption(true);
-    // This runs in the single-threaded create helper: no compiler threads.
-    config.parallel_compilation(false);
-    let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
+    let engine = init_engine()?;
     let module = Module::new(&engine, &instrumented)
         .map_err(|e| format!("compiling the module for its init: {e:#}"))?;
     let mut linker: Linker<InitState> = Linker::new(&engine);
@@ -112,14 +111,204 @@ pub fn pre_initialise(
             wasi: WasiCtxBuilder::new().build_p1(),
             limits: InitLimits {
                 bytes_left: usize::try_from(limit).unwrap_or(usize::MAX),
+                instances: 1,
             },
         },
     );
     store.limiter(|state| &mut state.limits);
     store.set_fuel(INIT_FUEL).map_err(|e| format!("{e:#}"))?;
     store.set_epoch_deadline(1);
-    // The timer: bumps the epoch at the deadline unless told (by the channel closing)
-    // that the init is over; joined below, whatever the init did.
+    let instance = with_deadline(&engine, deadline, || {
+        run_init(&mut store, &linker, &module, init, deadline)
+    })?;
+    let mut source = SnapshotSource {
+        store: &mut store,
+        instance,
+    };
+    completed(wizer.snapshot(&context, &mut source))
+        .map_err(|e| format!("taking the snapshot: {e:#}"))
+}
+
+/// What a component's init store holds: WASI 0.2 and `wasi:http` with nothing in them
+/// (no arguments, environment, files, output or egress), and its memory bound.
+struct ComponentInitState {
+    wasi: wasmtime_wasi::WasiCtx,
+    table: wasmtime::component::ResourceTable,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    hooks: super::outgoing_http::OutgoingHttp,
+    limits: InitLimits,
+}
+
+impl wasmtime_wasi::WasiView for ComponentInitState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for ComponentInitState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Runs the top-level export `init` of the component `wasm` (a function without
+/// parameters or results) and returns the pre-initialised component's bytes, with the
+/// bounds and isolation of [`pre_initialise`]: WASI 0.2 and `wasi:http` are linked with
+/// nothing in them (an outgoing request is refused), other imports (wasi-nn) are not, so a
+/// component that needs them is not snapshotted.
+pub fn pre_initialise_component(
+    id: &str,
+    wasm: &[u8],
+    init: &str,
+    memory_limit: Option<u64>,
+    deadline: Duration,
+) -> Result<Vec<u8>, String> {
+    use wasmtime::component::{Component, Linker as ComponentLinker};
+    let mut wizer = Wizer::new();
+    // Kept: wasmtime-wizer 48 removes the core export a component still lifts its
+    // top-level export from, which leaves a component that does not parse.
+    wizer.init_func(init).keep_init_func(true);
+    let (context, instrumented) = wizer
+        .instrument_component(wasm)
+        .map_err(|e| format!("preparing the component for a snapshot: {e:#}"))?;
+    let engine = init_engine()?;
+    let component = Component::new(&engine, &instrumented)
+        .map_err(|e| format!("compiling the component for its init: {e:#}"))?;
+    let mut linker: ComponentLinker<ComponentInitState> = ComponentLinker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker))
+        .map_err(|e| format!("linking WASI 0.2: {e:#}"))?;
+    let limit = memory_limit.unwrap_or(INIT_MEMORY_DEFAULT);
+    let mut store = Store::new(
+        &engine,
+        ComponentInitState {
+            wasi: WasiCtxBuilder::new().build(),
+            table: wasmtime::component::ResourceTable::new(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            hooks: super::outgoing_http::OutgoingHttp::new(super::egress::Egress::denied(id)),
+            limits: InitLimits {
+                bytes_left: usize::try_from(limit).unwrap_or(usize::MAX),
+                instances: INIT_COMPONENT_INSTANCES,
+            },
+        },
+    );
+    store.limiter(|state| &mut state.limits);
+    store.set_fuel(INIT_FUEL).map_err(|e| format!("{e:#}"))?;
+    store.set_epoch_deadline(1);
+    let instance = with_deadline(&engine, deadline, || {
+        let stopped = |what: &str, e: wasmtime::Error| init_stopped(what, e, deadline);
+        let instance = linker
+            .instantiate(&mut store, &component)
+            .map_err(|e| stopped("instantiating for the init", e))?;
+        let func = instance
+            .get_typed_func::<(), ()>(&mut store, init)
+            .map_err(|e| {
+                format!("export {init:?} is not a function without parameters or results: {e:#}")
+            })?;
+        func.call(&mut store, ()).map_err(|e| stopped(init, e))?;
+        Ok(instance)
+    })?;
+    let mut source = ComponentSource {
+        store: &mut store,
+        instance,
+    };
+    completed(wizer.snapshot_component(&context, &mut source))
+        .map_err(|e| format!("taking the snapshot: {e:#}"))
+}
+
+/// Wizer's view of an initialised component: the functions its instrumentation exports
+/// to read each core instance's globals and memories.
+struct ComponentSource<'a> {
+    store: &'a mut Store<ComponentInitState>,
+    instance: wasmtime::component::Instance,
+}
+
+impl ComponentSource<'_> {
+    /// Calls `func` of the exported instance `instance` and hands its result to `with`.
+    fn call<R, O>(
+        &mut self,
+        instance: &str,
+        func: &str,
+        with: impl FnOnce(&Store<ComponentInitState>, R) -> O,
+    ) -> O
+    where
+        R: wasmtime::component::ComponentType + wasmtime::component::Lift + Send + Sync + 'static,
+    {
+        let exported = self
+            .instance
+            .get_export_index(&mut *self.store, None, instance)
+            .unwrap_or_else(|| panic!("Wizer's instrumentation exports instance {instance}"));
+        let index = self
+            .instance
+            .get_export_index(&mut *self.store, Some(&exported), func)
+            .unwrap_or_else(|| panic!("Wizer's instrumentation exports {instance}#{func}"));
+        let typed = self
+            .instance
+            .get_typed_func::<(), (R,)>(&mut *self.store, &index)
+            .unwrap_or_else(|e| panic!("{instance}#{func} has the type Wizer gives it: {e:#}"));
+        let (result,) = typed
+            .call(&mut *self.store, ())
+            .unwrap_or_else(|e| panic!("reading the snapshot through {func}: {e:#}"));
+        with(&*self.store, result)
+    }
+}
+
+impl wasmtime_wizer::ComponentInstanceState for ComponentSource<'_> {
+    async fn call_func_ret_list_u8(
+        &mut self,
+        instance: &str,
+        func: &str,
+        contents: impl FnOnce(&[u8]) + Send,
+    ) {
+        self.call(
+            instance,
+            func,
+            |store, list: wasmtime::component::WasmList<u8>| contents(list.as_le_slice(store)),
+        )
+    }
+
+    async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
+        self.call(instance, func, |_, value| value)
+    }
+
+    async fn call_func_ret_s64(&mut self, instance: &str, func: &str) -> i64 {
+        self.call(instance, func, |_, value| value)
+    }
+
+    async fn call_func_ret_f32(&mut self, instance: &str, func: &str) -> u32 {
+        self.call(instance, func, |_, value: f32| value.to_bits())
+    }
+
+    async fn call_func_ret_f64(&mut self, instance: &str, func: &str) -> u64 {
+        self.call(instance, func, |_, value: f64| value.to_bits())
+    }
+}
+
+/// The engine an init runs on: fuel and epochs bound its work and time; no compiler
+/// threads (this runs in the single-threaded create helper).
+fn init_engine() -> Result<Engine, String> {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    config.epoch_interruption(true);
+    config.parallel_compilation(false);
+    Engine::new(&config).map_err(|e| format!("{e:#}"))
+}
+
+/// Runs `init` with a timer that bumps `engine`'s epoch at `deadline` unless told (by the
+/// channel closing) that the init is over; the timer is joined before this returns,
+/// whatever the init did, so the helper is single-threaded again for its fork.
+fn with_deadline<R>(
+    engine: &Engine,
+    deadline: Duration,
+    init: impl FnOnce() -> Result<R, String>,
+) -> Result<R, String> {
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let timer_engine = engine.clone();
     let timer = std::thread::Builder::new()
@@ -131,16 +320,23 @@ pub fn pre_initialise(
             }
         })
         .map_err(|e| format!("starting the init's timer: {e}"))?;
-    let result = run_init(&mut store, &linker, &module, init, deadline);
+    let result = init();
     drop(done);
     let _ = timer.join();
-    let instance = result?;
-    let mut source = SnapshotSource {
-        store: &mut store,
-        instance,
-    };
-    completed(wizer.snapshot(&context, &mut source))
-        .map_err(|e| format!("taking the snapshot: {e:#}"))
+    result
+}
+
+/// Why `what` of an init stopped with `e`: its fuel, its time, or a trap.
+fn init_stopped(what: &str, e: wasmtime::Error, deadline: Duration) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::OutOfFuel) => {
+            format!("{what} did not finish within {INIT_FUEL} instructions")
+        }
+        Some(wasmtime::Trap::Interrupt) => {
+            format!("{what} did not finish within {} s", deadline.as_secs())
+        }
+        _ => format!("{what} trapped: {e:#}"),
+    }
 }
 
 /// Instantiates the module and runs a reactor's `_initialize`, then `init`.
@@ -151,15 +347,7 @@ fn run_init(
     init: &str,
     deadline: Duration,
 ) -> Result<Instance, String> {
-    let stopped = |what: &str, e: wasmtime::Error| match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::OutOfFuel) => {
-            format!("{what} did not finish within {INIT_FUEL} instructions")
-        }
-        Some(wasmtime::Trap::Interrupt) => {
-            format!("{what} did not finish within {} s", deadline.as_secs())
-        }
-        _ => format!("{what} trapped: {e:#}"),
-    };
+    let stopped = |what: &str, e: wasmtime::Error| init_stopped(what, e, deadline);
     let instance = linker
         .instantiate(&mut *store, module)
         .map_err(|e| stopped("instantiating for the init", e))?;

@@ -170,6 +170,59 @@ impl WasmtimeEngine {
         })
     }
 
+    /// The component snapshot entry for `bytes`, built once per node: `None` (logged)
+    /// when the init fails, so that the container runs the component as it is.
+    fn preload_component_snapshot(
+        &self,
+        id: &str,
+        host_path: &Path,
+        bytes: &[u8],
+        cache: &ArtifactCache,
+        init: &str,
+        options: &PreloadOptions,
+    ) -> Result<Option<(WarmComponent, CacheOutcome)>, EngineError> {
+        let entry = self.cache_entry(bytes, Some(init));
+        let built = cache.get_or_build_once(&entry, || {
+            let started = std::time::Instant::now();
+            let snapshot = snapshot::pre_initialise_component(
+                id,
+                bytes,
+                init,
+                options.init_memory_limit,
+                options.init_deadline,
+            )?;
+            tracing::info!(
+                container = %id,
+                init,
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                bytes = snapshot.len(),
+                "wasm component pre-initialised"
+            );
+            self.engine
+                .precompile_component(&snapshot)
+                .map_err(|e| format!("compiling the snapshot: {e:#}"))
+        });
+        match built {
+            Ok((artifact, outcome)) => {
+                let warm =
+                    component::preload(&self.engine, id, host_path, bytes, &artifact, options)?;
+                Ok(Some((warm, outcome)))
+            }
+            Err(CacheError::Build(reason)) => {
+                tracing::warn!(
+                    container = %id,
+                    "container {id}: no snapshot of {} with init export {init:?}: {reason}; the component runs as it is",
+                    host_path.display()
+                );
+                Ok(None)
+            }
+            Err(source) => Err(EngineError::Cache {
+                id: id.to_owned(),
+                source,
+            }),
+        }
+    }
+
     /// The snapshot entry for `bytes`, built once per node: `None` (logged) when the
     /// init fails, so that the container runs the module as it is.
     fn preload_snapshot(
@@ -328,13 +381,38 @@ impl WasmEngine for WasmtimeEngine {
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError> {
         if wasmparser::Parser::is_component(bytes) {
-            let entry = self.cache_entry(bytes, None);
-            let (warm, outcome) =
-                component::preload(&self.engine, id, host_path, bytes, cache, &entry, options)?;
+            let exports = ComponentWorld::top_level_exports(bytes)
+                .map_err(|e| EngineError::invalid(id, host_path, e.to_string()))?;
+            let snapshot_init = options
+                .snapshot_init
+                .as_deref()
+                .filter(|init| exports.iter().any(|e| e == init));
+            let snapshot = match snapshot_init {
+                Some(init) => {
+                    self.preload_component_snapshot(id, host_path, bytes, cache, init, options)?
+                }
+                None => None,
+            };
+            let (warm, outcome, snapshot_of) = match snapshot {
+                Some((warm, outcome)) => (warm, outcome, snapshot_init.map(str::to_owned)),
+                None => {
+                    let entry = self.cache_entry(bytes, None);
+                    let (artifact, outcome) = cache
+                        .get_or_build(&entry, || {
+                            self.engine
+                                .precompile_component(bytes)
+                                .map_err(|e| format!("{e:#}"))
+                        })
+                        .map_err(|e| EngineError::compiling(id, host_path, e))?;
+                    let warm =
+                        component::preload(&self.engine, id, host_path, bytes, &artifact, options)?;
+                    (warm, outcome, None)
+                }
+            };
             *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(Warm::Component(warm));
             return Ok(Preloaded {
                 outcome,
-                snapshot_of: None,
+                snapshot_of,
                 uses_wasi_nn: ComponentWorld::imports_wasi_nn(id, host_path, bytes)?,
             });
         }

@@ -654,3 +654,61 @@ fn a_service_whose_runwasi_listen_variable_is_no_address_is_refused_with_it() {
     );
     assert_clean(&ctd, "svc-badenv");
 }
+
+#[test]
+fn a_service_component_starts_each_request_from_its_snapshot() {
+    let test = "a_service_component_starts_each_request_from_its_snapshot";
+    let Some(ctd) = containerd(test) else {
+        return;
+    };
+    // Starts `id` serving /http-snap.wasm on a port of its own; its first answer.
+    let serve = |id: &str, extra: &[&str]| {
+        let port = free_port();
+        let listen = format!("triage.io/listen=127.0.0.1:{port}");
+        let mut flags = vec!["--net-host", "--annotation", listen.as_str()];
+        flags.extend_from_slice(extra);
+        let child = spawn_run(&ctd, COMPONENTS_IMAGE, id, &["/http-snap.wasm"], &flags);
+        wait_for_status(&ctd, id, "RUNNING");
+        let answers = [get(port, "/a"), get(port, "/b")];
+        assert_eq!(ctd.ctr(&["task", "kill", id]).code, 0);
+        let out = finish(child);
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_clean(&ctd, id);
+        answers.map(|(status, body)| {
+            assert_eq!(status, "HTTP/1.1 200 OK", "{body}");
+            body
+        })
+    };
+    // Its `wizer-initialize` ran once, at the first Create: every request's fresh
+    // instance starts from the memory it left.
+    let snapped = serve("svc-snap", &[]);
+    assert!(
+        snapped[0].starts_with("from snapshot: true, table sum "),
+        "{snapped:?}"
+    );
+    assert_eq!(snapped[0], snapped[1]);
+    let log = shim_log(&ctd, "svc-snap");
+    assert!(log.contains("wasm component pre-initialised"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("wasm module from the artifact cache")
+                && l.contains("outcome=Built")
+                && l.contains(r#"snapshot="wizer-initialize""#)),
+        "{log}"
+    );
+    // A later container maps the same snapshot: the init does not run again.
+    let again = serve("svc-snap-2", &[]);
+    assert_eq!(again, snapped);
+    let log = shim_log(&ctd, "svc-snap-2");
+    assert!(!log.contains("pre-initialised"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("outcome=Hit") && l.contains(r#"snapshot="wizer-initialize""#)),
+        "{log}"
+    );
+    // Without the snapshot each request computes what the init would have: same answer.
+    let fresh = serve("svc-snap-off", &["--annotation", "triage.io/snapshot=off"]);
+    let sum = |body: &str| body.split_once("table sum ").map(|(_, s)| s.to_owned());
+    assert!(fresh[0].starts_with("from snapshot: false, "), "{fresh:?}");
+    assert_eq!(sum(&fresh[0]), sum(&snapped[0]));
+}

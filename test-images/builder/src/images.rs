@@ -78,6 +78,7 @@ pub const COMPONENT_WORKLOADS: &[&str] = &[
     "http-egress",
     "tcp-echo",
     "http-classify",
+    "http-snap",
 ];
 
 /// The trained test models (`test-images/models`), put in the wasm and components images

@@ -7,6 +7,7 @@
 //! `$LABELS_MODEL`, comma-separated, else the class index); `400` for a case it cannot
 //! read, `404` for a model the container did not preload, `500` when inference fails.
 
+#[rustfmt::skip]
 #[path = "../nn_bindings.rs"]
 #[allow(warnings)]
 mod nn_bindings;
