@@ -35,6 +35,7 @@ pub const ALL: &[Case] = &[
     case!(a_looping_guest_ends_on_sigterm_143_and_sigkill_137),
     case!(memory_beyond_the_limit_is_refused_to_the_guest),
     case!(a_module_is_compiled_once_per_engine_and_node),
+    case!(wasmedges_own_sockets_serve_on_wasmedge_and_are_refused_on_wasmtime),
 ];
 
 /// The cases that hold for components as they do for modules (the others call a core
@@ -69,6 +70,7 @@ fn request<'a>(engine: EngineName, args: &'a [&'a str]) -> Request<'a> {
         memory_limit: Some(256 << 20),
         binds: Vec::new(),
         signal_after: None,
+        exchange: None,
         cache: None,
     }
 }
@@ -221,6 +223,7 @@ fn a_looping_guest_ends_on_sigterm_143_and_sigkill_137(node: &Node, engine: Engi
             "spin",
             &Request {
                 signal_after: Some(("spinning", signal)),
+                exchange: None,
                 ..request(engine, &["/spin.wasm"])
             },
         );
@@ -282,4 +285,41 @@ fn a_module_is_compiled_once_per_engine_and_node(node: &Node, engine: EngineName
     }
     // Another engine's entry for the same module is not this engine's.
     assert_eq!(entries(), before + 1, "one entry per engine");
+}
+
+/// WasmEdge's extension of preview 1 (`sock_open`, `sock_bind`, `sock_listen`,
+/// `sock_accept`, … with its own signatures): a guest written for it serves on WasmEdge in
+/// its container's network namespace (here the test's, which it shares to be reached);
+/// wasmtime has no such functions, so Create refuses the module and names the first.
+fn wasmedges_own_sockets_serve_on_wasmedge_and_are_refused_on_wasmtime(
+    node: &Node,
+    engine: EngineName,
+) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let port_arg = port.to_string();
+    let args = ["/wasmedge-echo.wasm", port_arg.as_str()];
+    let mut req = request(engine, &args);
+    req.exchange = Some(crate::container::Exchange {
+        after: "listening",
+        port,
+        send: "ward 4",
+    });
+    let (_, out) = node.run("wasmedge-echo", &req);
+    match engine {
+        EngineName::Wasmedge => {
+            exited(&out, 0);
+            assert_eq!(out.reply.as_deref(), Some("echo: ward 4\n"), "{out:#?}");
+            assert_eq!(out.stdout, "listening\nanswered\n");
+        }
+        EngineName::Wasmtime => {
+            let error = out.result.as_ref().unwrap_err();
+            assert!(
+                error.contains("wasi_snapshot_preview1::sock_open"),
+                "{out:#?}"
+            );
+        }
+    }
 }

@@ -27,6 +27,16 @@ pub struct Outcome {
     pub stdout: String,
     /// What the guest (and the executor on its behalf) wrote to stderr.
     pub stderr: String,
+    /// What the guest answered on its socket ([`Request::exchange`]).
+    pub reply: Option<String>,
+}
+
+/// A line sent to a guest that serves, once it printed `after`: to `127.0.0.1:port` of the
+/// container's network namespace, which is then this process's (no namespace of its own).
+pub struct Exchange<'a> {
+    pub after: &'a str,
+    pub port: u16,
+    pub send: &'a str,
 }
 
 /// A container to run.
@@ -43,6 +53,8 @@ pub struct Request<'a> {
     pub binds: Vec<(PathBuf, &'a str)>,
     /// Once the guest printed this line, send it this signal.
     pub signal_after: Option<(&'a str, i32)>,
+    /// Talk to the guest over TCP.
+    pub exchange: Option<Exchange<'a>>,
     /// Another artifact cache than the node's.
     pub cache: Option<&'a CacheSettings>,
 }
@@ -115,7 +127,8 @@ impl Node {
         // (WasmEdge's compiler does, so it compiles in a child process).
         let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
         assert_eq!(threads, 1, "{id}: threads left in the creating process");
-        let result = result.and_then(|pid| finish(&id, &bundle, pid, request, &stdout));
+        let reply = std::cell::RefCell::new(None);
+        let result = result.and_then(|pid| finish(&id, &bundle, pid, request, &stdout, &reply));
         if let Err(e) = triage_runtime::container::delete(&id, &bundle) {
             panic!("{id}: delete: {e}");
         }
@@ -125,6 +138,7 @@ impl Node {
             result,
             stdout: std::fs::read_to_string(&stdout).unwrap_or_default(),
             stderr: std::fs::read_to_string(&stderr).unwrap_or_default(),
+            reply: reply.into_inner(),
         };
         (id, outcome)
     }
@@ -190,8 +204,12 @@ impl Node {
             resources =
                 resources.memory(LinuxMemoryBuilder::default().limit(limit).build().unwrap());
         }
+        let mut namespaces = default_linux.namespaces().clone().unwrap_or_default();
+        if request.exchange.is_some() {
+            namespaces.retain(|ns| ns.typ() != oci_spec::runtime::LinuxNamespaceType::Network);
+        }
         let linux = LinuxBuilder::default()
-            .namespaces(default_linux.namespaces().clone().unwrap_or_default())
+            .namespaces(namespaces)
             .masked_paths(default_linux.masked_paths().clone().unwrap_or_default())
             .readonly_paths(default_linux.readonly_paths().clone().unwrap_or_default())
             .cgroups_path(PathBuf::from(format!("{CGROUP_PARENT}/{id}")))
@@ -246,16 +264,33 @@ fn create(id: &str, bundle: &Path, request: &Request, node: &Node) -> Result<i32
     .map_err(|e| e.to_string())
 }
 
-/// Starts the container, signals it when asked, and waits for its init's status.
+/// Starts the container, signals it or talks to it when asked (the reply in `reply`), and
+/// waits for its init's status.
 fn finish(
     id: &str,
     bundle: &Path,
     pid: i32,
     request: &Request,
     stdout: &Path,
+    reply: &std::cell::RefCell<Option<String>>,
 ) -> Result<i32, String> {
     if !triage_runtime::container::release(id, bundle).map_err(|e| e.to_string())? {
         triage_runtime::container::start(id, bundle).map_err(|e| e.to_string())?;
+    }
+    if let Some(exchange) = &request.exchange {
+        use std::io::{Read, Write};
+        wait_for_line(stdout, exchange.after)?;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", exchange.port))
+            .map_err(|e| format!("connecting to the guest on {}: {e}", exchange.port))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        writeln!(stream, "{}", exchange.send).map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .map_err(|e| format!("reading the guest's reply: {e}"))?;
+        *reply.borrow_mut() = Some(answer);
     }
     if let Some((line, signal)) = request.signal_after {
         wait_for_line(stdout, line)?;
