@@ -170,9 +170,11 @@ impl WasmtimeEngine {
         })
     }
 
-    /// The component snapshot entry for `bytes`, built once per node: `None` (logged)
-    /// when the init fails, so that the container runs the component as it is.
-    fn preload_component_snapshot(
+    /// The snapshot of `bytes` (a module, or a component when `component`) pre-initialised
+    /// with `init`, compiled, from the cache: built once per node; `None` (logged) when the
+    /// init fails, so that the container runs the guest as it is.
+    #[allow(clippy::too_many_arguments)]
+    fn snapshot_artifact(
         &self,
         id: &str,
         host_path: &Path,
@@ -180,38 +182,38 @@ impl WasmtimeEngine {
         cache: &ArtifactCache,
         init: &str,
         options: &PreloadOptions,
-    ) -> Result<Option<(WarmComponent, CacheOutcome)>, EngineError> {
+        component: bool,
+    ) -> Result<Option<(std::path::PathBuf, CacheOutcome)>, EngineError> {
+        let what = if component { "component" } else { "module" };
         let entry = self.cache_entry(bytes, Some(init));
         let built = cache.get_or_build_once(&entry, || {
             let started = std::time::Instant::now();
-            let snapshot = snapshot::pre_initialise_component(
-                id,
-                bytes,
-                init,
-                options.init_memory_limit,
-                options.init_deadline,
-            )?;
+            let (memory, deadline) = (options.init_memory_limit, options.init_deadline);
+            let snapshot = if component {
+                snapshot::pre_initialise_component(id, bytes, init, memory, deadline)?
+            } else {
+                snapshot::pre_initialise(bytes, init, memory, deadline)?
+            };
             tracing::info!(
                 container = %id,
                 init,
                 ms = started.elapsed().as_secs_f64() * 1000.0,
                 bytes = snapshot.len(),
-                "wasm component pre-initialised"
+                "wasm {what} pre-initialised"
             );
-            self.engine
-                .precompile_component(&snapshot)
-                .map_err(|e| format!("compiling the snapshot: {e:#}"))
+            let compiled = if component {
+                self.engine.precompile_component(&snapshot)
+            } else {
+                self.engine.precompile_module(&snapshot)
+            };
+            compiled.map_err(|e| format!("compiling the snapshot: {e:#}"))
         });
         match built {
-            Ok((artifact, outcome)) => {
-                let warm =
-                    component::preload(&self.engine, id, host_path, bytes, &artifact, options)?;
-                Ok(Some((warm, outcome)))
-            }
+            Ok(built) => Ok(Some(built)),
             Err(CacheError::Build(reason)) => {
                 tracing::warn!(
                     container = %id,
-                    "container {id}: no snapshot of {} with init export {init:?}: {reason}; the component runs as it is",
+                    "container {id}: no snapshot of {} with init export {init:?}: {reason}; the {what} runs as it is",
                     host_path.display()
                 );
                 Ok(None)
@@ -223,8 +225,26 @@ impl WasmtimeEngine {
         }
     }
 
-    /// The snapshot entry for `bytes`, built once per node: `None` (logged) when the
-    /// init fails, so that the container runs the module as it is.
+    /// A component's snapshot, loaded and linked (see [`Self::snapshot_artifact`]).
+    fn preload_component_snapshot(
+        &self,
+        id: &str,
+        host_path: &Path,
+        bytes: &[u8],
+        cache: &ArtifactCache,
+        init: &str,
+        options: &PreloadOptions,
+    ) -> Result<Option<(WarmComponent, CacheOutcome)>, EngineError> {
+        let Some((artifact, outcome)) =
+            self.snapshot_artifact(id, host_path, bytes, cache, init, options, true)?
+        else {
+            return Ok(None);
+        };
+        let warm = component::preload(&self.engine, id, host_path, bytes, &artifact, options)?;
+        Ok(Some((warm, outcome)))
+    }
+
+    /// A module's snapshot, loaded and linked (see [`Self::snapshot_artifact`]).
     fn preload_snapshot(
         &self,
         id: &str,
@@ -234,45 +254,14 @@ impl WasmtimeEngine {
         init: &str,
         options: &PreloadOptions,
     ) -> Result<Option<(WarmModule, CacheOutcome)>, EngineError> {
-        let entry = self.cache_entry(bytes, Some(init));
-        let built = cache.get_or_build_once(&entry, || {
-            let started = std::time::Instant::now();
-            let snapshot = snapshot::pre_initialise(
-                bytes,
-                init,
-                options.init_memory_limit,
-                options.init_deadline,
-            )?;
-            tracing::info!(
-                container = %id,
-                init,
-                ms = started.elapsed().as_secs_f64() * 1000.0,
-                bytes = snapshot.len(),
-                "wasm module pre-initialised"
-            );
-            self.engine
-                .precompile_module(&snapshot)
-                .map_err(|e| format!("compiling the snapshot: {e:#}"))
-        });
-        match built {
-            Ok((artifact, outcome)) => {
-                // Wizer removes the start function: the snapshot is past it.
-                let warm = self.load_artifact(id, host_path, &artifact, false)?;
-                Ok(Some((warm, outcome)))
-            }
-            Err(CacheError::Build(reason)) => {
-                tracing::warn!(
-                    container = %id,
-                    "container {id}: no snapshot of {} with init export {init:?}: {reason}; the module runs as it is",
-                    host_path.display()
-                );
-                Ok(None)
-            }
-            Err(source) => Err(EngineError::Cache {
-                id: id.to_owned(),
-                source,
-            }),
-        }
+        let Some((artifact, outcome)) =
+            self.snapshot_artifact(id, host_path, bytes, cache, init, options, false)?
+        else {
+            return Ok(None);
+        };
+        // Wizer removes the start function: the snapshot is past it.
+        let warm = self.load_artifact(id, host_path, &artifact, false)?;
+        Ok(Some((warm, outcome)))
     }
 }
 
