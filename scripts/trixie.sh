@@ -9,11 +9,10 @@
 # `run` binds the repository, cargo's and rustup's homes, $CARGO_TARGET_DIR (the trixie build's
 # own target dir) and each directory of $TRIXIE_BIND (colon-separated) at their host paths; the
 # mounts vanish with the command. Environment: TRIXIE_ROOT (default /var/cache/triage/trixie),
-# TRIXIE_MIRROR (default http://deb.debian.org/debian).
+# TRIXIE_MIRROR (default: the Debian archive of this host's APT sources, scripts/apt-mirror.sh).
 set -euo pipefail
 
 ROOT=${TRIXIE_ROOT:-/var/cache/triage/trixie}
-MIRROR=${TRIXIE_MIRROR:-http://deb.debian.org/debian}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 # Building runtime with the WasmEdge engine: libwasmedge's headers and library, libclang for
 # wasmedge-sys's bindgen, a C toolchain for build scripts, libseccomp for libcontainer, protoc
@@ -46,6 +45,8 @@ ensure() {
   fi
   local started=$SECONDS
   if [ ! -x "$ROOT/usr/bin/apt-get" ] || [ -d "$ROOT/debootstrap" ]; then
+    local MIRROR
+    MIRROR=${TRIXIE_MIRROR:-$(bash "$REPO/scripts/apt-mirror.sh")}
     echo "trixie: debootstrap into $ROOT (minbase, from $MIRROR)"
     rm -rf "$ROOT"
     mkdir -p "$(dirname "$ROOT")"
