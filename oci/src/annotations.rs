@@ -141,14 +141,12 @@ pub fn listen(
     id: &str,
     annotations: &HashMap<String, String>,
 ) -> Result<Option<Vec<std::net::SocketAddr>>, PlanError> {
-    parsed(
-        id,
-        annotations,
-        LISTEN,
-        "at most 16 IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081)",
-        parse_listen,
-    )
+    parsed(id, annotations, LISTEN, LISTEN_FORMS, parse_listen)
 }
+
+/// What a list of listen addresses may be (the annotation's, the environment's).
+pub const LISTEN_FORMS: &str =
+    "at most 16 IP:PORT addresses separated by commas (e.g. 0.0.0.0:8080,0.0.0.0:8081)";
 
 /// Annotation `key` read with `parse`: `None` when absent; refused, with the forms it
 /// takes (`expected`), when present but not parsed.

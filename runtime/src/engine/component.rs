@@ -42,8 +42,9 @@ pub(super) struct ComponentState {
     hooks: OutgoingHttp,
     /// What the instance may reach (its lookups, connections and outgoing requests).
     pub(super) egress: Arc<Egress>,
-    /// `wasi:nn`: the container's preloaded graphs, shared with its other instances.
-    nn: wasmtime_wasi_nn::wit::WasiNnCtx,
+    /// `wasi:nn`: the container's preloaded graphs, shared with its other instances
+    /// (`None` for a container without wasi-nn: nothing is made per request for it).
+    nn: Option<wasmtime_wasi_nn::wit::WasiNnCtx>,
     pub(super) limits: MemoryLimiter,
 }
 
@@ -56,13 +57,20 @@ impl ComponentState {
             http: WasiHttpCtx::new(),
             hooks: OutgoingHttp::new(Arc::clone(&inv.egress)),
             egress: Arc::clone(&inv.egress),
-            nn: super::wasi_nn::component_context(&inv.id, inv.nn.as_ref()),
+            nn: inv
+                .nn
+                .as_ref()
+                .map(|host| super::wasi_nn::component_context(&inv.id, Some(host))),
             limits,
         }
     }
 
     fn nn(&mut self) -> wasmtime_wasi_nn::wit::WasiNnView<'_> {
-        wasmtime_wasi_nn::wit::WasiNnView::new(&mut self.table, &mut self.nn)
+        // A guest that calls wasi:nn in a container without it finds no backend or graph.
+        let nn = self
+            .nn
+            .get_or_insert_with(|| super::wasi_nn::component_context("", None));
+        wasmtime_wasi_nn::wit::WasiNnView::new(&mut self.table, nn)
     }
 }
 

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use triage_oci::annotations::MAX_LISTEN_ADDRESSES;
+use triage_oci::annotations::LISTEN_FORMS;
 use triage_oci::{ListenSource, LISTEN_ENV};
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -83,7 +83,7 @@ pub(super) fn prepare(
     };
     if let ListenSource::EnvNotAddresses(value) = &inv.listen.source {
         return Err(setup(format!(
-            "environment {LISTEN_ENV}={value} is not valid (expected at most {MAX_LISTEN_ADDRESSES} IP:PORT addresses separated by commas, e.g. 0.0.0.0:8080,0.0.0.0:8081)"
+            "environment {LISTEN_ENV}={value} is not valid (expected {LISTEN_FORMS})"
         )));
     }
     let mut listeners = Vec::with_capacity(inv.listen.addrs.len());

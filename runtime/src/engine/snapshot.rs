@@ -41,6 +41,31 @@ struct InitLimits {
     instances: usize,
 }
 
+impl InitLimits {
+    /// `memory_limit` (else [`INIT_MEMORY_DEFAULT`]) over all memories, and `instances`.
+    fn new(memory_limit: Option<u64>, instances: usize) -> Self {
+        let limit = memory_limit.unwrap_or(INIT_MEMORY_DEFAULT);
+        Self {
+            bytes_left: usize::try_from(limit).unwrap_or(usize::MAX),
+            instances,
+        }
+    }
+}
+
+/// An init's store: its memory bound (`limits` of `state`), its fuel, and its epoch
+/// deadline (which [`with_deadline`]'s timer reaches).
+fn bounded_store<T: 'static>(
+    engine: &Engine,
+    state: T,
+    limits: fn(&mut T) -> &mut InitLimits,
+) -> Result<Store<T>, String> {
+    let mut store = Store::new(engine, state);
+    store.limiter(move |state| limits(state));
+    store.set_fuel(INIT_FUEL).map_err(|e| format!("{e:#}"))?;
+    store.set_epoch_deadline(1);
+    Ok(store)
+}
+
 impl ResourceLimiter for InitLimits {
     fn memory_growing(
         &mut self,
@@ -104,20 +129,11 @@ pub fn pre_initialise(
     let mut linker: Linker<InitState> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state| &mut state.wasi)
         .map_err(|e| format!("linking WASI: {e:#}"))?;
-    let limit = memory_limit.unwrap_or(INIT_MEMORY_DEFAULT);
-    let mut store = Store::new(
-        &engine,
-        InitState {
-            wasi: WasiCtxBuilder::new().build_p1(),
-            limits: InitLimits {
-                bytes_left: usize::try_from(limit).unwrap_or(usize::MAX),
-                instances: 1,
-            },
-        },
-    );
-    store.limiter(|state| &mut state.limits);
-    store.set_fuel(INIT_FUEL).map_err(|e| format!("{e:#}"))?;
-    store.set_epoch_deadline(1);
+    let state = InitState {
+        wasi: WasiCtxBuilder::new().build_p1(),
+        limits: InitLimits::new(memory_limit, 1),
+    };
+    let mut store = bounded_store(&engine, state, |state| &mut state.limits)?;
     let instance = with_deadline(&engine, deadline, || {
         run_init(&mut store, &linker, &module, init, deadline)
     })?;
@@ -185,23 +201,14 @@ pub fn pre_initialise_component(
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker))
         .map_err(|e| format!("linking WASI 0.2: {e:#}"))?;
-    let limit = memory_limit.unwrap_or(INIT_MEMORY_DEFAULT);
-    let mut store = Store::new(
-        &engine,
-        ComponentInitState {
-            wasi: WasiCtxBuilder::new().build(),
-            table: wasmtime::component::ResourceTable::new(),
-            http: wasmtime_wasi_http::WasiHttpCtx::new(),
-            hooks: super::outgoing_http::OutgoingHttp::new(super::egress::Egress::denied(id)),
-            limits: InitLimits {
-                bytes_left: usize::try_from(limit).unwrap_or(usize::MAX),
-                instances: INIT_COMPONENT_INSTANCES,
-            },
-        },
-    );
-    store.limiter(|state| &mut state.limits);
-    store.set_fuel(INIT_FUEL).map_err(|e| format!("{e:#}"))?;
-    store.set_epoch_deadline(1);
+    let state = ComponentInitState {
+        wasi: WasiCtxBuilder::new().build(),
+        table: wasmtime::component::ResourceTable::new(),
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        hooks: super::outgoing_http::OutgoingHttp::new(super::egress::Egress::denied(id)),
+        limits: InitLimits::new(memory_limit, INIT_COMPONENT_INSTANCES),
+    };
+    let mut store = bounded_store(&engine, state, |state| &mut state.limits)?;
     let instance = with_deadline(&engine, deadline, || {
         let stopped = |what: &str, e: wasmtime::Error| init_stopped(what, e, deadline);
         let instance = linker

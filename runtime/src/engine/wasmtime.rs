@@ -201,12 +201,8 @@ impl WasmtimeEngine {
                 bytes = snapshot.len(),
                 "wasm {what} pre-initialised"
             );
-            let compiled = if component {
-                self.engine.precompile_component(&snapshot)
-            } else {
-                self.engine.precompile_module(&snapshot)
-            };
-            compiled.map_err(|e| format!("compiling the snapshot: {e:#}"))
+            self.precompile(&snapshot, component)
+                .map_err(|e| format!("compiling the snapshot: {e}"))
         });
         match built {
             Ok(built) => Ok(Some(built)),
@@ -225,43 +221,14 @@ impl WasmtimeEngine {
         }
     }
 
-    /// A component's snapshot, loaded and linked (see [`Self::snapshot_artifact`]).
-    fn preload_component_snapshot(
-        &self,
-        id: &str,
-        host_path: &Path,
-        bytes: &[u8],
-        cache: &ArtifactCache,
-        init: &str,
-        options: &PreloadOptions,
-    ) -> Result<Option<(WarmComponent, CacheOutcome)>, EngineError> {
-        let Some((artifact, outcome)) =
-            self.snapshot_artifact(id, host_path, bytes, cache, init, options, true)?
-        else {
-            return Ok(None);
+    /// Compiles a module, or a component when `component`.
+    fn precompile(&self, bytes: &[u8], component: bool) -> Result<Vec<u8>, String> {
+        let compiled = if component {
+            self.engine.precompile_component(bytes)
+        } else {
+            self.engine.precompile_module(bytes)
         };
-        let warm = component::preload(&self.engine, id, host_path, bytes, &artifact, options)?;
-        Ok(Some((warm, outcome)))
-    }
-
-    /// A module's snapshot, loaded and linked (see [`Self::snapshot_artifact`]).
-    fn preload_snapshot(
-        &self,
-        id: &str,
-        host_path: &Path,
-        bytes: &[u8],
-        cache: &ArtifactCache,
-        init: &str,
-        options: &PreloadOptions,
-    ) -> Result<Option<(WarmModule, CacheOutcome)>, EngineError> {
-        let Some((artifact, outcome)) =
-            self.snapshot_artifact(id, host_path, bytes, cache, init, options, false)?
-        else {
-            return Ok(None);
-        };
-        // Wizer removes the start function: the snapshot is past it.
-        let warm = self.load_artifact(id, host_path, &artifact, false)?;
-        Ok(Some((warm, outcome)))
+        compiled.map_err(|e| format!("{e:#}"))
     }
 }
 
@@ -369,85 +336,61 @@ impl WasmEngine for WasmtimeEngine {
         cache: &ArtifactCache,
         options: &PreloadOptions,
     ) -> Result<Preloaded, EngineError> {
-        if wasmparser::Parser::is_component(bytes) {
+        let component = wasmparser::Parser::is_component(bytes);
+        let (exports, has_start_function, uses_wasi_nn) = if component {
             let exports = ComponentWorld::top_level_exports(bytes)
                 .map_err(|e| EngineError::invalid(id, host_path, e.to_string()))?;
-            let snapshot_init = options
-                .snapshot_init
-                .as_deref()
-                .filter(|init| exports.iter().any(|e| e == init));
-            let snapshot = match snapshot_init {
-                Some(init) => {
-                    self.preload_component_snapshot(id, host_path, bytes, cache, init, options)?
-                }
-                None => None,
-            };
-            let (warm, outcome, snapshot_of) = match snapshot {
-                Some((warm, outcome)) => (warm, outcome, snapshot_init.map(str::to_owned)),
-                None => {
-                    let entry = self.cache_entry(bytes, None);
-                    let (artifact, outcome) = cache
-                        .get_or_build(&entry, || {
-                            self.engine
-                                .precompile_component(bytes)
-                                .map_err(|e| format!("{e:#}"))
-                        })
-                        .map_err(|e| EngineError::compiling(id, host_path, e))?;
-                    let warm =
-                        component::preload(&self.engine, id, host_path, bytes, &artifact, options)?;
-                    (warm, outcome, None)
-                }
-            };
-            *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(Warm::Component(warm));
-            return Ok(Preloaded {
-                outcome,
-                snapshot_of,
-                uses_wasi_nn: ComponentWorld::imports_wasi_nn(id, host_path, bytes)?,
-            });
-        }
-        let facts = ModuleFacts::of(id, host_path, bytes)?;
+            let nn = ComponentWorld::imports_wasi_nn(id, host_path, bytes)?;
+            (exports, false, nn)
+        } else {
+            let facts = ModuleFacts::of(id, host_path, bytes)?;
+            (
+                facts.function_exports,
+                facts.has_start_function,
+                facts.uses_wasi_nn,
+            )
+        };
         let snapshot_init = options
             .snapshot_init
             .as_deref()
-            .filter(|init| facts.function_exports.iter().any(|e| e == init));
+            .filter(|init| exports.iter().any(|e| e == init));
         let snapshot = match snapshot_init {
             Some(init) => self
-                .preload_snapshot(id, host_path, bytes, cache, init, options)?
-                .map(|(warm, outcome)| (warm, outcome, init)),
+                .snapshot_artifact(id, host_path, bytes, cache, init, options, component)?
+                .map(|built| (built, init.to_owned())),
             None => None,
         };
-        let (warm, preloaded) = match snapshot {
-            Some((warm, outcome, init)) => (
-                warm,
-                Preloaded {
-                    outcome,
-                    snapshot_of: Some(init.to_owned()),
-                    uses_wasi_nn: facts.uses_wasi_nn,
-                },
-            ),
+        let ((artifact, outcome), snapshot_of) = match snapshot {
+            Some((built, init)) => (built, Some(init)),
             None => {
-                let entry = self.cache_entry(bytes, None);
-                let (artifact, outcome) = cache
-                    .get_or_build(&entry, || {
-                        self.engine
-                            .precompile_module(bytes)
-                            .map_err(|e| format!("{e:#}"))
+                let built = cache
+                    .get_or_build(&self.cache_entry(bytes, None), || {
+                        self.precompile(bytes, component)
                     })
                     .map_err(|e| EngineError::compiling(id, host_path, e))?;
-                let warm =
-                    self.load_artifact(id, host_path, &artifact, facts.has_start_function)?;
-                (
-                    warm,
-                    Preloaded {
-                        outcome,
-                        snapshot_of: None,
-                        uses_wasi_nn: facts.uses_wasi_nn,
-                    },
-                )
+                (built, None)
             }
         };
-        *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(Warm::Module(warm));
-        Ok(preloaded)
+        let warm = if component {
+            Warm::Component(component::preload(
+                &self.engine,
+                id,
+                host_path,
+                bytes,
+                &artifact,
+                options,
+            )?)
+        } else {
+            // Wizer removes the start function: a snapshot is past it.
+            let start = has_start_function && snapshot_of.is_none();
+            Warm::Module(self.load_artifact(id, host_path, &artifact, start)?)
+        };
+        *self.warm.lock().unwrap_or_else(|p| p.into_inner()) = Some(warm);
+        Ok(Preloaded {
+            outcome,
+            snapshot_of,
+            uses_wasi_nn,
+        })
     }
 
     fn prepare(&self, inv: &GuestInvocation) -> Result<Box<dyn PreparedGuest + Send>, EngineError> {
